@@ -1,0 +1,3 @@
+"""blocksft: supervised fine-tuning of masked diffusion LMs (classical vs Blockwise SFT)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,222 @@
+"""Masking strategies for diffusion SFT: pure tensor code, vectorised over the batch.
+
+A strategy turns a clean batch into the model input and the loss positions:
+
+    strategy(input_ids [B, L], response_start [B], response_len [B], generator, sample_index [B])
+        -> MaskedBatch(noisy_ids [B, L], loss_mask [B, L], eligible_mask [B, L], mask_rate [B], ...)
+
+``response_start`` is the index of the first response token and ``response_len`` the number of
+response tokens in the loss scope (the answer, its EOS and, by default, the EOS tail; see
+``DataConfig.tail_padding``). Tokens before ``response_start`` (the prompt) are never masked.
+Every random draw comes from the ``torch.Generator`` passed in, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+BlockSampling = Literal["without_replacement", "uniform"]
+
+
+@dataclass
+class MaskedBatch:
+    """Output of a strategy. ``loss_mask`` ⊆ ``eligible_mask`` ⊆ response scope; prompt untouched."""
+
+    noisy_ids: torch.Tensor  # [B, L] long: input with [MASK] substituted
+    loss_mask: torch.Tensor  # [B, L] bool: masked tokens that carry loss
+    eligible_mask: torch.Tensor  # [B, L] bool: response tokens in this strategy's loss scope
+    mask_rate: torch.Tensor  # [B] float: the sampled rate p of each sample
+    response_len: torch.Tensor  # [B] long: response tokens in scope (ELBO normaliser)
+    active_block: torch.Tensor | None = None  # [B] long: blockwise active block index
+
+
+def sample_mask_rate(batch_size: int, eps: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """p ~ U(eps, 1), one per sample: [B] float."""
+    return eps + (1.0 - eps) * torch.rand(batch_size, generator=generator, device=device)
+
+
+def response_positions(input_ids: torch.Tensor, response_start: torch.Tensor) -> torch.Tensor:
+    """Position of every token relative to its response start: [B, L] long (negative = prompt)."""
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return positions[None, :] - response_start[:, None]
+
+
+def _check_rate(name: str, value: float, low_open: bool = False) -> None:
+    if low_open and not 0.0 < value < 1.0:
+        raise ValueError(f"strategy.{name}={value}: must be in the open interval (0, 1)")
+    if not low_open and not 0.0 <= value <= 1.0:
+        raise ValueError(f"strategy.{name}={value}: must be in [0, 1]")
+
+
+class MaskingStrategy:
+    """Base class; subclasses implement ``__call__``. Stateless unless they override the state hooks."""
+
+    name: str = "base"
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        response_start: torch.Tensor,
+        response_len: torch.Tensor,
+        generator: torch.Generator,
+        sample_index: torch.Tensor | None = None,
+    ) -> MaskedBatch:
+        raise NotImplementedError
+
+    def expected_eligible(self, response_len: torch.Tensor) -> torch.Tensor:
+        """Expected eligible (loss-scope) tokens per sample, [B] float; used to size token budgets."""
+        return response_len.float()
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+
+class ClassicalMasking(MaskingStrategy):
+    """Classical (LLaDA) SFT: p ~ U(eps, 1) per sample, each response token masked w.p. p."""
+
+    name = "classical"
+
+    def __init__(self, eps: float = 1e-3, mask_id: int = 0) -> None:
+        _check_rate("eps", eps, low_open=True)
+        self.eps = eps
+        self.mask_id = mask_id
+
+    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
+        relative = response_positions(input_ids, response_start)
+        eligible = (relative >= 0) & (relative < response_len[:, None])
+        rate = sample_mask_rate(input_ids.shape[0], self.eps, generator, input_ids.device)
+        draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+        loss_mask = eligible & (draws < rate[:, None])
+        noisy_ids = torch.where(loss_mask, self.mask_id, input_ids)
+        return MaskedBatch(noisy_ids, loss_mask, eligible, rate, response_len)
+
+
+class BlockSampler:
+    """Chooses one active block per sample.
+
+    ``uniform``: each call draws uniformly from the sample's ``num_blocks`` blocks.
+    ``without_replacement`` (official code): each sample keeps a pool of unused block indices; a
+    call draws uniformly from the pool and removes the choice, so every (sample, block) pair is used
+    once per cycle. When a sample's pool is empty it is refilled (a new cycle) -- the official code
+    instead yields a zero-loss sample -- so multi-epoch budgets keep training. The pools are state,
+    saved with checkpoints through ``state_dict``.
+    """
+
+    def __init__(self, mode: BlockSampling = "without_replacement") -> None:
+        if mode not in ("without_replacement", "uniform"):
+            raise ValueError(f"strategy.block_sampling={mode!r}: allowed values are without_replacement, uniform")
+        self.mode = mode
+        self.used = torch.zeros(0, 0, dtype=torch.bool)  # [num_samples_seen, max_blocks_seen]
+        self.refills = 0
+
+    def _grow(self, num_samples: int, max_blocks: int) -> None:
+        rows, cols = self.used.shape
+        if num_samples > rows or max_blocks > cols:
+            grown = torch.zeros(max(rows, num_samples), max(cols, max_blocks), dtype=torch.bool)
+            grown[:rows, :cols] = self.used
+            self.used = grown
+
+    def sample(self, num_blocks: torch.Tensor, generator: torch.Generator, sample_index: torch.Tensor | None) -> torch.Tensor:
+        """num_blocks [B] (>= 1) -> active block index [B] in [0, num_blocks)."""
+        device = num_blocks.device
+        if self.mode == "uniform" or sample_index is None:
+            if self.mode == "without_replacement":
+                raise ValueError("block_sampling=without_replacement needs the batch's sample indices")
+            draws = torch.rand(num_blocks.shape, generator=generator, device=device)
+            return (draws * num_blocks).long().clamp_max(num_blocks - 1)
+        max_blocks = int(num_blocks.max())
+        index = sample_index.cpu()
+        self._grow(int(index.max()) + 1, max_blocks)
+        in_range = torch.arange(max_blocks)[None, :] < num_blocks.cpu()[:, None]
+        available = in_range & ~self.used[index, :max_blocks]
+        exhausted = ~available.any(dim=1)
+        if exhausted.any():
+            self.used[index[exhausted]] = False
+            self.refills += int(exhausted.sum())
+            available = torch.where(exhausted[:, None], in_range, available)
+        scores = torch.rand(available.shape, generator=generator, device=device).cpu()
+        choice = scores.masked_fill(~available, -1.0).argmax(dim=1)
+        self.used[index, choice] = True
+        return choice.to(device)
+
+    def state_dict(self) -> dict:
+        return {"mode": self.mode, "used": self.used.clone(), "refills": self.refills}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.used = state["used"].clone().bool()
+        self.refills = int(state.get("refills", 0))
+
+
+class BlockwiseMasking(MaskingStrategy):
+    """Blockwise SFT (Sun et al. 2025).
+
+    The response is cut into blocks of ``block_size`` aligned at the response start (the last one
+    may be partial). One active block per sample is masked at p ~ U(eps, 1) and carries the loss.
+    Earlier response tokens (prefix) stay clean, or are masked at the fixed ``prefix_mask_rate``
+    (ablation; never in the loss). Later response tokens (suffix) become [MASK] with probability
+    ``suffix_mask_prob`` (1.0 = fully hidden, the method; 0.0 = fully visible; never in the loss).
+    """
+
+    name = "blockwise"
+
+    def __init__(
+        self,
+        block_size: int,
+        eps: float = 1e-3,
+        mask_id: int = 0,
+        block_sampling: BlockSampling = "without_replacement",
+        prefix_mask_rate: float = 0.0,
+        suffix_mask_prob: float = 1.0,
+    ) -> None:
+        if block_size <= 0:
+            raise ValueError(f"block.size={block_size}: must be a positive integer")
+        _check_rate("eps", eps, low_open=True)
+        _check_rate("prefix_mask_rate", prefix_mask_rate)
+        _check_rate("suffix_mask_prob", suffix_mask_prob)
+        self.block_size = block_size
+        self.eps = eps
+        self.mask_id = mask_id
+        self.prefix_mask_rate = prefix_mask_rate
+        self.suffix_mask_prob = suffix_mask_prob
+        self.sampler = BlockSampler(block_sampling)
+
+    def active_span(self, response_len: torch.Tensor, generator: torch.Generator, sample_index) -> tuple:
+        """Choose the active block: (index [B], start [B], end [B]) relative to the response start."""
+        num_blocks = (response_len + self.block_size - 1) // self.block_size
+        active = self.sampler.sample(num_blocks.clamp_min(1), generator, sample_index)
+        start = active * self.block_size
+        end = torch.minimum(start + self.block_size, response_len)
+        return active, start, end
+
+    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
+        relative = response_positions(input_ids, response_start)
+        in_response = (relative >= 0) & (relative < response_len[:, None])
+        active, start, end = self.active_span(response_len, generator, sample_index)
+        in_active = in_response & (relative >= start[:, None]) & (relative < end[:, None])
+        in_prefix = in_response & (relative < start[:, None])
+        in_suffix = in_response & (relative >= end[:, None])
+
+        rate = sample_mask_rate(input_ids.shape[0], self.eps, generator, input_ids.device)
+        # One draw per position serves all three disjoint regions, so they stay independent.
+        draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+        loss_mask = in_active & (draws < rate[:, None])
+        hidden = loss_mask | (in_prefix & (draws < self.prefix_mask_rate)) | (in_suffix & (draws < self.suffix_mask_prob))
+        noisy_ids = torch.where(hidden, self.mask_id, input_ids)
+        return MaskedBatch(noisy_ids, loss_mask, in_active, rate, response_len, active)
+
+    def expected_eligible(self, response_len: torch.Tensor) -> torch.Tensor:
+        """Mean block length over a response's blocks (active block chosen uniformly)."""
+        num_blocks = (response_len + self.block_size - 1) // self.block_size
+        return response_len.float() / num_blocks.clamp_min(1)
+
+    def state_dict(self) -> dict:
+        return {"block_sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["block_sampler"])

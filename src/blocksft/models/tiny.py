@@ -1,0 +1,137 @@
+"""A small bidirectional transformer for masked diffusion, built from a config (no download).
+
+Reads top to bottom: token + position embeddings -> pre-LN encoder blocks with full (non-causal)
+attention -> final LayerNorm -> linear LM head. It is a Hugging Face ``PreTrainedModel``, so
+``save_pretrained`` / ``from_pretrained`` work, and ``model(x).logits`` behaves like LLaDA's
+``model(x)``. ``encode`` and ``project`` are split so that training can apply the LM head only at
+loss-bearing positions.
+
+Left padding: with an ``attention_mask`` (1 = real token), padded keys are ignored and position ids
+count real tokens only, so a left-padded prompt sees exactly what the unpadded prompt sees.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import MaskedLMOutput
+
+
+class TinyDiffusionConfig(PretrainedConfig):
+    model_type = "blocksft_tiny"
+
+    def __init__(
+        self,
+        vocab_size: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        intermediate_size: int = 512,
+        max_position_embeddings: int = 512,
+        dropout: float = 0.0,
+        mask_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        **kwargs,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.max_position_embeddings = max_position_embeddings
+        self.dropout = dropout
+        self.mask_token_id = mask_token_id
+        super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN block: x + Attn(LN(x)), then x + MLP(LN(x)); attention is bidirectional."""
+
+    def __init__(self, config: TinyDiffusionConfig) -> None:
+        super().__init__()
+        if config.hidden_size % config.num_heads:
+            raise ValueError(
+                f"model.hidden_size={config.hidden_size} must be divisible by model.num_heads={config.num_heads}"
+            )
+        self.num_heads = config.num_heads
+        self.dropout = config.dropout
+        self.attn_norm = nn.LayerNorm(config.hidden_size)
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.attn_out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+            nn.Dropout(config.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + self.attn_out(attended.transpose(1, 2).reshape(batch, length, width))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class TinyDiffusionLM(PreTrainedModel):
+    """Bidirectional masked-diffusion LM.
+
+    ``encode(input_ids [B, L], attention_mask [B, L] | None) -> hidden [B, L, H]``;
+    ``project(hidden [..., H]) -> logits [..., V]``; ``forward`` = project(encode(...)).
+    """
+
+    config_class = TinyDiffusionConfig
+    base_model_prefix = "tiny"
+    _supports_sdpa = True
+
+    def __init__(self, config: TinyDiffusionConfig) -> None:
+        super().__init__(config)
+        self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        length = input_ids.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {length} exceeds model.max_position_embeddings={self.config.max_position_embeddings}"
+            )
+        if attention_mask is None:
+            positions = torch.arange(length, device=input_ids.device).expand_as(input_ids)
+            key_mask = None
+        else:
+            real = attention_mask.bool()
+            positions = (real.long().cumsum(-1) - 1).clamp_min(0)
+            key_mask = real[:, None, None, :]
+        x = self.embedding_dropout(self.token_embedding(input_ids) + self.position_embedding(positions))
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return self.final_norm(x)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: object) -> MaskedLMOutput:
+        return MaskedLMOutput(logits=self.project(self.encode(input_ids, attention_mask)))

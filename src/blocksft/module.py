@@ -1,0 +1,197 @@
+"""Lightning module: wires a masking strategy, a backbone, the loss and the decoder. No logic of its own
+beyond bookkeeping (token counters, random streams, per-sample evaluation records)."""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+
+from blocksft.answers import score
+from blocksft.decoding import generate
+from blocksft.masking import MaskingStrategy
+from blocksft.objective import masked_diffusion_loss
+from blocksft.optim import warmup_cosine_factor
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score."""
+
+    gen_length: int
+    block_lengths: tuple[int, ...]
+    steps: int
+    temperature: float = 0.0
+    remasking: str = "low_confidence"
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    total_steps: int
+    warmup_frac: float = 0.1
+    min_lr_ratio: float = 0.01
+    warmup_type: str = "linear"
+
+
+class DiffusionSFTModule(L.LightningModule):
+    """SFT of a masked diffusion LM.
+
+    ``model`` must offer ``encode(ids, attention_mask) -> hidden`` and ``project(hidden) -> logits``
+    (the LM head is applied at loss positions only) and ``model(ids, attention_mask=...).logits``
+    for decoding. ``token_budget`` stops training once the cumulative ``token_count``
+    ("eligible" or "masked") reaches it.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        strategy: MaskingStrategy,
+        *,
+        optimizer: functools.partial,
+        schedule: ScheduleSettings,
+        decode: DecodeSettings,
+        loss_weighting: str = "mean_masked",
+        token_budget: int | None = None,
+        token_count: str = "eligible",
+        answer_scheme: str = "gsm8k",
+        eval_name: str = "val",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model, self.tokenizer, self.strategy = model, tokenizer, strategy
+        self.optimizer_factory, self.schedule, self.decode = optimizer, schedule, decode
+        self.loss_weighting = loss_weighting
+        self.token_budget, self.token_count = token_budget, token_count
+        self.answer_scheme, self.eval_name, self.seed = answer_scheme, eval_name, seed
+        self.mask_id, self.eos_id = tokenizer.mask_token_id, tokenizer.eos_token_id
+        self.supervised_tokens = 0
+        self.eligible_tokens = 0
+        self.active_block_counts: Counter = Counter()
+        self.mask_generator = torch.Generator().manual_seed(seed)
+        self.eval_records: list[dict] = []
+
+    # ----------------------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        if self.mask_generator.device != device:
+            self.mask_generator = torch.Generator(device=device).manual_seed(self.seed)
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        masked = self.strategy(
+            batch["input_ids"], batch["response_start"], batch["loss_scope_len"], self.mask_generator, batch["index"]
+        )
+        hidden = self.model.encode(masked.noisy_ids, batch["attention_mask"])
+        rows, cols = masked.loss_mask.nonzero(as_tuple=True)
+        logits = self.model.project(hidden[rows, cols])
+        loss = masked_diffusion_loss(
+            logits, batch["input_ids"][rows, cols], rows, masked.mask_rate, masked.response_len, self.loss_weighting
+        )
+        self._count_tokens(masked)
+        batch_size = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/mask_rate", masked.mask_rate.mean(), batch_size=batch_size)
+        self.log("train/masked_fraction", masked.loss_mask.sum() / masked.eligible_mask.sum().clamp_min(1), batch_size=batch_size)
+        self.log("train/zero_loss_samples", (~masked.loss_mask.any(dim=1)).float().mean(), batch_size=batch_size)
+        self.log("train/supervised_tokens", float(self.supervised_tokens), batch_size=batch_size)
+        self.log("train/eligible_tokens", float(self.eligible_tokens), batch_size=batch_size)
+        if masked.active_block is not None:
+            self.log("train/active_block_mean", masked.active_block.float().mean(), batch_size=batch_size)
+        return loss
+
+    def _count_tokens(self, masked) -> None:
+        self.supervised_tokens += int(masked.loss_mask.sum())
+        self.eligible_tokens += int(masked.eligible_mask.sum())
+        if masked.active_block is not None:
+            self.active_block_counts.update(masked.active_block.tolist())
+        if self.token_budget is not None:
+            spent = self.supervised_tokens if self.token_count == "masked" else self.eligible_tokens
+            if spent >= self.token_budget:
+                self.trainer.should_stop = True
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=[p for p in self.model.parameters() if p.requires_grad])
+        schedule = self.schedule
+        factor = functools.partial(
+            warmup_cosine_factor,
+            total_steps=schedule.total_steps,
+            warmup_frac=schedule.warmup_frac,
+            min_lr_ratio=schedule.min_lr_ratio,
+            warmup_type=schedule.warmup_type,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- checkpoint state
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["blocksft"] = {
+            "mask_generator": self.mask_generator.get_state(),
+            "strategy": self.strategy.state_dict(),
+            "supervised_tokens": self.supervised_tokens,
+            "eligible_tokens": self.eligible_tokens,
+            "active_block_counts": dict(self.active_block_counts),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("blocksft")
+        if state is None:
+            return
+        self.mask_generator.set_state(state["mask_generator"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.supervised_tokens = int(state["supervised_tokens"])
+        self.eligible_tokens = int(state["eligible_tokens"])
+        self.active_block_counts = Counter(state["active_block_counts"])
+
+    # ----------------------------------------------------------------------------- evaluation
+    def on_test_epoch_start(self) -> None:
+        self.eval_records = []
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        prompt_ids, attention_mask = batch["prompt_ids"], batch["attention_mask"]
+        for block_length in self.decode.block_lengths:
+            output = generate(
+                self.model,
+                prompt_ids,
+                steps=self.decode.steps,
+                gen_length=self.decode.gen_length,
+                block_length=block_length,
+                temperature=self.decode.temperature,
+                remasking=self.decode.remasking,
+                mask_id=self.mask_id,
+                attention_mask=attention_mask,
+            )
+            texts = self.decode_responses(output[:, prompt_ids.shape[1]:])
+            for prompt, target, index, text in zip(batch["prompt"], batch["target"], batch["index"], texts):
+                record = {"index": int(index), "decode_block_length": block_length, "prompt": prompt,
+                          "generation": text, "target": target}
+                record.update(score(text, target, self.answer_scheme))
+                self.eval_records.append(record)
+
+    def decode_responses(self, canvas: torch.Tensor) -> list[str]:
+        """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
+        is_eos = canvas == self.eos_id
+        length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
+        return self.tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
+
+    def on_test_epoch_end(self) -> None:
+        for block_length, metrics in self.accuracy_by_decode_block().items():
+            prefix = f"{self.eval_name}/"
+            suffix = "" if block_length == self.decode.block_lengths[0] else f"@block{block_length}"
+            for name, value in metrics.items():
+                self.log(f"{prefix}{name}{suffix}", value)
+
+    def accuracy_by_decode_block(self) -> dict[int, dict[str, float]]:
+        """{decode block length: {"accuracy": strict, "accuracy_flexible": ...}} over ``eval_records``."""
+        summary: dict[int, dict[str, float]] = {}
+        for block_length in self.decode.block_lengths:
+            records = [r for r in self.eval_records if r["decode_block_length"] == block_length]
+            if not records:
+                continue
+            metrics = {"accuracy": sum(r["correct"] for r in records) / len(records)}
+            if "correct_flexible" in records[0]:
+                metrics["accuracy_flexible"] = sum(r["correct_flexible"] for r in records) / len(records)
+            summary[block_length] = metrics
+        return summary

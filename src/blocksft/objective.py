@@ -1,0 +1,49 @@
+"""The SFT loss of masked diffusion LMs: cross-entropy on masked tokens, with two weightings.
+
+``mean_masked`` (official Blockwise-SFT code, default): per-sample mean CE over its loss tokens
+(denominator clamped to >= 1, so a sample with no masked token contributes 0), then the batch mean.
+
+``elbo`` (LLaDA's SFT loss): each masked token weighted by 1/p of its sample, the per-sample sum
+normalised by that sample's response length, then the batch mean.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+LossWeighting = Literal["mean_masked", "elbo"]
+LOSS_WEIGHTINGS = ("mean_masked", "elbo")
+
+
+def masked_diffusion_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    sample_of_token: torch.Tensor,
+    mask_rate: torch.Tensor,
+    response_len: torch.Tensor,
+    weighting: LossWeighting = "mean_masked",
+) -> torch.Tensor:
+    """Scalar loss from logits at loss positions only.
+
+    logits [N, V] and targets [N] for the N loss-bearing tokens of the batch; sample_of_token [N]
+    gives each token's row; mask_rate [B] and response_len [B] describe the B samples.
+    """
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"objective.weighting={weighting!r}: allowed values are {', '.join(LOSS_WEIGHTINGS)}")
+    batch_size = mask_rate.shape[0]
+    # 1. Token-level cross-entropy, in float32 even under bf16 autocast.
+    token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+    # 2. Weight each token and pick the per-sample normaliser.
+    if weighting == "mean_masked":
+        weights = torch.ones_like(token_loss)
+        counts = torch.zeros(batch_size, device=logits.device).index_add_(0, sample_of_token, weights)
+        normaliser = counts.clamp_min(1.0)
+    else:
+        weights = 1.0 / mask_rate[sample_of_token].float()
+        normaliser = response_len.float().clamp_min(1.0)
+    # 3. Sum per sample, normalise, average over the batch (samples without loss tokens count as 0).
+    per_sample = torch.zeros(batch_size, device=logits.device).index_add_(0, sample_of_token, token_loss * weights)
+    return (per_sample / normaliser).mean()

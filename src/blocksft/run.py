@@ -1,0 +1,229 @@
+"""The task behind ``train.py``: validate, build, train, decode, score, write results.
+
+``run(cfg)`` returns the results dict it also writes to ``<output_dir>/results.json`` (atomically).
+``main(cfg)`` wraps it for the command line: a ``ConfigError`` becomes one line on stderr and exit 2;
+loggers (W&B) are always closed, even when the job fails.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from blocksft.config import ConfigError, decode_block_lengths, validate_config
+from blocksft.datamodule import DiffusionSFTDataModule
+from blocksft.models import build_model, build_tokenizer, load_exported
+from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
+
+log = logging.getLogger("blocksft")
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to a temporary file then rename, so a kill never leaves a half-written file."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(temporary, path)
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    os.replace(temporary, path)
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    loggers = []
+    for name, logger_cfg in (cfg.logger or {}).items():
+        if name == "wandb" and not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").exists():
+            os.environ.setdefault("WANDB_MODE", "offline")
+        loggers.append(instantiate(logger_cfg))
+    return loggers
+
+
+def build_datamodule(cfg: DictConfig, tokenizer) -> DiffusionSFTDataModule:
+    data = cfg.data
+    return DiffusionSFTDataModule(
+        instantiate(data.source),
+        tokenizer,
+        response_len=data.response_len,
+        max_prompt_len=data.max_prompt_len,
+        batch_size=data.batch_size,
+        eval_batch_size=data.eval_batch_size,
+        eval_split=cfg.eval.split,
+        eval_size=cfg.eval.size,
+        prompt_template=data.prompt_template,
+        question_field=data.question_field,
+        answer_field=data.answer_field,
+        answer_scheme=data.answer_scheme,
+        tail_padding=data.tail_padding,
+        num_workers=data.num_workers,
+        seed=cfg.seed,
+    )
+
+
+def planned_steps(cfg: DictConfig, strategy, datamodule: DiffusionSFTDataModule) -> tuple[int, int]:
+    """(LR-schedule length, trainer max_steps) for the budget. A token budget is converted to an
+    expected step count from the strategy's expected eligible (or masked) tokens per sample."""
+    budget = cfg.budget
+    if budget.kind == "steps":
+        return budget.value, budget.value
+    collated = datamodule.train_collator([datamodule.train_set[i] for i in range(min(len(datamodule.train_set), 2048))])
+    per_sample = strategy.expected_eligible(collated["loss_scope_len"]).mean().item()
+    if budget.count == "masked":
+        per_sample *= (1.0 + cfg.strategy.masking.eps) / 2.0
+    expected = math.ceil(budget.value / (per_sample * cfg.data.batch_size))
+    return min(expected, budget.max_steps), budget.max_steps
+
+
+def load_for_eval(cfg: DictConfig):
+    """(model, tokenizer) for mode=eval from a run dir, an export folder or a .ckpt file."""
+    path = Path(str(cfg.ckpt_path))
+    if path.is_dir():
+        folder = path / "export" if (path / "export" / "config.json").is_file() else path
+        return load_exported(folder)
+    tokenizer = build_tokenizer(cfg.model)
+    model = build_model(cfg.model, tokenizer)
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return model, tokenizer
+
+
+def run(cfg: DictConfig) -> dict:
+    validate_config(cfg)
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    if cfg.mode == "eval":
+        model, tokenizer = load_for_eval(cfg)
+    else:
+        tokenizer = build_tokenizer(cfg.model)
+        model = build_model(cfg.model, tokenizer)
+    strategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
+    datamodule = build_datamodule(cfg, tokenizer)
+    datamodule.setup("fit")
+    schedule_steps, max_steps = planned_steps(cfg, strategy, datamodule) if cfg.mode == "train" else (1, 0)
+
+    block_lengths = decode_block_lengths(cfg)
+    module = DiffusionSFTModule(
+        model,
+        tokenizer,
+        strategy,
+        optimizer=instantiate(cfg.optim.optimizer),
+        schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
+        decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature, cfg.decode.remasking),
+        loss_weighting=cfg.objective.weighting,
+        token_budget=cfg.budget.value if cfg.budget.kind == "tokens" else None,
+        token_count=cfg.budget.get("count", "eligible"),
+        answer_scheme=cfg.data.answer_scheme,
+        eval_name=cfg.eval.name,
+        seed=cfg.seed,
+    )
+    loggers = build_loggers(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    callbacks = [
+        ModelCheckpoint(dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0,
+                        every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+    ]
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks)
+
+    train_seconds = 0.0
+    if cfg.mode == "train":
+        fit_started = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        train_seconds = time.perf_counter() - fit_started
+        export_dir = output_dir / "export"
+        model.save_pretrained(export_dir)
+        tokenizer.save_pretrained(export_dir)
+
+    eval_started = time.perf_counter()
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    eval_seconds = time.perf_counter() - eval_started
+
+    by_block = module.accuracy_by_decode_block()
+    primary = by_block.get(block_lengths[0], {})
+    results = {
+        "status": "completed",
+        "mode": cfg.mode,
+        "strategy": cfg.strategy.name,
+        "block_size": cfg.block.size,
+        "decode_block_length": block_lengths[0],
+        "seed": cfg.seed,
+        "budget": OmegaConf.to_container(cfg.budget, resolve=True),
+        "steps": trainer.global_step if cfg.mode == "train" else None,
+        "supervised_tokens": module.supervised_tokens,
+        "eligible_tokens": module.eligible_tokens,
+        "accuracy": primary.get("accuracy"),
+        "accuracy_flexible": primary.get("accuracy_flexible"),
+        "accuracy_by_decode_block": {str(k): v["accuracy"] for k, v in by_block.items()},
+        "accuracy_flexible_by_decode_block": {str(k): v.get("accuracy_flexible") for k, v in by_block.items()},
+        "eval_split": cfg.eval.split,
+        "eval_size": len(datamodule.eval_set),
+        "final_train_loss": float(trainer.callback_metrics["train/loss"]) if "train/loss" in trainer.callback_metrics else None,
+        "active_block_counts": {str(k): v for k, v in sorted(module.active_block_counts.items())},
+        "dropped_rows": dict(datamodule.dropped),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "git_commit": git_commit(),
+        "ckpt_path": cfg.ckpt_path,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_jsonl_atomic(output_dir / "generations.jsonl", module.eval_records)
+    write_json_atomic(output_dir / "results.json", results)
+    log_samples(loggers, module.eval_records)
+    log.info("accuracy=%s by decode block=%s wall=%.1fs -> %s", results["accuracy"],
+             results["accuracy_by_decode_block"], results["wall_seconds"], output_dir / "results.json")
+    return results
+
+
+def log_samples(loggers: list, records: list[dict], count: int = 32) -> None:
+    """A table of sample generations for loggers that support tables (W&B)."""
+    columns = ["decode_block_length", "prompt", "generation", "extracted", "target", "correct"]
+    for logger in loggers:
+        if hasattr(logger, "log_table"):
+            logger.log_table(key="samples", columns=columns, data=[[r.get(c) for c in columns] for r in records[:count]])
+
+
+def close_loggers() -> None:
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
+def main(cfg: DictConfig) -> dict | None:
+    try:
+        return run(cfg)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        close_loggers()

@@ -1,0 +1,18 @@
+"""Train, decode and score a masked diffusion LM: ``python train.py strategy=blockwise block=32``.
+
+See README.md; ``python train.py --help`` lists the config groups.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    from blocksft.run import main as run_main
+
+    run_main(cfg)
+
+
+if __name__ == "__main__":
+    main()
