@@ -3,8 +3,12 @@
 See README.md; ``python train.py --help`` lists the config groups.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
+
+from blocksft.cli import quote_numeric_group_overrides
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -15,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quote_numeric_group_overrides(sys.argv[1:])
     main()

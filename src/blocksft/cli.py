@@ -1,0 +1,25 @@
+"""Command-line helpers for ``train.py``.
+
+Hydra parses the override ``block=32`` as the integer 32 and refuses it as a config-group option
+("Config group override must be a string"), although ``conf/block/32.yaml`` exists. We quote
+numeric options of our numerically named groups before Hydra sees the command line, so
+``block=32`` and the sweep ``block=8,16,32,64`` both select ``conf/block/<n>.yaml``.
+"""
+
+from __future__ import annotations
+
+import re
+
+NUMERIC_GROUPS = ("block",)
+_NUMERIC_LIST = re.compile(r"^\d+(,\d+)*$")
+
+
+def quote_numeric_group_overrides(argv: list[str], groups: tuple[str, ...] = NUMERIC_GROUPS) -> list[str]:
+    """``["block=32"]`` -> ``["block='32'"]``; ``block=8,16`` -> ``block='8','16'``; others unchanged."""
+    quoted = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") in groups and _NUMERIC_LIST.match(value):
+            arg = f"{key}=" + ",".join(f"'{v}'" for v in value.split(","))
+        quoted.append(arg)
+    return quoted

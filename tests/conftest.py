@@ -1,0 +1,38 @@
+"""Shared fixtures: Hydra composition of the project's configs, and CLI runs of train.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from blocksft.cli import quote_numeric_group_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose_config(overrides: list[str] | None = None, output_dir: str | Path = "/tmp/blocksft-compose"):
+    """Compose ``conf/train.yaml`` with overrides as the CLI would (no run directory is created;
+    the paths that Hydra fills at run time are set explicitly)."""
+    paths = [f"paths.root_dir={ROOT}", f"paths.output_dir={output_dir}"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=paths + quote_numeric_group_overrides(overrides or []))
+
+
+def run_train(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python train.py <args>`` with its run directory in ``tmp_path``; never raises on failure."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    command = [sys.executable, str(ROOT / "train.py"), *args]
+    if not any(a.startswith("hydra.run.dir=") or a in ("-m", "--multirun") for a in args):
+        command.append(f"hydra.run.dir={tmp_path}")
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def compose_cfg():
+    return compose_config

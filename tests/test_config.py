@@ -1,0 +1,104 @@
+"""Every config option composes and validates; bad values fail with one line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CONF, compose_config, run_train
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from blocksft.config import ConfigError, decode_block_lengths, validate_config
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group", ["model", "data", "strategy", "block", "decode", "budget", "trainer", "logger", "debug"]
+)
+def test_every_option_of_every_group_composes_and_validates(group):
+    assert options(group), f"conf/{group} is empty"
+    for option in options(group):
+        cfg = compose_config([f"{group}={option}"])
+        validate_config(cfg)
+
+
+def test_defaults_are_the_embedded_offline_run():
+    cfg = compose_config()
+    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("tiny", "arithmetic", "blockwise", 32)
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.decode.gen_length == cfg.data.response_len
+    assert decode_block_lengths(cfg) == (32,)
+
+
+@pytest.mark.parametrize("size", [4, 8, 16, 32, 64])
+def test_block_group_sets_training_block_and_default_decode_block(size):
+    cfg = compose_config([f"block={size}"])
+    strategy = instantiate(cfg.strategy.masking, mask_id=1)
+    assert strategy.block_size == size
+    assert decode_block_lengths(cfg) == (size,)
+
+
+def test_decode_block_length_can_be_a_list_and_overrides_the_training_block():
+    cfg = compose_config(["block=16", "decode.block_length=[8,16,32]"])
+    validate_config(cfg)
+    assert decode_block_lengths(cfg) == (8, 16, 32)
+    assert cfg.strategy.masking.block_size == 16
+
+
+@pytest.mark.parametrize("name", ["classical", "blockwise"])
+def test_strategies_instantiate(name):
+    cfg = compose_config([f"strategy={name}"])
+    assert type(instantiate(cfg.strategy.masking, mask_id=1)).__name__.lower().startswith(name)
+
+
+def test_resolved_config_prints_readably():
+    text = OmegaConf.to_yaml(compose_config(), resolve=True)
+    assert "block_size: 32" in text and "gen_length: 64" in text
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("block.size=0", "block.size"),
+        ("block.size=128", "block.size"),
+        ("decode.block_length=7", "decode.block_length"),
+        ("decode.steps=33", "decode.steps"),
+        ("strategy.masking.eps=0", "strategy.masking.eps"),
+        ("strategy.masking.eps=1.5", "strategy.masking.eps"),
+        ("strategy.masking.prefix_mask_rate=1.2", "strategy.masking.prefix_mask_rate"),
+        ("strategy.masking.suffix_mask_prob=-0.5", "strategy.masking.suffix_mask_prob"),
+        ("strategy.masking.block_sampling=cyclic", "strategy.masking.block_sampling"),
+        ("budget.value=0", "budget.value"),
+        ("budget=tokens budget.count=all", "budget.count"),
+        ("decode.remasking=greedy", "decode.remasking"),
+        ("decode.temperature=-1", "decode.temperature"),
+        ("objective.weighting=sum", "objective.weighting"),
+        ("data.tail_padding=hidden", "data.tail_padding"),
+        ("optim.optimizer.lr=0", "optim.optimizer.lr"),
+        ("mode=serve", "mode"),
+        ("mode=eval", "ckpt_path"),
+        ("ckpt_path=/no/such/run", "ckpt_path"),
+    ],
+)
+def test_bad_values_raise_naming_the_key(override, key):
+    cfg = compose_config(override.split())
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    message = str(error.value)
+    assert message.startswith(key) and "\n" not in message
+
+
+def test_bad_value_on_the_command_line_exits_non_zero_with_one_line(tmp_path):
+    result = run_train(["decode.block_length=7"], tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert len(lines) == 1 and "decode.block_length=7" in lines[0] and "[1, 2, 4, 8, 16, 32, 64]" in lines[0]
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unknown_group_option_lists_the_valid_ones(tmp_path):
+    result = run_train(["strategy=nonsense"], tmp_path)
+    assert result.returncode != 0
+    assert "blockwise" in result.stderr and "classical" in result.stderr
