@@ -1,7 +1,7 @@
 """A small bidirectional transformer for masked diffusion, built from a config (no download).
 
-Reads top to bottom: token + position embeddings -> pre-LN encoder blocks with full (non-causal)
-attention -> final LayerNorm -> linear LM head. It is a Hugging Face ``PreTrainedModel``, so
+Reads top to bottom: token embeddings -> pre-LN encoder blocks with full (non-causal) attention and
+rotary position embeddings (RoPE, as LLaDA) -> final LayerNorm -> linear LM head. It is a Hugging Face ``PreTrainedModel``, so
 ``save_pretrained`` / ``from_pretrained`` work, and ``model(x).logits`` behaves like LLaDA's
 ``model(x)``. ``encode`` and ``project`` are split so that training can apply the LM head only at
 loss-bearing positions.
@@ -30,6 +30,7 @@ class TinyDiffusionConfig(PretrainedConfig):
         num_heads: int = 4,
         intermediate_size: int = 512,
         max_position_embeddings: int = 512,
+        rope_theta: float = 10000.0,
         dropout: float = 0.0,
         mask_token_id: int | None = None,
         pad_token_id: int | None = None,
@@ -42,9 +43,23 @@ class TinyDiffusionConfig(PretrainedConfig):
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
         self.max_position_embeddings = max_position_embeddings
+        self.rope_theta = rope_theta
         self.dropout = dropout
         self.mask_token_id = mask_token_id
         super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [B, 1, L, head_dim] for integer positions [B, L] (rotate-half convention)."""
+    inverse_frequency = base ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.float()[..., None] * inverse_frequency  # [B, L, head_dim / 2]
+    angles = torch.cat([angles, angles], dim=-1)[:, None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-second, first], dim=-1) * sin).to(x.dtype)
 
 
 class EncoderBlock(nn.Module):
@@ -69,9 +84,10 @@ class EncoderBlock(nn.Module):
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], key_mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, width = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -93,7 +109,6 @@ class TinyDiffusionLM(PreTrainedModel):
     def __init__(self, config: TinyDiffusionConfig) -> None:
         super().__init__(config)
         self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size)
@@ -125,9 +140,10 @@ class TinyDiffusionLM(PreTrainedModel):
             real = attention_mask.bool()
             positions = (real.long().cumsum(-1) - 1).clamp_min(0)
             key_mask = real[:, None, None, :]
-        x = self.embedding_dropout(self.token_embedding(input_ids) + self.position_embedding(positions))
+        rotary = rotary_tables(positions, self.config.hidden_size // self.config.num_heads, self.config.rope_theta)
+        x = self.embedding_dropout(self.token_embedding(input_ids))
         for block in self.blocks:
-            x = block(x, key_mask)
+            x = block(x, rotary, key_mask)
         return self.final_norm(x)
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
