@@ -7,6 +7,7 @@ loggers (W&B) are always closed, even when the job fails.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -97,6 +98,18 @@ def planned_steps(cfg: DictConfig, strategy, datamodule: DiffusionSFTDataModule)
     return min(expected, budget.max_steps), budget.max_steps
 
 
+def describe_masking(strategy, datamodule: DiffusionSFTDataModule, tokenizer) -> str:
+    """One training row before and after masking (with a copy of the strategy and its own generator,
+    so the run's random streams and block pools are untouched): a visual check of the setup."""
+    batch = datamodule.train_collator([datamodule.train_set[0]])
+    masked = copy.deepcopy(strategy)(batch["input_ids"], batch["response_start"], batch["loss_scope_len"],
+                                      torch.Generator().manual_seed(0), batch["index"])
+    start = int(batch["response_start"][0])
+    clean = tokenizer.decode(batch["input_ids"][0, start:].tolist())
+    noisy = tokenizer.decode(masked.noisy_ids[0, start:].tolist()).replace(tokenizer.mask_token, "_")
+    return f"response: {clean!r}\nmasked:   {noisy!r} (p={float(masked.mask_rate[0]):.2f})"
+
+
 def load_for_eval(cfg: DictConfig):
     """(model, tokenizer) for mode=eval from a run dir, an export folder or a .ckpt file."""
     path = Path(str(cfg.ckpt_path))
@@ -126,6 +139,7 @@ def run(cfg: DictConfig) -> dict:
     strategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     datamodule = build_datamodule(cfg, tokenizer)
     datamodule.setup("fit")
+    log.info("example training row (%s):\n%s", cfg.strategy.name, describe_masking(strategy, datamodule, tokenizer))
     schedule_steps, max_steps = planned_steps(cfg, strategy, datamodule) if cfg.mode == "train" else (1, 0)
 
     block_lengths = decode_block_lengths(cfg)
@@ -154,11 +168,13 @@ def run(cfg: DictConfig) -> dict:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks)
 
-    train_seconds = 0.0
+    train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
         fit_started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         train_seconds = time.perf_counter() - fit_started
+        if "train/loss" in trainer.callback_metrics:
+            final_train_loss = float(trainer.callback_metrics["train/loss"])
         export_dir = output_dir / "export"
         model.save_pretrained(export_dir)
         tokenizer.save_pretrained(export_dir)
@@ -186,7 +202,7 @@ def run(cfg: DictConfig) -> dict:
         "accuracy_flexible_by_decode_block": {str(k): v.get("accuracy_flexible") for k, v in by_block.items()},
         "eval_split": cfg.eval.split,
         "eval_size": len(datamodule.eval_set),
-        "final_train_loss": float(trainer.callback_metrics["train/loss"]) if "train/loss" in trainer.callback_metrics else None,
+        "final_train_loss": final_train_loss,
         "active_block_counts": {str(k): v for k, v in sorted(module.active_block_counts.items())},
         "dropped_rows": dict(datamodule.dropped),
         "num_parameters": sum(p.numel() for p in model.parameters()),
@@ -219,11 +235,32 @@ def close_loggers() -> None:
         wandb.finish()
 
 
+def record_failure(cfg: DictConfig, error: BaseException) -> None:
+    """Write ``results.json`` with ``status: failed`` so a sweep report can list the failed job
+    (never over a completed result)."""
+    path = Path(cfg.paths.output_dir) / "results.json"
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {
+        "status": "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "mode": cfg.mode,
+        "strategy": cfg.strategy.name,
+        "block_size": cfg.block.size,
+        "seed": cfg.seed,
+        "git_commit": git_commit(),
+    })
+
+
 def main(cfg: DictConfig) -> dict | None:
     try:
         return run(cfg)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:
+        record_failure(cfg, error)
+        raise
     finally:
         close_loggers()

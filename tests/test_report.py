@@ -1,0 +1,347 @@
+"""experiments/report.py: loading, aggregation, paired CI, block grid, claim verdicts, outputs, CLI.
+
+The fixture sweeps are written into tmp_path; every expected number below is computed by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from experiments import report as rep  # noqa: E402
+
+T2 = 4.3027  # t_{0.975, df=2}
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+def write_job(root: Path, sub: str, *, strategy: str = "blockwise", block: int = 8, seed: int = 0,
+              accuracy: float = 0.3, budget: str = "steps", by_block: dict[int, float] | None = None,
+              prefix: float = 0.0, suffix: float = 1.0, study: str | None = None, wall: float = 100.0,
+              overrides: list[str] | None = None, losses: dict[int, float] | None = None) -> Path:
+    """One completed job in the results.json schema of the project."""
+    job = root / sub
+    job.mkdir(parents=True)
+    masking = {"prefix_mask_rate": prefix, "suffix_mask_prob": suffix} if strategy != "classical" else {"eps": 1e-3}
+    by_block = by_block or {block: accuracy}
+    results = {
+        "status": "completed", "mode": "train", "strategy": strategy, "block_size": block,
+        "decode_block_length": next(iter(by_block)), "seed": seed,
+        "budget": {"kind": budget, "value": 2000 if budget == "steps" else 500000, "count": "eligible"},
+        "steps": 2000, "supervised_tokens": 123, "eligible_tokens": 456, "accuracy": accuracy,
+        "accuracy_flexible": accuracy + 0.01, "accuracy_by_decode_block": {str(k): v for k, v in by_block.items()},
+        "final_train_loss": 0.4, "wall_seconds": wall, "train_seconds": wall - 10, "eval_seconds": 5.0,
+        "git_commit": "abc123", "study": study,
+        "config": {"strategy": {"name": strategy, "masking": masking}, "block": {"size": block}, "seed": seed},
+    }
+    (job / "results.json").write_text(json.dumps(results))
+    if overrides is not None:
+        write_overrides(job, overrides)
+    if losses is not None:
+        (job / "csv").mkdir()
+        lines = ["epoch,lr-AdamW,step,train/loss,val/accuracy"]
+        for step, loss in losses.items():
+            lines += [f",0.001,{step},,", f"0,,{step},{loss},"]  # lr rows have no loss: skipped
+        (job / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return job
+
+
+def write_overrides(job: Path, overrides: list[str]) -> None:
+    (job / ".hydra").mkdir(parents=True, exist_ok=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+# main study: steps diffs 0.04, 0.05, 0.06 (CI above 0); tokens diffs -0.02, 0.01, 0.04 (CI spans 0)
+MAIN = {
+    ("classical", "steps"): [0.20, 0.25, 0.30], ("blockwise", "steps"): [0.24, 0.30, 0.36],
+    ("classical", "tokens"): [0.30, 0.28, 0.26], ("blockwise", "tokens"): [0.28, 0.29, 0.30],
+}
+
+
+@pytest.fixture
+def main_sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "2026-01-01_00-00-00"
+    for (strategy, budget), values in MAIN.items():
+        for seed, accuracy in enumerate(values):
+            losses = {0: 4.0 + seed, 1: 3.0 + seed, 2: 2.0} if (strategy, budget) == ("blockwise", "steps") else None
+            write_job(root, f"{strategy}-{budget}-seed{seed}", strategy=strategy, budget=budget, seed=seed,
+                      accuracy=accuracy, study="main", wall=100.0 + seed, losses=losses)
+    # an unpaired blockwise seed (its classical partner has no results.json)
+    write_job(root, "blockwise-tokens-seed3", budget="tokens", seed=3, accuracy=0.31, study="main")
+    failed = root / "blockwise-steps-seed3"
+    failed.mkdir()
+    (failed / "results.json").write_text(json.dumps({"status": "failed", "error": "RuntimeError: CUDA OOM"}))
+    write_overrides(failed, ["strategy=blockwise", "block='8'", "seed=3", "budget=steps", "+study=main"])
+    write_overrides(root / "classical-tokens-seed3", ["strategy=classical", "block='8'", "seed=3", "budget=tokens"])
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+GRID = {  # single seed; diagonal is the row max for B=4 and B=8, not for B=16
+    4: {4: 0.30, 8: 0.25, 16: 0.20, 32: 0.10},
+    8: {4: 0.28, 8: 0.35, 16: 0.30, 32: 0.20},
+    16: {4: 0.20, 8: 0.33, 16: 0.30, 32: 0.25},
+}
+CLASSICAL_ROW = {4: 0.22, 8: 0.24, 16: 0.26, 32: 0.27}
+
+
+@pytest.fixture
+def grid_sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "grid"
+    for block, row in GRID.items():
+        write_job(root, f"blockwise-B{block}-seed0", block=block, by_block=dict(row), accuracy=row[4],
+                  study="block_size_consistency")
+    write_job(root, "classical-B32-seed0", strategy="classical", block=32, by_block=dict(CLASSICAL_ROW),
+              accuracy=0.22, study="block_size_consistency")
+    return root
+
+
+PREFIX = {0.0: [0.40, 0.42], 0.25: [0.35, 0.37], 0.5: [0.30, 0.32]}
+
+
+@pytest.fixture
+def prefix_sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "prefix_ablation"
+    for rate, values in PREFIX.items():
+        for seed, accuracy in enumerate(values):
+            write_job(root, f"rate{rate}/seed{seed}", prefix=rate, seed=seed, accuracy=accuracy)
+    return root
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+def test_load_runs_reads_completed_failed_and_overrides_only_jobs(main_sweep: Path):
+    runs = rep.load_runs(main_sweep)
+    assert len(runs) == 15
+    failed = {r["job"]: r for r in runs if r["status"] == "failed"}
+    assert set(failed) == {"blockwise-steps-seed3", "classical-tokens-seed3"}
+    assert failed["blockwise-steps-seed3"]["error"] == "RuntimeError: CUDA OOM"
+    assert failed["blockwise-steps-seed3"]["block_size"] == 8 and failed["blockwise-steps-seed3"]["study"] == "main"
+    only = failed["classical-tokens-seed3"]
+    assert (only["strategy"], only["seed"], only["block_size"], only["budget_kind"]) == ("classical", 3, 8, "tokens")
+    assert only["overrides"] == ["strategy=classical", "block='8'", "seed=3", "budget=tokens"]
+    done = next(r for r in runs if r["job"] == "classical-steps-seed1")
+    assert done["prefix_mask_rate"] is None and done["accuracy_by_decode_block"] == {8: 0.25}
+
+
+def test_parse_overrides():
+    fields = rep.parse_overrides(["strategy=blockwise", "block='16'", "seed=2", "budget=tokens",
+                                  "strategy.masking.prefix_mask_rate=0.5", "++study=main", "junk"])
+    assert fields == {"strategy": "blockwise", "block_size": 16, "seed": 2, "budget_kind": "tokens",
+                      "prefix_mask_rate": 0.5, "study": "main"}
+
+
+def test_loss_curve_skips_empty_rows(main_sweep: Path):
+    assert rep.load_loss_curve(main_sweep / "blockwise-steps-seed1") == {0: 5.0, 1: 4.0, 2: 2.0}
+    assert rep.load_loss_curve(main_sweep / "classical-steps-seed0") == {}
+    curves = rep.mean_loss_curves(rep.load_runs(main_sweep), ["strategy", "budget_kind"])
+    assert list(curves) == ["blockwise, budget_kind=steps"]
+    steps, losses, n = curves["blockwise, budget_kind=steps"]
+    assert steps == [0, 1, 2] and losses == pytest.approx([5.0, 4.0, 2.0]) and n == 3
+
+
+# -------------------------------------------------------------------------------------- statistics
+
+def test_aggregate_main_groups(main_sweep: Path):
+    runs = rep.load_runs(main_sweep)
+    assert rep.default_keys(runs) == ["strategy", "block_size", "budget_kind"]
+    groups = {(g["strategy"], g["budget_kind"]): g for g in rep.aggregate(runs)}
+    assert groups[("classical", "steps")]["mean"] == pytest.approx(0.25)
+    assert groups[("classical", "steps")]["std"] == pytest.approx(0.05)
+    assert groups[("blockwise", "steps")]["std"] == pytest.approx(0.06)
+    tokens = groups[("blockwise", "tokens")]
+    assert tokens["n"] == 4 and tokens["seeds"] == [0, 1, 2, 3]
+    assert tokens["mean"] == pytest.approx(0.295) and tokens["std"] == pytest.approx(math.sqrt(0.0005 / 3))
+
+
+def test_paired_difference_hand_computed(main_sweep: Path):
+    paired = {d["budget_kind"]: d for d in rep.paired_difference(rep.load_runs(main_sweep))}
+    steps, tokens = paired["steps"], paired["tokens"]
+    assert steps["n_pairs"] == 3 and steps["seeds"] == [0, 1, 2]
+    assert steps["mean"] == pytest.approx(0.05) and steps["std"] == pytest.approx(0.01)
+    half = T2 * 0.01 / math.sqrt(3)  # 0.024842
+    assert steps["ci_low"] == pytest.approx(0.05 - half, abs=1e-4)
+    assert steps["ci_high"] == pytest.approx(0.05 + half, abs=1e-4)
+    assert steps["verdict"] == "supports"
+    assert tokens["n_pairs"] == 3  # seed 3 is unpaired
+    assert tokens["mean"] == pytest.approx(0.01) and tokens["std"] == pytest.approx(0.03)
+    half = T2 * 0.03 / math.sqrt(3)  # 0.074527
+    assert tokens["ci_low"] == pytest.approx(0.01 - half, abs=1e-4)
+    assert tokens["verdict"] == "inconclusive at n=3 seeds"
+
+
+def test_single_pair_has_no_ci():
+    runs = [{"status": "completed", "strategy": s, "seed": 0, "accuracy": a, "budget_kind": "steps"}
+            for s, a in (("blockwise", 0.5), ("classical", 0.4))]
+    (diff,) = rep.paired_difference(runs)
+    assert diff["n_pairs"] == 1 and diff["mean"] == pytest.approx(0.1) and diff["ci_low"] is None
+    assert diff["verdict"] == "inconclusive at n=1 seeds"
+
+
+def test_t_critical():
+    assert rep.t_critical(2) == pytest.approx(T2, abs=1e-3)
+    assert rep.t_critical(30) == pytest.approx(2.0423, abs=1e-3)
+    assert rep.t_critical(1000) == pytest.approx(1.96, abs=0.01)
+
+
+def test_block_grid_single_seed(grid_sweep: Path):
+    grid = rep.block_grid(rep.load_runs(grid_sweep))
+    assert grid["decode_lengths"] == [4, 8, 16, 32]
+    rows = {r["label"]: r for r in grid["rows"]}
+    assert [r["label"] for r in grid["rows"]] == ["B=4", "B=8", "B=16", "classical"]
+    assert rows["B=8"]["cells"]["8"] == {"mean": 0.35, "std": None, "n": 1}
+    assert [rows[k]["diagonal_is_max"] for k in ("B=4", "B=8", "B=16")] == [True, True, False]
+    assert rows["B=16"]["best_decode"] == [8]
+    assert rows["classical"]["best_decode"] == [32] and rows["classical"]["diagonal_is_max"] is None
+
+
+# ------------------------------------------------------------------------------------------ claims
+
+def test_verdict_from_ci():
+    assert rep.verdict_from_ci({"ci_low": 0.01, "ci_high": 0.05, "n_pairs": 3}) == "supports"
+    assert rep.verdict_from_ci({"ci_low": -0.05, "ci_high": -0.01, "n_pairs": 3}) == "contradicts"
+    assert rep.verdict_from_ci({"ci_low": -0.01, "ci_high": 0.05, "n_pairs": 5}) == "inconclusive at n=5 seeds"
+
+
+def _grid(flags: list[bool | None]) -> dict:
+    return {"rows": [{"label": str(i), "diagonal_is_max": f} for i, f in enumerate(flags)]}
+
+
+def test_verdict_block_diagonal():
+    assert rep.verdict_block_diagonal(_grid([True, True, None])) == "supports"
+    assert rep.verdict_block_diagonal(_grid([False, False])) == "contradicts"
+    assert rep.verdict_block_diagonal(_grid([True, False, True])) == "inconclusive (partly: 2/3 rows)"
+    assert rep.verdict_block_diagonal(_grid([None])).startswith("inconclusive")
+
+
+def _groups(knob: str, stats: dict[float, tuple[float, float | None, int]]) -> list[dict]:
+    return [{knob: k, "mean": m, "std": s, "n": n} for k, (m, s, n) in stats.items()]
+
+
+def test_verdict_prefix():
+    knob = "prefix_mask_rate"
+    assert rep.verdict_prefix(_groups(knob, {0.0: (0.4, 0.01, 3), 0.5: (0.3, 0.01, 3)})) == "supports"
+    assert rep.verdict_prefix(_groups(knob, {0.0: (0.3, 0.01, 3), 0.5: (0.4, 0.01, 3)})) == "contradicts"
+    assert rep.verdict_prefix(_groups(knob, {0.0: (0.4, 0.06, 3), 0.5: (0.3, 0.06, 3)})) == "inconclusive at n=3 seeds"
+    assert rep.verdict_prefix(_groups(knob, {0.0: (0.4, None, 1), 0.5: (0.3, None, 1)})) == "inconclusive at n=1 seeds"
+
+
+def test_verdict_suffix():
+    knob = "suffix_mask_prob"
+    best = {1.0: (0.4, 0.01, 2), 0.5: (0.3, 0.01, 2), 0.0: (0.2, 0.01, 2)}
+    assert rep.verdict_suffix(_groups(knob, best)) == "supports"
+    worse = {1.0: (0.2, 0.01, 2), 0.0: (0.4, 0.01, 2)}
+    assert rep.verdict_suffix(_groups(knob, worse)) == "contradicts"
+    close = {1.0: (0.4, 0.01, 2), 0.5: (0.39, 0.01, 2), 0.0: (0.1, 0.01, 2)}
+    assert rep.verdict_suffix(_groups(knob, close)) == "inconclusive at n=2 seeds"
+    assert rep.verdict_suffix(_groups(knob, {1.0: (0.4, 0.01, 2)})).startswith("inconclusive")
+
+
+def test_claims_from_summary():
+    summary = {"paired": [{"budget_kind": "steps", "mean": 0.05, "ci_low": 0.02, "ci_high": 0.08, "n_pairs": 3}],
+               "grid": {"rows": [{"label": "B=8", "diagonal_is_max": False}]},
+               "prefix": _groups("prefix_mask_rate", {0.0: (0.4, 0.01, 3), 0.5: (0.3, 0.01, 3)}),
+               "suffix": []}
+    verdicts = [c["verdict"] for c in rep.claims(summary)]
+    assert verdicts == ["supports", "contradicts", "supports"]
+    assert rep.claims({}) == []
+
+
+# ----------------------------------------------------------------------------------------- outputs
+
+def _png_ok(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_write_report_main(main_sweep: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    rep.write_report(main_sweep, out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["study"] == "main" and summary["kinds"] == ["main"]
+    assert (summary["n_jobs"], summary["n_completed"], summary["n_failed"]) == (15, 13, 2)
+    assert summary["git_commits"] == {"abc123": 13}
+    assert summary["wall_seconds_total"] == pytest.approx(4 * (100 + 101 + 102) + 100)
+    steps = next(d for d in summary["paired"] if d["budget_kind"] == "steps")
+    assert steps["mean"] == pytest.approx(0.05) and steps["ci_low"] == pytest.approx(0.05 - T2 * 0.01 / 3 ** 0.5, abs=1e-4)
+    assert [c["verdict"] for c in summary["claims"]] == ["supports", "inconclusive at n=3 seeds"]
+    text = (out / "report.md").read_text()
+    assert "# Study report: main" in text and "13 completed / 2 failed" in text
+    assert "## Failed jobs" in text and "RuntimeError: CUDA OOM" in text
+    assert "`strategy=classical block='8' seed=3 budget=tokens`" in text and "no results.json" in text
+    assert "| strategy | block_size | budget_kind | accuracy |" in text
+    assert "| classical | 8 | steps | 25.0 ± 5.0 |" in text
+    assert "## Main comparison: blockwise − classical" in text and "inconclusive at n=3 seeds (CI includes 0)" in text
+    assert "## Paper comparison" in text and "76.0" in text and "70.8" in text and "34.2" in text
+    assert "different scale" in text.lower() and "LLaDA-8B" in text and "2508.19529" in text
+    assert "- Blockwise SFT beats classical SFT at an equal steps budget: **supports**" in text
+    assert _png_ok(out / "bars.png") and _png_ok(out / "loss_curves.png")
+    assert not (out / "heatmap.png").exists()
+
+
+def test_write_report_grid(grid_sweep: Path):
+    summary = rep.write_report(grid_sweep)
+    out = grid_sweep / "report"
+    assert summary["kinds"] == ["block_size_consistency"]
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["grid"]["rows"][1]["cells"]["8"]["mean"] == pytest.approx(0.35)
+    assert saved["claims"][0]["verdict"] == "inconclusive (partly: 2/3 rows)"
+    text = (out / "report.md").read_text()
+    assert "| train block \\ decode | 4 | 8 | 16 | 32 | diagonal is row max? |" in text
+    assert "| B=8 | 28.0 ± n/a (1) | **35.0 ± n/a (1)** | 30.0 ± n/a (1) | 20.0 ± n/a (1) | yes |" in text
+    assert "| B=16 |" in text and "**33.0 ± n/a (1)**" in text
+    assert "| classical | 22.0 ± n/a (1) | 24.0 ± n/a (1) | 26.0 ± n/a (1) | **27.0 ± n/a (1)** | n/a |" in text
+    assert "## Paper comparison" in text
+    assert _png_ok(out / "heatmap.png")
+    assert not (out / "bars.png").exists() and not (out / "loss_curves.png").exists()
+
+
+def test_write_report_prefix(prefix_sweep: Path, tmp_path: Path):
+    summary = rep.write_report(prefix_sweep, tmp_path / "out")
+    assert summary["study"] == "prefix_ablation" and summary["kinds"] == ["prefix"]
+    prefix = {g["prefix_mask_rate"]: g for g in summary["prefix"]}
+    assert prefix[0.0]["mean"] == pytest.approx(0.41) and prefix[0.0]["std"] == pytest.approx(0.02 / math.sqrt(2))
+    assert prefix[0.5]["mean"] == pytest.approx(0.31)
+    assert summary["group_keys"] == ["strategy", "block_size", "prefix_mask_rate"]
+    assert [c["verdict"] for c in summary["claims"]] == ["supports"]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Prefix ablation" in text and "| 0.25 | 36.0 ± 1.4 | 2 |" in text
+    assert _png_ok(tmp_path / "out" / "bars.png")
+
+
+def test_empty_sweep_does_not_crash(tmp_path: Path):
+    summary = rep.write_report(tmp_path, tmp_path / "out", study="nothing")
+    assert summary["n_jobs"] == 0 and summary["plots"] == []
+    assert "## Paper comparison" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cli(main_sweep: Path, prefix_sweep: Path, tmp_path: Path):
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(main_sweep)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (main_sweep / "report" / "report.md").is_file() and "13 completed, 2 failed" in done.stdout
+    out = tmp_path / "cli-out"
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(prefix_sweep),
+                           "--study", "my_prefix", "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "summary.json").read_text())["study"] == "my_prefix"
+
+
+def test_suffix_study_detected_from_data(tmp_path: Path):
+    root = tmp_path / "sweep"
+    for suffix, values in {1.0: [0.40, 0.42], 0.0: [0.20, 0.22]}.items():
+        for seed, accuracy in enumerate(values):
+            write_job(root, f"s{suffix}-{seed}", suffix=suffix, seed=seed, accuracy=accuracy)
+    runs = rep.load_runs(root)
+    assert rep.study_kinds("2026-01-01_00-00-00", runs) == ["suffix"]
+    summary = rep.summarize(runs, "suffix")
+    assert [g["suffix_mask_prob"] for g in summary["suffix"]] == [0.0, 1.0]
+    assert summary["suffix"][1]["mean"] == pytest.approx(0.41)
+    assert [c["verdict"] for c in summary["claims"]] == ["supports"]
