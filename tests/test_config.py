@@ -20,21 +20,23 @@ def options(group: str) -> list[str]:
 def test_every_option_of_every_group_composes_and_validates(group):
     assert options(group), f"conf/{group} is empty"
     for option in options(group):
-        cfg = compose_config([f"{group}={option}"])
-        validate_config(cfg)
+        overrides = [f"{group}={option}"]
+        if group == "block" and int(option) > compose_config().data.response_len:
+            overrides.append(f"data.response_len={option}")  # a block must fit in the response
+        validate_config(compose_config(overrides))
 
 
 def test_defaults_are_the_embedded_offline_run():
     cfg = compose_config()
-    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("tiny", "arithmetic", "blockwise", 32)
+    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("tiny", "arithmetic", "blockwise", 8)
     assert cfg.trainer.accelerator == "cpu"
-    assert cfg.decode.gen_length == cfg.data.response_len
-    assert decode_block_lengths(cfg) == (32,)
+    assert cfg.decode.gen_length == cfg.data.response_len == 32
+    assert decode_block_lengths(cfg) == (8,)
 
 
 @pytest.mark.parametrize("size", [4, 8, 16, 32, 64])
 def test_block_group_sets_training_block_and_default_decode_block(size):
-    cfg = compose_config([f"block={size}"])
+    cfg = compose_config([f"block={size}", "data.response_len=64"])
     strategy = instantiate(cfg.strategy.masking, mask_id=1)
     assert strategy.block_size == size
     assert decode_block_lengths(cfg) == (size,)
@@ -55,7 +57,7 @@ def test_strategies_instantiate(name):
 
 def test_resolved_config_prints_readably():
     text = OmegaConf.to_yaml(compose_config(), resolve=True)
-    assert "block_size: 32" in text and "gen_length: 64" in text
+    assert "block_size: 8" in text and "gen_length: 32" in text
 
 
 @pytest.mark.parametrize(
@@ -63,8 +65,9 @@ def test_resolved_config_prints_readably():
     [
         ("block.size=0", "block.size"),
         ("block.size=128", "block.size"),
+        ("block=64", "block.size"),
         ("decode.block_length=7", "decode.block_length"),
-        ("decode.steps=33", "decode.steps"),
+        ("decode.steps=31", "decode.steps"),
         ("strategy.masking.eps=0", "strategy.masking.eps"),
         ("strategy.masking.eps=1.5", "strategy.masking.eps"),
         ("strategy.masking.prefix_mask_rate=1.2", "strategy.masking.prefix_mask_rate"),
@@ -94,7 +97,7 @@ def test_bad_value_on_the_command_line_exits_non_zero_with_one_line(tmp_path):
     result = run_train(["decode.block_length=7"], tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
-    assert len(lines) == 1 and "decode.block_length=7" in lines[0] and "[1, 2, 4, 8, 16, 32, 64]" in lines[0]
+    assert len(lines) == 1 and "decode.block_length=7" in lines[0] and "[1, 2, 4, 8, 16, 32]" in lines[0]
     assert not (tmp_path / "results.json").exists()
 
 

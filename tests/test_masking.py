@@ -144,3 +144,31 @@ def test_same_generator_seed_same_masks():
 def test_bad_strategy_arguments_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         BlockwiseMasking(**kwargs)
+
+
+def test_unaligned_span_has_block_length_and_starts_anywhere():
+    from blocksft.masking import UnalignedBlockMasking
+
+    ids, start, scope = make_batch(batch_size=3000, response_len=40)
+    out = UnalignedBlockMasking(8, mask_id=MASK)(ids, start, scope, torch.Generator().manual_seed(0))
+    rel = torch.arange(ids.shape[1])[None, :] - start[:, None]
+    span_start = torch.where(out.eligible_mask, rel, 10**6).min(1).values
+    assert (out.eligible_mask.sum(1) == 8).all()
+    assert (span_start % 8 != 0).float().mean() > 0.8  # mostly unaligned
+    assert span_start.min() == 0 and span_start.max() == 32  # every offset in [0, L - B] reachable
+    after = (rel >= span_start[:, None] + 8) & (rel < 40)
+    before = (rel >= 0) & (rel < span_start[:, None])
+    assert (out.noisy_ids[after] == MASK).all() and torch.equal(out.noisy_ids[before], ids[before])
+    assert not (out.loss_mask & ~out.eligible_mask).any()
+
+
+def test_matched_classical_masks_as_many_tokens_as_blockwise_on_average():
+    from blocksft.masking import MatchedClassicalMasking
+
+    ids, start, scope = make_batch(batch_size=4000, response_len=40)
+    generator = torch.Generator().manual_seed(0)
+    matched = MatchedClassicalMasking(8, mask_id=MASK)(ids, start, scope, generator)
+    blockwise = BlockwiseMasking(8, mask_id=MASK, block_sampling="uniform")(ids, start, scope, generator)
+    assert abs(matched.loss_mask.sum(1).float().mean() - blockwise.loss_mask.sum(1).float().mean()) < 0.15
+    assert torch.equal(matched.loss_mask, matched.noisy_ids == MASK)  # nothing hidden without loss
+    assert matched.eligible_mask.sum(1).tolist() == scope.tolist()

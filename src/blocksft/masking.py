@@ -220,3 +220,45 @@ class BlockwiseMasking(MaskingStrategy):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["block_sampler"])
+
+
+class UnalignedBlockMasking(BlockwiseMasking):
+    """Control: blockwise masking whose active span (``block_size`` tokens, shorter only when the
+    response is) starts at a uniformly random offset instead of a block boundary. Same masking
+    statistics as blockwise, no alignment with the decoder's blocks. ``active_block`` reports the
+    block that contains the span start."""
+
+    name = "blockwise_unaligned"
+
+    def active_span(self, response_len: torch.Tensor, generator: torch.Generator, sample_index) -> tuple:
+        span = response_len.clamp_max(self.block_size)
+        offsets = response_len - span + 1
+        draws = torch.rand(response_len.shape, generator=generator, device=response_len.device)
+        start = (draws * offsets).long().clamp_max(offsets - 1)
+        return start // self.block_size, start, start + span
+
+
+class MatchedClassicalMasking(ClassicalMasking):
+    """Control: classical masking (positions anywhere in the response, no clean prefix, no hidden
+    suffix) with the expected number of masked tokens matched to blockwise: each response token is
+    masked with probability p * b / L, where b is the mean block length of the sample's blocks and L
+    its response length (so E[masked] = p * b, as for one blockwise block)."""
+
+    name = "classical_matched"
+
+    def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0) -> None:
+        if block_size <= 0:
+            raise ValueError(f"block.size={block_size}: must be a positive integer")
+        super().__init__(eps=eps, mask_id=mask_id)
+        self.block_size = block_size
+
+    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
+        relative = response_positions(input_ids, response_start)
+        eligible = (relative >= 0) & (relative < response_len[:, None])
+        rate = sample_mask_rate(input_ids.shape[0], self.eps, generator, input_ids.device)
+        num_blocks = (response_len + self.block_size - 1) // self.block_size
+        token_rate = rate / num_blocks.clamp_min(1)  # p * (L / K) / L
+        draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+        loss_mask = eligible & (draws < token_rate[:, None])
+        noisy_ids = torch.where(loss_mask, self.mask_id, input_ids)
+        return MaskedBatch(noisy_ids, loss_mask, eligible, rate, response_len)

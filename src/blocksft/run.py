@@ -188,6 +188,7 @@ def run(cfg: DictConfig) -> dict:
     results = {
         "status": "completed",
         "mode": cfg.mode,
+        "study": cfg.get("study"),
         "strategy": cfg.strategy.name,
         "block_size": cfg.block.size,
         "decode_block_length": block_lengths[0],

@@ -34,6 +34,7 @@ def build_model(model_cfg: DictConfig, tokenizer) -> TinyDiffusionLM:
         num_heads=model_cfg.num_heads,
         intermediate_size=model_cfg.intermediate_size,
         max_position_embeddings=model_cfg.max_position_embeddings,
+        rope_theta=model_cfg.get("rope_theta", 10000.0),
         dropout=model_cfg.dropout,
         mask_token_id=tokenizer.mask_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -1,0 +1,55 @@
+"""Each study in multirun_sweeps/ composes into the expected jobs, and every job's config is valid."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import yaml
+from conftest import ROOT, compose_config
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from blocksft.config import decode_block_lengths, validate_config
+
+EXPECTED_JOBS = {
+    "main": 12,  # 2 strategies x 2 budgets x 3 seeds
+    "block_size_consistency": 15,  # 4 blockwise blocks + classical, x 3 seeds
+    "ablation_prefix": 12,  # 4 rates x 3 seeds
+    "ablation_suffix": 9,  # 3 probabilities x 3 seeds
+    "ablation_controls": 12,  # 4 variants x 3 seeds
+}
+
+
+def sweep_jobs(study: str) -> list[list[str]]:
+    """The override lists Hydra's basic sweeper produces for a study file (cartesian product)."""
+    params = yaml.safe_load((ROOT / "multirun_sweeps" / f"{study}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    axes = [[f"{o.get_key_element()}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])]
+            for o in parsed]
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def test_every_study_file_is_listed():
+    assert sorted(p.stem for p in (ROOT / "multirun_sweeps").glob("*.yaml")) == sorted(EXPECTED_JOBS)
+
+
+@pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
+def test_study_composes_into_the_expected_valid_jobs(study):
+    jobs = sweep_jobs(study)
+    assert len(jobs) == EXPECTED_JOBS[study]
+    names = set()
+    for job in jobs:
+        cfg = compose_config([f"+sweep={study}", *job])
+        validate_config(cfg)
+        assert cfg.study == study
+        names.add((cfg.run_name, cfg.budget.kind))
+    assert len(names) == len(jobs), "two jobs of a study would share an output folder"
+
+
+def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_control():
+    strategies = set()
+    for job in sweep_jobs("block_size_consistency"):
+        cfg = compose_config(["+sweep=block_size_consistency", *job])
+        assert decode_block_lengths(cfg) == tuple(cfg.grid)
+        strategies.add((cfg.strategy.name, cfg.block.size if cfg.strategy.name == "blockwise" else None))
+    assert strategies == {("blockwise", b) for b in (4, 8, 16, 32)} | {("classical", None)}
