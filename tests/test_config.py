@@ -28,7 +28,7 @@ def test_every_option_of_every_group_composes_and_validates(group):
 
 def test_defaults_are_the_embedded_offline_run():
     cfg = compose_config()
-    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("tiny", "arithmetic", "blockwise", 8)
+    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("tiny", "arithmetic", "classical", 8)
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.decode.gen_length == cfg.data.response_len == 32
     assert decode_block_lengths(cfg) == (8,)
@@ -36,14 +36,14 @@ def test_defaults_are_the_embedded_offline_run():
 
 @pytest.mark.parametrize("size", [4, 8, 16, 32, 64])
 def test_block_group_sets_training_block_and_default_decode_block(size):
-    cfg = compose_config([f"block={size}", "data.response_len=64"])
+    cfg = compose_config(["strategy=blockwise", f"block={size}", "data.response_len=64"])
     strategy = instantiate(cfg.strategy.masking, mask_id=1)
     assert strategy.block_size == size
     assert decode_block_lengths(cfg) == (size,)
 
 
 def test_decode_block_length_can_be_a_list_and_overrides_the_training_block():
-    cfg = compose_config(["block=16", "decode.block_length=[8,16,32]"])
+    cfg = compose_config(["strategy=blockwise", "block=16", "decode.block_length=[8,16,32]"])
     validate_config(cfg)
     assert decode_block_lengths(cfg) == (8, 16, 32)
     assert cfg.strategy.masking.block_size == 16
@@ -57,7 +57,7 @@ def test_strategies_instantiate(name):
 
 def test_resolved_config_prints_readably():
     text = OmegaConf.to_yaml(compose_config(), resolve=True)
-    assert "block_size: 8" in text and "gen_length: 32" in text
+    assert "name: classical" in text and "gen_length: 32" in text and "block_length: 8" in text
 
 
 @pytest.mark.parametrize(
@@ -70,9 +70,9 @@ def test_resolved_config_prints_readably():
         ("decode.steps=31", "decode.steps"),
         ("strategy.masking.eps=0", "strategy.masking.eps"),
         ("strategy.masking.eps=1.5", "strategy.masking.eps"),
-        ("strategy.masking.prefix_mask_rate=1.2", "strategy.masking.prefix_mask_rate"),
-        ("strategy.masking.suffix_mask_prob=-0.5", "strategy.masking.suffix_mask_prob"),
-        ("strategy.masking.block_sampling=cyclic", "strategy.masking.block_sampling"),
+        ("strategy=blockwise strategy.masking.prefix_mask_rate=1.2", "strategy.masking.prefix_mask_rate"),
+        ("strategy=blockwise strategy.masking.suffix_mask_prob=-0.5", "strategy.masking.suffix_mask_prob"),
+        ("strategy=blockwise strategy.masking.block_sampling=cyclic", "strategy.masking.block_sampling"),
         ("budget.value=0", "budget.value"),
         ("budget=tokens budget.count=all", "budget.count"),
         ("decode.remasking=greedy", "decode.remasking"),
