@@ -65,3 +65,34 @@ def test_wandb_logger_runs_offline_and_closes(tmp_path):
     result = run_train(["debug=smoke", "logger=wandb"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_rerun_in_a_completed_folder_is_skipped_and_keeps_the_results(tmp_path):
+    assert run_train(["debug=smoke"], tmp_path).returncode == 0
+    first = (tmp_path / "results.json").read_text()
+    again = run_train(["debug=smoke"], tmp_path)
+    assert again.returncode == 0 and "skipping" in again.stderr + again.stdout
+    assert (tmp_path / "results.json").read_text() == first
+
+
+def test_non_finite_loss_stops_with_the_step_number():
+    import torch
+    from omegaconf import OmegaConf
+
+    from blocksft.data.tokenizer import build_char_tokenizer
+    from blocksft.masking import ClassicalMasking
+    from blocksft.models import build_model
+    from blocksft.module import DecodeSettings, DiffusionSFTModule, NonFiniteLossError, ScheduleSettings
+
+    tokenizer = build_char_tokenizer()
+    model = build_model(OmegaConf.create(dict(kind="tiny", hidden_size=32, num_layers=1, num_heads=2,
+                                              intermediate_size=64, max_position_embeddings=64, dropout=0.0)), tokenizer)
+    with torch.no_grad():
+        model.lm_head.weight.fill_(float("nan"))
+    module = DiffusionSFTModule(model, tokenizer, ClassicalMasking(mask_id=tokenizer.mask_token_id),
+                                optimizer=None, schedule=ScheduleSettings(10), decode=DecodeSettings(8, (8,), 8))
+    ids = torch.randint(5, 50, (2, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "response_start": torch.tensor([4, 4]),
+             "loss_scope_len": torch.tensor([8, 8]), "index": torch.tensor([0, 1])}
+    with pytest.raises(NonFiniteLossError, match="at step 0"):
+        module.training_step(batch, 0)

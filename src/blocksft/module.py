@@ -17,6 +17,10 @@ from blocksft.objective import masked_diffusion_loss
 from blocksft.optim import warmup_cosine_factor
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN/inf; the run stops and keeps its last good checkpoint."""
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score."""
@@ -90,6 +94,9 @@ class DiffusionSFTModule(L.LightningModule):
         loss = masked_diffusion_loss(
             logits, batch["input_ids"][rows, cols], rows, masked.mask_rate, masked.response_len, self.loss_weighting
         )
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"train/loss is {loss.item()} at step {self.global_step}; "
+                                     "the last good checkpoint is kept in checkpoints/last.ckpt")
         self._count_tokens(masked)
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)

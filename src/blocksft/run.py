@@ -239,9 +239,9 @@ def close_loggers() -> None:
 def record_failure(cfg: DictConfig, error: BaseException) -> None:
     """Write ``results.json`` with ``status: failed`` so a sweep report can list the failed job
     (never over a completed result)."""
-    path = Path(cfg.paths.output_dir) / "results.json"
-    if path.exists():
+    if completed_results(cfg) is not None:
         return
+    path = Path(cfg.paths.output_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {
         "status": "failed",
@@ -254,7 +254,22 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
     })
 
 
+def completed_results(cfg: DictConfig) -> dict | None:
+    """The run directory's results.json if it records a completed run of the same mode."""
+    path = Path(cfg.paths.output_dir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return results if results.get("status") == "completed" and results.get("mode") == cfg.mode else None
+
+
 def main(cfg: DictConfig) -> dict | None:
+    if cfg.get("skip_completed", True) and (done := completed_results(cfg)) is not None:
+        log.info("skipping: %s already holds a completed results.json", cfg.paths.output_dir)
+        return done
     try:
         return run(cfg)
     except ConfigError as error:
