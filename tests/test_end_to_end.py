@@ -32,6 +32,8 @@ def test_smoke_run_writes_results_generations_checkpoint_and_export(strategy, tm
     metrics = (tmp_path / "csv" / "metrics.csv").read_text()
     for name in ("train/loss", "train/mask_rate", "train/supervised_tokens", "train/eligible_tokens", "val/accuracy"):
         assert name in metrics
+    if strategy == "blockwise":
+        assert "train/active_block_share/0" in metrics and sum(map(int, results["active_block_counts"].values())) == 160
 
 
 def test_token_budget_stops_at_the_budget_and_decodes_at_several_block_lengths(tmp_path):

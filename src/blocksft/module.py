@@ -17,6 +17,9 @@ from blocksft.objective import masked_diffusion_loss
 from blocksft.optim import warmup_cosine_factor
 
 
+MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first blocks only
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/inf; the run stops and keeps its last good checkpoint."""
 
@@ -107,6 +110,9 @@ class DiffusionSFTModule(L.LightningModule):
         self.log("train/eligible_tokens", float(self.eligible_tokens), batch_size=batch_size)
         if masked.active_block is not None:
             self.log("train/active_block_mean", masked.active_block.float().mean(), batch_size=batch_size)
+            shares = torch.bincount(masked.active_block, minlength=1)[:MAX_LOGGED_BLOCKS].float() / batch_size
+            for block_index, share in enumerate(shares.tolist()):
+                self.log(f"train/active_block_share/{block_index}", share, batch_size=batch_size)
         return loss
 
     def _count_tokens(self, masked) -> None:
