@@ -10,13 +10,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
+from blocksft.data.collate import TAIL_PADDINGS
+from blocksft.decoding import REMASKING_MODES as REMASKINGS
+from blocksft.masking import BLOCK_SAMPLINGS
+from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
+from blocksft.optim import WARMUP_TYPES
+
 MODES = ("train", "eval")
 BUDGET_KINDS = ("steps", "tokens")
 TOKEN_COUNTS = ("eligible", "masked")
-REMASKINGS = ("low_confidence", "random")
-WEIGHTINGS = ("mean_masked", "elbo")
-TAIL_PADDINGS = ("in_response", "visible")
-BLOCK_SAMPLINGS = ("without_replacement", "uniform")
 
 
 class ConfigError(ValueError):
@@ -96,7 +98,7 @@ def validate_config(cfg: DictConfig) -> None:
     _require(_is_number(lr) and lr > 0, "optim.optimizer.lr", lr, "a number > 0")
     _require(_is_number(optim.warmup_frac) and 0.0 <= optim.warmup_frac < 1.0, "optim.warmup_frac", optim.warmup_frac, "a number in [0, 1)")
     _require(_is_number(optim.min_lr_ratio) and 0.0 <= optim.min_lr_ratio <= 1.0, "optim.min_lr_ratio", optim.min_lr_ratio, "a number in [0, 1]")
-    _require(optim.warmup_type in ("linear", "log"), "optim.warmup_type", optim.warmup_type, "one of linear, log")
+    _require(optim.warmup_type in WARMUP_TYPES, "optim.warmup_type", optim.warmup_type, f"one of {', '.join(WARMUP_TYPES)}")
 
     eval_size = cfg.eval.size
     _require(eval_size is None or (_is_int(eval_size) and eval_size > 0), "eval.size", eval_size, "a positive integer or null")

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 
 BlockSampling = Literal["without_replacement", "uniform"]
+BLOCK_SAMPLINGS = ("without_replacement", "uniform")
 
 
 @dataclass
@@ -109,8 +110,8 @@ class BlockSampler:
     """
 
     def __init__(self, mode: BlockSampling = "without_replacement") -> None:
-        if mode not in ("without_replacement", "uniform"):
-            raise ValueError(f"strategy.block_sampling={mode!r}: allowed values are without_replacement, uniform")
+        if mode not in BLOCK_SAMPLINGS:
+            raise ValueError(f"strategy.block_sampling={mode!r}: allowed values are {', '.join(BLOCK_SAMPLINGS)}")
         self.mode = mode
         self.used = torch.zeros(0, 0, dtype=torch.bool)  # [num_samples_seen, max_blocks_seen]
         self.refills = 0
