@@ -19,7 +19,7 @@ CONF = ROOT / "conf"
 def compose_config(overrides: list[str] | None = None, output_dir: str | Path = "/tmp/blocksft-compose"):
     """Compose ``conf/train.yaml`` with overrides as the CLI would (no run directory is created;
     the paths that Hydra fills at run time are set explicitly)."""
-    paths = [f"paths.root_dir={ROOT}", f"paths.output_dir={output_dir}"]
+    paths = [f"paths.output_dir={output_dir}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=paths + quote_numeric_group_overrides(overrides or []))
 

@@ -7,7 +7,9 @@ import itertools
 import pytest
 import yaml
 from conftest import ROOT, compose_config
+from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from blocksft.config import decode_block_lengths, validate_config
 
@@ -44,6 +46,14 @@ def test_study_composes_into_the_expected_valid_jobs(study):
         assert cfg.study == study
         names.add((cfg.run_name, cfg.budget.kind))
     assert len(names) == len(jobs), "two jobs of a study would share an output folder"
+
+
+@pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
+def test_sweep_folder_resolves_before_any_job_runs(study):
+    """The sweeper resolves hydra.sweep.dir before jobs start, when hydra:runtime is not set yet."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+sweep={study}"], return_hydra_config=True)
+    assert OmegaConf.select(cfg, "hydra.sweep.dir") == f"outputs/studies/{study}"
 
 
 def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_control():

@@ -1,0 +1,1100 @@
+"""Side-by-side micro-benchmarks of the blocksft hot paths on this machine (CPU).
+
+Usage::
+
+    python experiments/benchmark.py [--quick] [--out DIR] [--model EXPORT_DIR] [--sections 1,2,3,4]
+
+Prints a Markdown report and writes ``benchmark.json`` and ``benchmark.md`` into ``--out``
+(default ``experiments/results/benchmark``; with ``--quick``, a folder under the system temp dir).
+``--quick`` shrinks every size so the whole script runs in seconds (a smoke test, not a measurement).
+
+Every figure is a ratio of two variants measured in the same process and the same run: the variants'
+repetitions are interleaved (A, B, A, B, ...) after warm-up calls, each repetition is timed with
+``time.perf_counter`` and the median is reported. Torch keeps its default thread count.
+
+Sections (one function each, importable and usable with tiny sizes, see ``tests/test_benchmark.py``):
+
+1. :func:`masking_section` -- our vectorised masking strategies vs a plain per-token Python loop
+   implementing the official Blockwise-SFT masking algorithm (:func:`loop_blockwise_mask`, which lives
+   only here), plus masking time as a share of one default training step.
+2. :func:`loss_positions_section` -- training step with the LM head applied at loss positions only vs
+   projecting every position and selecting; time, peak memory (fresh subprocess per variant, peak
+   RSS, see :func:`peak_memory_probe`), loss and gradient agreement.
+3. :func:`decoding_section` -- batched semi-autoregressive decoding of arithmetic prompts vs one
+   prompt at a time; problems/s, identical tokens, NFE, time spent outside the model forward.
+4. :func:`training_throughput_section` -- tokens/s and achieved FLOP/s of the default training step
+   against the machine's measured fp32 / bf16 matmul peak; bf16 autocast speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from blocksft.data.collate import TrainCollator
+from blocksft.data.sources import ArithmeticSource
+from blocksft.decoding import generate_batched
+from blocksft.masking import BlockwiseMasking, ClassicalMasking, MaskedBatch, MaskingStrategy
+from blocksft.models import build_model, build_tokenizer, load_exported
+from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
+from blocksft.objective import masked_diffusion_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+DEFAULT_OUT = ROOT / "experiments" / "results" / "benchmark"
+QUICK_OUT = Path(tempfile.gettempdir()) / "blocksft-benchmark-quick"
+
+#: Special ids of the synthetic batches (sections 1 and 2); real tokens are drawn from [4, vocab).
+PAD_ID, MASK_ID, EOS_ID, FIRST_TOKEN = 0, 1, 2, 4
+#: Random-init decoding model: the LM head is scaled by this so that argmaxes are well separated and
+#: decoding is deterministic across batch shapes (float32 rounding cannot flip a choice).
+HEAD_SHARPEN = 30.0
+#: Optimizer of the default training step, as ``conf/train.yaml`` (optim.optimizer).
+ADAMW_KWARGS = {"lr": 2.0e-3, "betas": (0.9, 0.95), "eps": 1.0e-8, "weight_decay": 0.0}
+
+TARGETS = {
+    "masking_speedup_min": 100.0,
+    "masking_step_share_max": 0.02,
+    "loss_diff_max": 1e-5,
+    "grad_diff_max": 1e-5,
+    "decode_speedup_min": 10.0,
+    "decode_overhead_max": 0.10,
+}
+
+
+# ================================================================================== settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every size of a run. ``FULL`` is the measurement, ``QUICK`` a seconds-long smoke run."""
+
+    warmup: int = 2
+    repeats: int = 7
+    # 1. masking
+    mask_batch: int = 32
+    mask_prompt_len: int = 56
+    mask_response_len: int = 200
+    mask_block: int = 32
+    mask_inner: int = 20  # masking calls per timed repetition (one call is ~0.1 ms)
+    mask_dataset_size: int = 20000  # sample indices cycle over a permutation of this many samples
+    train_batch: int = 32  # default training step (sections 1 and 4)
+    train_block: int = 8  # conf/train.yaml default block size, for blockwise masking of the default batch
+    # 2. loss at loss positions only
+    lm_vocab: int = 32000
+    lm_hidden: int = 128
+    lm_layers: int = 4
+    lm_heads: int = 8
+    lm_intermediate: int = 512
+    lm_batch: int = 32
+    lm_prompt_len: int = 56
+    lm_response_len: int = 200
+    lm_block: int = 32
+    lm_repeats: int = 3
+    lm_warmup: int = 1
+    measure_memory: bool = True
+    # 3. decoding
+    decode_prompts: int = 64
+    gen_length: int = 32
+    decode_block: int = 8
+    decode_steps: int = 32
+    sweep_blocks: tuple[int, ...] = (4, 8, 16, 32)
+    decode_repeats: int = 3
+    sweep_repeats: int = 2
+    # 4. throughput
+    matmul_size: int = 2048
+    throughput_repeats: int = 7
+
+
+FULL = Settings()
+QUICK = Settings(
+    warmup=1, repeats=2,
+    mask_batch=4, mask_prompt_len=8, mask_response_len=24, mask_block=8, mask_inner=2, mask_dataset_size=64,
+    train_batch=4,
+    lm_vocab=512, lm_hidden=32, lm_layers=1, lm_heads=2, lm_intermediate=64, lm_batch=4,
+    lm_prompt_len=8, lm_response_len=24, lm_block=8, lm_repeats=1, lm_warmup=0,
+    decode_prompts=4, gen_length=8, decode_block=4, decode_steps=8, sweep_blocks=(2, 4, 8),
+    decode_repeats=1, sweep_repeats=1,
+    matmul_size=256, throughput_repeats=2,
+)
+
+
+# ================================================================================== timing
+
+
+def time_interleaved(
+    variants: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    inner: dict[str, int] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each variant, one entry per repetition, variants interleaved.
+
+    Each repetition runs every variant once in turn (``inner[name]`` calls, timed together and
+    divided), so slow drifts of a shared machine hit all variants alike.
+    """
+    inner = inner or {}
+    for _ in range(warmup):
+        for fn in variants.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            calls = inner.get(name, 1)
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[name].append((time.perf_counter() - start) / calls)
+    return times
+
+
+def summarise(samples: Sequence[float]) -> dict[str, Any]:
+    """Median (the reported figure), min, max and count of a list of timings in seconds."""
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples), "n": len(samples)}
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, ``inf`` for a zero denominator."""
+    return numerator / denominator if denominator > 0 else math.inf
+
+
+# ================================================================================== machine
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, relevant ISA flags, torch / python versions and the current load."""
+    model_name, flags = "", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model_name:
+                model_name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    model_name = model_name or platform.processor() or "unknown"
+    interesting = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return {
+        "cpu_model": model_name,
+        "logical_cores": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "isa_flags": [f for f in interesting if f in flags],
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+# ================================================================================== data and models
+
+
+def load_data_config():
+    """``conf/data/arithmetic.yaml`` (the default data knobs)."""
+    return OmegaConf.load(CONF / "data" / "arithmetic.yaml")
+
+
+def arithmetic_rows(split: str) -> list[dict]:
+    """Rows of one split of the default arithmetic source (default seed, sizes and knobs)."""
+    source_cfg = OmegaConf.to_container(load_data_config().source, resolve=True)
+    source_cfg.pop("_target_")
+    return ArithmeticSource(**source_cfg).load()[split]
+
+
+def default_train_batch(batch_size: int, tokenizer, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A training batch of the default data, collated as the data module does.
+
+    ``batch_size`` rows drawn (seeded) from the train split, prompts rendered with the default
+    template, left-padded to the batch's longest prompt, responses padded to ``response_len``.
+    """
+    data_cfg = load_data_config()
+    rows = arithmetic_rows("train")
+    chosen = random.Random(seed).sample(range(len(rows)), batch_size)
+    prompts = [data_cfg.prompt_template.format(question=rows[i][data_cfg.question_field]) for i in chosen]
+    answers = [rows[i][data_cfg.answer_field] for i in chosen]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
+    collate = TrainCollator(tokenizer.pad_token_id, tokenizer.eos_token_id, data_cfg.response_len, data_cfg.tail_padding)
+    return collate([{"prompt_ids": p, "answer_ids": a, "index": i} for p, a, i in zip(prompt_ids, answer_ids, chosen)])
+
+
+def synthetic_batch(batch_size: int, prompt_len: int, response_len: int, vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch in the collator's layout: ``[left pad][prompt][response]``, random token ids.
+
+    Prompt lengths vary in ``[prompt_len - 8, prompt_len]`` (left-padded to ``prompt_len``), so every
+    response starts at ``prompt_len`` and has ``response_len`` tokens, all in the loss scope.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    length = prompt_len + response_len
+    input_ids = torch.randint(FIRST_TOKEN, vocab_size, (batch_size, length), generator=generator)
+    prompt_lengths = torch.randint(max(1, prompt_len - 8), prompt_len + 1, (batch_size,), generator=generator)
+    padded = torch.arange(length)[None, :] < (prompt_len - prompt_lengths)[:, None]
+    return {
+        "input_ids": input_ids.masked_fill(padded, PAD_ID),
+        "attention_mask": (~padded).long(),
+        "response_start": torch.full((batch_size,), prompt_len, dtype=torch.long),
+        "loss_scope_len": torch.full((batch_size,), response_len, dtype=torch.long),
+        "index": torch.arange(batch_size),
+    }
+
+
+def default_model(tokenizer, seed: int = 0) -> TinyDiffusionLM:
+    """The tiny model of ``conf/model/tiny.yaml``, seeded random init."""
+    torch.manual_seed(seed)
+    return build_model(OmegaConf.load(CONF / "model" / "tiny.yaml"), tokenizer)
+
+
+def sized_model(
+    vocab_size: int, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int, seed: int = 0
+) -> TinyDiffusionLM:
+    """A TinyDiffusionLM of the given sizes (special ids as the synthetic batches), seeded."""
+    torch.manual_seed(seed)
+    config = TinyDiffusionConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+        intermediate_size=intermediate_size, max_position_embeddings=512,
+        mask_token_id=MASK_ID, pad_token_id=PAD_ID, eos_token_id=EOS_ID,
+    )
+    return TinyDiffusionLM(config)
+
+
+# ================================================================================== training step
+
+
+def loss_and_backward(
+    model: TinyDiffusionLM,
+    batch: dict[str, torch.Tensor],
+    masked: MaskedBatch,
+    *,
+    full_projection: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Forward + loss + backward of one training step (as ``DiffusionSFTModule.training_step``).
+
+    ``full_projection=False`` applies the LM head at the loss positions only
+    (``project(hidden[rows, cols])``); ``True`` projects every position, then selects the same rows.
+    Returns the detached loss.
+    """
+    autocast = (
+        torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    )
+    with autocast:
+        hidden = model.encode(masked.noisy_ids, batch["attention_mask"])
+        rows, cols = masked.loss_mask.nonzero(as_tuple=True)
+        if full_projection:
+            logits = model.project(hidden)[rows, cols]
+        else:
+            logits = model.project(hidden[rows, cols])
+        loss = masked_diffusion_loss(
+            logits, batch["input_ids"][rows, cols], rows, masked.mask_rate, masked.response_len
+        )
+    loss.backward()
+    return loss.detach()
+
+
+def apply_strategy(strategy: MaskingStrategy, batch: dict[str, torch.Tensor], generator: torch.Generator) -> MaskedBatch:
+    """Mask a collated batch the way the training step does."""
+    return strategy(batch["input_ids"], batch["response_start"], batch["loss_scope_len"], generator, batch["index"])
+
+
+def default_training_step(
+    model: TinyDiffusionLM,
+    optimizer: torch.optim.Optimizer,
+    strategy: MaskingStrategy,
+    batch: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    autocast_dtype: torch.dtype | None = None,
+) -> int:
+    """One full step: masking, forward, loss at loss positions, backward, AdamW. Returns loss tokens."""
+    masked = apply_strategy(strategy, batch, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss_and_backward(model, batch, masked, autocast_dtype=autocast_dtype)
+    optimizer.step()
+    return int(masked.loss_mask.sum())
+
+
+# ================================================================================== 1. masking
+
+
+def loop_blockwise_mask(
+    input_ids: torch.Tensor,
+    response_start: torch.Tensor,
+    response_len: torch.Tensor,
+    sample_index: torch.Tensor,
+    unused_blocks: dict[int, set[int]],
+    rng: random.Random,
+    *,
+    block_size: int,
+    mask_id: int,
+    eps: float = 1e-3,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Baseline: the official Blockwise-SFT masking as a plain per-sample, per-token Python loop.
+
+    For each sample: pick an unused block of its response with ``random.choice`` and remove it from
+    the sample's pool (``unused_blocks[index]``; an exhausted sample stays clean and carries no loss,
+    as in the official code), draw ``p = random.uniform(eps, 1)``, walk over the active block's tokens
+    masking each with probability ``p`` (these carry the loss), walk over the suffix setting every
+    token to ``mask_id``, and build the loss flags. Python lists in, tensors out (the conversions are
+    part of the cost, as in the official data pipeline).
+
+    Returns ``(noisy_ids [B, L] long, loss_mask [B, L] bool, active_block [B] long, -1 = none)``.
+    """
+    noisy_rows: list[list[int]] = []
+    flag_rows: list[list[bool]] = []
+    active_blocks: list[int] = []
+    for ids, start, length, index in zip(
+        input_ids.tolist(), response_start.tolist(), response_len.tolist(), sample_index.tolist()
+    ):
+        end = start + length
+        noisy = ids.copy()
+        flags = [False] * len(ids)
+        pool = unused_blocks.setdefault(index, set(range(math.ceil(length / block_size))))
+        if not pool:
+            noisy_rows.append(noisy)
+            flag_rows.append(flags)
+            active_blocks.append(-1)
+            continue
+        block = rng.choice(tuple(pool))
+        pool.remove(block)
+        block_start = start + block * block_size
+        block_end = min(block_start + block_size, end)
+        p = rng.uniform(eps, 1.0)
+        for pos in range(block_start, block_end):
+            if rng.random() < p:
+                noisy[pos] = mask_id
+                flags[pos] = True
+        for pos in range(block_end, end):
+            noisy[pos] = mask_id
+        noisy_rows.append(noisy)
+        flag_rows.append(flags)
+        active_blocks.append(block)
+    return (
+        torch.tensor(noisy_rows, dtype=torch.long),
+        torch.tensor(flag_rows, dtype=torch.bool),
+        torch.tensor(active_blocks, dtype=torch.long),
+    )
+
+
+def block_pools(sample_indices: Sequence[int], response_len: Sequence[int], block_size: int) -> dict[int, set[int]]:
+    """Initial pools of unused blocks per sample (the official dataset builds them up front)."""
+    return {i: set(range(math.ceil(n / block_size))) for i, n in zip(sample_indices, response_len)}
+
+
+def blockwise_violations(
+    input_ids: torch.Tensor,
+    noisy_ids: torch.Tensor,
+    loss_mask: torch.Tensor,
+    response_start: torch.Tensor,
+    response_len: torch.Tensor,
+    active_block: torch.Tensor,
+    block_size: int,
+    mask_id: int,
+) -> list[str]:
+    """Names of the blockwise-masking invariants a masked batch breaks (empty list = all hold).
+
+    Invariants (clean prefix, fully hidden suffix): prompt and everything outside the response are
+    untouched; the response prefix before the active block is clean; every suffix token is
+    ``mask_id``; loss only inside the active block; loss tokens are ``mask_id``; the other active-block
+    tokens are clean; a sample without an active block (``-1``) is untouched. Assumes ``input_ids``
+    contains no ``mask_id``.
+    """
+    relative = torch.arange(input_ids.shape[1])[None, :] - response_start[:, None]
+    in_response = (relative >= 0) & (relative < response_len[:, None])
+    has_block = active_block >= 0
+    block_start = (active_block * block_size)[:, None]
+    block_end = torch.minimum(block_start + block_size, response_len[:, None])
+    in_active = in_response & has_block[:, None] & (relative >= block_start) & (relative < block_end)
+    in_prefix = in_response & has_block[:, None] & (relative < block_start)
+    in_suffix = in_response & has_block[:, None] & (relative >= block_end)
+    clean = noisy_ids == input_ids
+    hidden = noisy_ids == mask_id
+    checks = {
+        "prompt_or_outside_response_changed": (~in_response & ~clean).any(),
+        "prefix_not_clean": (in_prefix & ~clean).any(),
+        "suffix_not_all_masked": (in_suffix & ~hidden).any(),
+        "loss_outside_active_block": (loss_mask & ~in_active).any(),
+        "loss_token_not_masked": (loss_mask & ~hidden).any(),
+        "active_non_loss_token_changed": (in_active & ~loss_mask & ~clean).any(),
+        "sample_without_block_changed": (~has_block[:, None] & ~clean).any(),
+        "active_block_out_of_range": (has_block & (active_block * block_size >= response_len)).any(),
+    }
+    return [name for name, broken in checks.items() if bool(broken)]
+
+
+def _index_stream(dataset_size: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless batches of sample indices: consecutive slices of a seeded permutation, cycled."""
+    order = torch.randperm(dataset_size, generator=torch.Generator().manual_seed(seed))
+    batches = [order[i: i + batch_size] for i in range(0, dataset_size - batch_size + 1, batch_size)]
+    while True:
+        yield from batches
+
+
+def masking_section(
+    *,
+    batch_size: int = 32,
+    prompt_len: int = 56,
+    response_len: int = 200,
+    block_size: int = 32,
+    dataset_size: int = 20000,
+    inner: int = 20,
+    train_batch: int = 32,
+    train_block: int = 8,
+    repeats: int = 7,
+    warmup: int = 2,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Section 1: masking time of our strategies vs the per-token loop; share of a training step."""
+    vocab = 100
+    batch = synthetic_batch(batch_size, prompt_len, response_len, vocab, seed)
+    ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
+    generator = torch.Generator().manual_seed(seed)
+    classical = ClassicalMasking(mask_id=MASK_ID)
+    blockwise = BlockwiseMasking(block_size, mask_id=MASK_ID, block_sampling="without_replacement")
+    ours_indices, loop_indices = _index_stream(dataset_size, batch_size, seed), _index_stream(dataset_size, batch_size, seed)
+    pools = block_pools(range(dataset_size), [response_len] * dataset_size, block_size)
+    rng = random.Random(seed)
+
+    variants = {
+        "ours_classical": lambda: classical(ids, starts, lengths, generator, None),
+        "ours_blockwise": lambda: blockwise(ids, starts, lengths, generator, next(ours_indices)),
+        "loop_blockwise": lambda: loop_blockwise_mask(
+            ids, starts, lengths, next(loop_indices), pools, rng, block_size=block_size, mask_id=MASK_ID
+        ),
+    }
+    times = time_interleaved(variants, repeats, warmup, inner={name: inner for name in variants})
+
+    # Invariants of one fresh call of each blockwise implementation on the same batch.
+    check_index = torch.arange(batch_size)
+    ours = BlockwiseMasking(block_size, mask_id=MASK_ID)(ids, starts, lengths, torch.Generator().manual_seed(seed), check_index)
+    loop_noisy, loop_loss, loop_active = loop_blockwise_mask(
+        ids, starts, lengths, check_index, {}, random.Random(seed), block_size=block_size, mask_id=MASK_ID
+    )
+    invariants = {
+        "ours_blockwise": blockwise_violations(ids, ours.noisy_ids, ours.loss_mask, starts, lengths, ours.active_block, block_size, MASK_ID),
+        "loop_blockwise": blockwise_violations(ids, loop_noisy, loop_loss, starts, lengths, loop_active, block_size, MASK_ID),
+    }
+
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    return {
+        "batch_shape": list(ids.shape),
+        "prompt_len": prompt_len,
+        "response_len": response_len,
+        "block_size": block_size,
+        "calls_per_repetition": inner,
+        "time": {name: summarise(samples) for name, samples in times.items()},
+        "speedup_blockwise_vs_loop": ratio(medians["loop_blockwise"], medians["ours_blockwise"]),
+        "speedup_classical_vs_loop": ratio(medians["loop_blockwise"], medians["ours_classical"]),
+        "invariant_violations": invariants,
+        "invariants_ok": all(not v for v in invariants.values()),
+        "share_of_step": masking_share_of_step(
+            batch_size=train_batch, block_size=train_block, repeats=repeats, warmup=warmup, inner=inner, seed=seed
+        ),
+    }
+
+
+def masking_share_of_step(
+    *, batch_size: int = 32, block_size: int = 8, repeats: int = 7, warmup: int = 2, inner: int = 20, seed: int = 0
+) -> dict[str, Any]:
+    """Masking time on the default batch as a share of one default training step (same run).
+
+    The step (classical masking, the default strategy) is forward + backward + AdamW with the LM head
+    at loss positions only, on the tiny model and a batch of the default data.
+    """
+    tokenizer = build_tokenizer(OmegaConf.load(CONF / "model" / "tiny.yaml"))
+    model = default_model(tokenizer, seed).train()
+    optimizer = torch.optim.AdamW(model.parameters(), **ADAMW_KWARGS)
+    batch = default_train_batch(batch_size, tokenizer, seed)
+    mask_id = tokenizer.mask_token_id
+    step_generator, mask_generator = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    step_strategy = ClassicalMasking(mask_id=mask_id)
+    classical = ClassicalMasking(mask_id=mask_id)
+    blockwise = BlockwiseMasking(block_size, mask_id=mask_id, block_sampling="without_replacement")
+    variants = {
+        "training_step": lambda: default_training_step(model, optimizer, step_strategy, batch, step_generator),
+        "classical_masking": lambda: apply_strategy(classical, batch, mask_generator),
+        "blockwise_masking": lambda: apply_strategy(blockwise, batch, mask_generator),
+    }
+    times = time_interleaved(variants, repeats, warmup, inner={"classical_masking": inner, "blockwise_masking": inner})
+    step = statistics.median(times["training_step"])
+    return {
+        "batch_shape": list(batch["input_ids"].shape),
+        "blockwise_block_size": block_size,
+        "time": {name: summarise(samples) for name, samples in times.items()},
+        "classical_share": statistics.median(times["classical_masking"]) / step,
+        "blockwise_share": statistics.median(times["blockwise_masking"]) / step,
+    }
+
+
+# ================================================================================== 2. loss positions
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything needed to rebuild section 2's model, batch and masks (also in a subprocess)."""
+
+    vocab_size: int = 32000
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 8
+    intermediate_size: int = 512
+    batch_size: int = 32
+    prompt_len: int = 56
+    response_len: int = 200
+    block_size: int = 32
+    seed: int = 0
+
+
+def loss_setup(spec: LossSpec) -> tuple[TinyDiffusionLM, dict[str, torch.Tensor], dict[str, MaskedBatch]]:
+    """Deterministic model, batch and one fixed mask per strategy ({"classical", "blockwise"})."""
+    model = sized_model(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.intermediate_size, spec.seed)
+    model.train()
+    batch = synthetic_batch(spec.batch_size, spec.prompt_len, spec.response_len, spec.vocab_size, spec.seed)
+    strategies: dict[str, MaskingStrategy] = {
+        "classical": ClassicalMasking(mask_id=MASK_ID),
+        "blockwise": BlockwiseMasking(spec.block_size, mask_id=MASK_ID, block_sampling="without_replacement"),
+    }
+    masks = {name: apply_strategy(s, batch, torch.Generator().manual_seed(spec.seed)) for name, s in strategies.items()}
+    return model, batch, masks
+
+
+def _read_status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (e.g. VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_memory_probe(spec: LossSpec, kind: str, variant: str) -> dict[str, Any]:
+    """Peak resident-memory increase of one training step (forward + backward), in this process.
+
+    Method: build the setup, run one warm-up step (one-time allocations such as thread pools are not
+    charged to the variant), drop the gradients, ``gc.collect()`` and glibc ``malloc_trim(0)`` (freed
+    heap pages go back to the OS), reset the kernel's peak-RSS counter (``echo 5 >
+    /proc/self/clear_refs``), then run the measured step and report ``VmHWM - VmRSS_before``. Torch's
+    CPU allocator does not cache, so every tensor alive at the peak is resident.
+    """
+    model, batch, masks = loss_setup(spec)
+    full = variant == "full_projection"
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        loss_and_backward(model, batch, masks[kind], full_projection=full)
+
+    step()
+    model.zero_grad(set_to_none=True)
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _read_status_kib("VmRSS")
+    step()
+    peak = _read_status_kib("VmHWM")
+    return {"peak_rss_delta_mib": (peak - before) / 1024, "rss_before_mib": before / 1024, "peak_rss_mib": peak / 1024}
+
+
+def measure_peak_memory(spec: LossSpec, kind: str, variant: str) -> dict[str, Any]:
+    """Run :func:`peak_memory_probe` in a fresh Python process (this script, ``--memory-probe``)."""
+    request = json.dumps({"spec": asdict(spec), "kind": kind, "variant": variant})
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--memory-probe", request],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def gradient_agreement(model: TinyDiffusionLM, batch: dict[str, torch.Tensor], masked: MaskedBatch) -> dict[str, float]:
+    """Loss and gradients of both variants on the same mask: absolute loss difference, max abs and
+    max relative (to the largest gradient entry of that tensor) gradient difference."""
+    results = []
+    for full in (False, True):
+        model.zero_grad(set_to_none=True)
+        loss = loss_and_backward(model, batch, masked, full_projection=full)
+        results.append((float(loss), [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]))
+    model.zero_grad(set_to_none=True)
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    abs_diff = max(float((a - b).abs().max()) for a, b in zip(grads_a, grads_b))
+    rel_diff = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in zip(grads_a, grads_b))
+    return {
+        "loss_positions_loss": loss_a,
+        "full_projection_loss": loss_b,
+        "loss_abs_diff": abs(loss_a - loss_b),
+        "grad_max_abs_diff": abs_diff,
+        "grad_max_rel_diff": rel_diff,
+        "grad_max_abs": max(float(b.abs().max()) for b in grads_b),
+    }
+
+
+def loss_positions_section(
+    spec: LossSpec = LossSpec(), *, repeats: int = 3, warmup: int = 1, measure_memory: bool = True
+) -> dict[str, Any]:
+    """Section 2: LM head at loss positions only vs full projection, per mask kind."""
+    model, batch, masks = loss_setup(spec)
+    out: dict[str, Any] = {"spec": asdict(spec), "memory_method": " ".join(peak_memory_probe.__doc__.split("\n\n")[1].split()), "kinds": {}}
+    for kind, masked in masks.items():
+        agreement = gradient_agreement(model, batch, masked)
+
+        def step(full: bool, masked: MaskedBatch = masked) -> None:
+            model.zero_grad(set_to_none=True)
+            loss_and_backward(model, batch, masked, full_projection=full)
+
+        times = time_interleaved(
+            {"loss_positions": lambda: step(False), "full_projection": lambda: step(True)}, repeats, warmup
+        )
+        model.zero_grad(set_to_none=True)
+        loss_tokens = int(masked.loss_mask.sum())
+        entry: dict[str, Any] = {
+            "loss_tokens": loss_tokens,
+            "logits_shape": {"loss_positions": [loss_tokens, spec.vocab_size], "full_projection": [*masked.noisy_ids.shape, spec.vocab_size]},
+            "time": {name: summarise(samples) for name, samples in times.items()},
+            "speedup": ratio(statistics.median(times["full_projection"]), statistics.median(times["loss_positions"])),
+            **agreement,
+        }
+        if measure_memory:
+            memory = {variant: measure_peak_memory(spec, kind, variant) for variant in ("loss_positions", "full_projection")}
+            entry["memory"] = memory
+            if all("peak_rss_delta_mib" in m for m in memory.values()):
+                entry["memory_ratio"] = ratio(memory["full_projection"]["peak_rss_delta_mib"], memory["loss_positions"]["peak_rss_delta_mib"])
+        out["kinds"][kind] = entry
+    return out
+
+
+# ================================================================================== 3. decoding
+
+
+class ForwardTimer:
+    """Wraps a model for :func:`generate`: counts forward calls and rows and the time spent inside."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls, self.rows, self.seconds = 0, 0, 0.0
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        start = time.perf_counter()
+        output = self.model(input_ids, attention_mask=attention_mask)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.rows += input_ids.shape[0]
+        return output
+
+    def parameters(self):
+        return self.model.parameters()
+
+
+def decoding_model(model_path: str | None, seed: int = 0) -> tuple[torch.nn.Module, Any, str]:
+    """(model in eval mode, tokenizer, description): a trained export, or the default tiny model at
+    random init with its LM head scaled by ``HEAD_SHARPEN`` (confident, deterministic argmaxes)."""
+    if model_path:
+        model, tokenizer = load_exported(model_path)
+        return model.eval(), tokenizer, f"trained export {model_path}"
+    tokenizer = build_tokenizer(OmegaConf.load(CONF / "model" / "tiny.yaml"))
+    model = default_model(tokenizer, seed).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(HEAD_SHARPEN)
+    return model, tokenizer, f"conf/model/tiny.yaml, random init (seed {seed}), LM head x{HEAD_SHARPEN:g}"
+
+
+def arithmetic_prompts(count: int, tokenizer) -> list[torch.Tensor]:
+    """The first ``count`` validation prompts of the default data, rendered and char-tokenised."""
+    data_cfg = load_data_config()
+    rows = arithmetic_rows("validation")[:count]
+    texts = [data_cfg.prompt_template.format(question=row[data_cfg.question_field]) for row in rows]
+    return [torch.tensor(ids, dtype=torch.long) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def decode(timer: ForwardTimer, prompts: list[torch.Tensor], tokenizer, *, batched: bool, gen_length: int, block_length: int, steps: int) -> list[torch.Tensor]:
+    """Decode all prompts, in one left-padded batch or one call per prompt (batch size 1)."""
+    kwargs = dict(pad_id=tokenizer.pad_token_id, mask_id=tokenizer.mask_token_id, steps=steps,
+                  gen_length=gen_length, block_length=block_length)
+    if batched:
+        return generate_batched(timer, prompts, **kwargs)
+    return [generate_batched(timer, [prompt], **kwargs)[0] for prompt in prompts]
+
+
+def timed_decodes(
+    timer: ForwardTimer, prompts: list[torch.Tensor], tokenizer, modes: dict[str, dict[str, Any]], repeats: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[torch.Tensor]]]:
+    """Interleaved repetitions of several decode modes (kwargs of :func:`decode`).
+
+    Per mode: problems/s (median), forward calls, NFE per problem (model rows evaluated / problems)
+    and the share of wall time outside the model forward (median over repetitions).
+    """
+    totals: dict[str, list[float]] = {name: [] for name in modes}
+    overheads: dict[str, list[float]] = {name: [] for name in modes}
+    counts: dict[str, tuple[int, int]] = {}
+    outputs: dict[str, list[torch.Tensor]] = {}
+    for _ in range(repeats):
+        for name, kwargs in modes.items():
+            timer.reset()
+            start = time.perf_counter()
+            outputs[name] = decode(timer, prompts, tokenizer, **kwargs)
+            total = time.perf_counter() - start
+            totals[name].append(total)
+            overheads[name].append((total - timer.seconds) / total)
+            counts[name] = (timer.calls, timer.rows)
+    report = {}
+    for name in modes:
+        total = statistics.median(totals[name])
+        report[name] = {
+            **modes[name],
+            "time": summarise(totals[name]),
+            "problems_per_s": len(prompts) / total,
+            "forward_calls": counts[name][0],
+            "nfe_per_problem": counts[name][1] / len(prompts),
+            "overhead_share": statistics.median(overheads[name]),
+        }
+    return report, outputs
+
+
+def decoding_section(
+    *,
+    num_prompts: int = 64,
+    gen_length: int = 32,
+    block_length: int = 8,
+    steps: int = 32,
+    sweep_block_lengths: Sequence[int] = (4, 8, 16, 32),
+    repeats: int = 3,
+    sweep_repeats: int = 2,
+    model_path: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Section 3: batched vs batch-1 decoding, token identity, NFE, overhead; block-length sweep."""
+    model, tokenizer, description = decoding_model(model_path, seed)
+    timer = ForwardTimer(model)
+    prompts = arithmetic_prompts(num_prompts, tokenizer)
+    base = {"gen_length": gen_length, "block_length": block_length, "steps": steps}
+    for batched in (True, False):  # warm-up on two prompts
+        decode(timer, prompts[:2], tokenizer, batched=batched, **base)
+    modes = {"batched": {"batched": True, **base}, "batch_size_1": {"batched": False, **base}}
+    main, outputs = timed_decodes(timer, prompts, tokenizer, modes, repeats)
+    identical = [bool(torch.equal(a, b)) for a, b in zip(outputs["batched"], outputs["batch_size_1"])]
+    sweep_modes = {
+        f"block_{b}": {"batched": True, "gen_length": gen_length, "block_length": b, "steps": steps}
+        for b in sweep_block_lengths
+    }
+    sweep, _ = timed_decodes(timer, prompts, tokenizer, sweep_modes, sweep_repeats)
+    prompt_lengths = [p.numel() for p in prompts]
+    return {
+        "model": description,
+        "num_prompts": num_prompts,
+        "prompt_len_min_mean_max": [min(prompt_lengths), statistics.mean(prompt_lengths), max(prompt_lengths)],
+        "settings": base,
+        "modes": main,
+        "speedup": ratio(main["batched"]["problems_per_s"], main["batch_size_1"]["problems_per_s"]),
+        "identical_problems": sum(identical),
+        "tokens_identical": all(identical),
+        "sweep": sweep,
+    }
+
+
+# ================================================================================== 4. throughput
+
+
+def training_flops(model: TinyDiffusionLM, batch_size: int, seq_len: int, loss_tokens: float) -> dict[str, float]:
+    """FLOPs of one training step (forward + backward = 3 x forward; a multiply-add = 2 FLOPs).
+
+    ``6 * P_blocks * B * L``  (every linear weight of the encoder blocks, at every position)
+    ``+ 6 * H * V * N_loss``  (LM head, applied at the N_loss loss positions only)
+    ``+ 12 * n_layers * H * L^2 * B``  (attention scores QK^T and the weighted sum AV).
+    Embedding lookups, LayerNorm, GELU, softmax, biases and the optimizer are not counted.
+    """
+    config = model.config
+    block_weights = sum(m.weight.numel() for m in model.blocks.modules() if isinstance(m, torch.nn.Linear))
+    dense = 6 * block_weights * batch_size * seq_len
+    head = 6 * config.hidden_size * config.vocab_size * loss_tokens
+    attention = 12 * config.num_layers * config.hidden_size * seq_len**2 * batch_size
+    return {"block_linear_params": block_weights, "dense": dense, "lm_head": head, "attention": attention,
+            "total": dense + head + attention}
+
+
+def matmul_peak(size: int, repeats: int, warmup: int = 2) -> dict[str, Any]:
+    """Measured matmul peak: a square ``size`` x ``size`` product in fp32 and bf16, median FLOP/s."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=generator), torch.randn(size, size, generator=generator)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    times = time_interleaved({"fp32": lambda: a @ b, "bf16": lambda: a16 @ b16}, repeats, warmup)
+    flops = 2 * size**3
+    return {"size": size, "time": {k: summarise(v) for k, v in times.items()},
+            "fp32_flops": flops / statistics.median(times["fp32"]), "bf16_flops": flops / statistics.median(times["bf16"])}
+
+
+def training_throughput_section(
+    *, batch_size: int = 32, repeats: int = 7, warmup: int = 2, matmul_size: int = 2048, seed: int = 0
+) -> dict[str, Any]:
+    """Section 4: default step tokens/s, FLOP/s vs the measured matmul peaks, bf16 autocast speed-up."""
+    tokenizer = build_tokenizer(OmegaConf.load(CONF / "model" / "tiny.yaml"))
+    model = default_model(tokenizer, seed).train()
+    optimizer = torch.optim.AdamW(model.parameters(), **ADAMW_KWARGS)
+    batch = default_train_batch(batch_size, tokenizer, seed)
+    strategy = ClassicalMasking(mask_id=tokenizer.mask_token_id)
+    generator = torch.Generator().manual_seed(seed)
+    loss_tokens: dict[str, list[int]] = {"fp32": [], "bf16_autocast": []}
+
+    def step(name: str, dtype: torch.dtype | None) -> None:
+        loss_tokens[name].append(default_training_step(model, optimizer, strategy, batch, generator, dtype))
+
+    times = time_interleaved({"fp32": lambda: step("fp32", None), "bf16_autocast": lambda: step("bf16_autocast", torch.bfloat16)}, repeats, warmup)
+    peak = matmul_peak(matmul_size, repeats, warmup)
+    batch_size_, seq_len = batch["input_ids"].shape
+    real_tokens = int(batch["attention_mask"].sum())
+    result: dict[str, Any] = {
+        "batch_shape": [batch_size_, seq_len],
+        "real_tokens_per_step": real_tokens,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops_formula": " ".join(training_flops.__doc__.split()),
+        "matmul_peak": peak,
+        "steps": {},
+    }
+    for name, samples in times.items():
+        step_s = statistics.median(samples)
+        flops = training_flops(model, batch_size_, seq_len, statistics.mean(loss_tokens[name]))
+        achieved = flops["total"] / step_s
+        result["steps"][name] = {
+            "time": summarise(samples),
+            "tokens_per_s": batch_size_ * seq_len / step_s,
+            "real_tokens_per_s": real_tokens / step_s,
+            "mean_loss_tokens": statistics.mean(loss_tokens[name]),
+            "flops_per_step": flops,
+            "achieved_flops": achieved,
+            "share_of_fp32_peak": achieved / peak["fp32_flops"],
+            "share_of_bf16_peak": achieved / peak["bf16_flops"],
+        }
+    result["bf16_speedup"] = ratio(statistics.median(times["fp32"]), statistics.median(times["bf16_autocast"]))
+    return result
+
+
+# ================================================================================== report
+
+
+def fmt_time(seconds: float) -> str:
+    """Seconds with a readable unit and 3 significant digits."""
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def fmt_num(value: float) -> str:
+    """A number with 3 significant digits and SI suffix for large values."""
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {suffix}"
+    return f"{value:.3g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _verdict(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target with its measured value and whether it is met."""
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, target: str, ok: bool) -> None:
+        checks.append({"target": name, "value": value, "goal": target, "met": bool(ok)})
+
+    if "masking" in results:
+        masking = results["masking"]
+        add("masking speed-up, blockwise vs per-token loop", masking["speedup_blockwise_vs_loop"], f">= {TARGETS['masking_speedup_min']:g}x",
+            masking["speedup_blockwise_vs_loop"] >= TARGETS["masking_speedup_min"])
+        for kind in ("classical", "blockwise"):
+            share = masking["share_of_step"][f"{kind}_share"]
+            add(f"{kind} masking share of a default step", share, f"<= {TARGETS['masking_step_share_max']:.0%}",
+                share <= TARGETS["masking_step_share_max"])
+        add("loop baseline and ours satisfy the blockwise invariants", masking["invariants_ok"], "true", masking["invariants_ok"])
+    if "loss_positions" in results:
+        for kind, entry in results["loss_positions"]["kinds"].items():
+            add(f"{kind}: |loss difference|", entry["loss_abs_diff"], f"< {TARGETS['loss_diff_max']:g}", entry["loss_abs_diff"] < TARGETS["loss_diff_max"])
+            add(f"{kind}: max |gradient difference|", entry["grad_max_abs_diff"], f"< {TARGETS['grad_diff_max']:g}", entry["grad_max_abs_diff"] < TARGETS["grad_diff_max"])
+    if "decoding" in results:
+        decoding = results["decoding"]
+        add("batched decoding speed-up", decoding["speedup"], f">= {TARGETS['decode_speedup_min']:g}x", decoding["speedup"] >= TARGETS["decode_speedup_min"])
+        add("batched tokens identical to batch-1", decoding["tokens_identical"], "true", decoding["tokens_identical"])
+        overhead = decoding["modes"]["batched"]["overhead_share"]
+        add("batched decoding time outside the forward", overhead, f"<= {TARGETS['decode_overhead_max']:.0%}", overhead <= TARGETS["decode_overhead_max"])
+    return checks
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The printed / saved report: machine, one table per section, targets."""
+    machine = results["machine"]
+    lines = [f"# blocksft benchmark{' (quick)' if results['quick'] else ''}", ""]
+    lines += _table(["machine", ""], [
+        ["CPU", machine["cpu_model"]],
+        ["logical cores (usable)", f"{machine['logical_cores']} ({machine['cpu_affinity']})"],
+        ["ISA flags", ", ".join(machine["isa_flags"]) or "-"],
+        ["torch (threads)", f"{machine['torch_version']} ({machine['torch_threads']})"],
+        ["python", machine["python_version"]],
+        ["load average at start / end", " / ".join(", ".join(f"{x:.2f}" for x in machine[k]) for k in ("load_average_at_start", "load_average_at_end") if k in machine)],
+        ["wall time of the run", fmt_time(results["wall_time_s"])],
+    ])
+    lines.append("Timings: median of interleaved repetitions after warm-up (`time.perf_counter`).")
+    lines.append("")
+
+    if "masking" in results:
+        m = results["masking"]
+        t = m["time"]
+        lines += [f"## 1. Masking ({m['batch_shape'][0]} x {m['batch_shape'][1]} tokens, response {m['response_len']}, block {m['block_size']})", ""]
+        lines += _table(["implementation", "time / batch", "speed-up vs loop", "invariants"], [
+            ["per-token Python loop (official algorithm)", fmt_time(t["loop_blockwise"]["median_s"]), "1", _verdict(not m["invariant_violations"]["loop_blockwise"])],
+            ["ours: BlockwiseMasking (without_replacement)", fmt_time(t["ours_blockwise"]["median_s"]), f"{m['speedup_blockwise_vs_loop']:.1f}x", _verdict(not m["invariant_violations"]["ours_blockwise"])],
+            ["ours: ClassicalMasking", fmt_time(t["ours_classical"]["median_s"]), f"{m['speedup_classical_vs_loop']:.1f}x", "-"],
+        ])
+        s = m["share_of_step"]
+        st = s["time"]
+        lines += _table([f"default step ({s['batch_shape'][0]} x {s['batch_shape'][1]}), same run", "time", "share of step"], [
+            ["training step (classical masking + fwd + bwd + AdamW, head at loss positions)", fmt_time(st["training_step"]["median_s"]), "100 %"],
+            ["ClassicalMasking on the default batch", fmt_time(st["classical_masking"]["median_s"]), f"{s['classical_share']:.2%}"],
+            [f"BlockwiseMasking (block {s['blockwise_block_size']}) on the default batch", fmt_time(st["blockwise_masking"]["median_s"]), f"{s['blockwise_share']:.2%}"],
+        ])
+
+    if "loss_positions" in results:
+        lp = results["loss_positions"]
+        spec = lp["spec"]
+        lines += [f"## 2. LM head at loss positions only (vocab {spec['vocab_size']}, hidden {spec['hidden_size']}, {spec['num_layers']} layers, "
+                  f"batch {spec['batch_size']} x {spec['prompt_len'] + spec['response_len']}, response {spec['response_len']}, block {spec['block_size']})", ""]
+        rows = []
+        for kind, e in lp["kinds"].items():
+            mem = e.get("memory", {})
+            def mem_cell(variant: str) -> str:
+                value = mem.get(variant, {})
+                return f"{value['peak_rss_delta_mib']:.0f} MiB" if "peak_rss_delta_mib" in value else value.get("error", "-")
+            rows.append([kind, e["loss_tokens"], fmt_time(e["time"]["loss_positions"]["median_s"]), fmt_time(e["time"]["full_projection"]["median_s"]),
+                         f"{e['speedup']:.2f}x", mem_cell("loss_positions"), mem_cell("full_projection"),
+                         f"{e['memory_ratio']:.2f}x" if "memory_ratio" in e else "-",
+                         f"{e['loss_abs_diff']:.1e}", f"{e['grad_max_abs_diff']:.1e} (rel {e['grad_max_rel_diff']:.1e})"])
+        lines += _table(["mask", "loss tokens", "step, loss positions", "step, full projection", "speed-up",
+                         "peak mem, loss positions", "peak mem, full", "memory ratio", "|loss diff|", "max |grad diff|"], rows)
+        lines += ["Step = forward + backward (no optimizer). Peak memory: " + lp["memory_method"], ""]
+
+    if "decoding" in results:
+        d = results["decoding"]
+        s = d["settings"]
+        lines += [f"## 3. Decoding ({d['num_prompts']} arithmetic prompts, gen_length {s['gen_length']}, block {s['block_length']}, steps {s['steps']})", "",
+                  f"Model: {d['model']}. Prompt length min/mean/max: {d['prompt_len_min_mean_max'][0]} / {d['prompt_len_min_mean_max'][1]:.1f} / {d['prompt_len_min_mean_max'][2]}.", ""]
+        rows = []
+        for name, e in d["modes"].items():
+            rows.append([name, fmt_time(e["time"]["median_s"]), f"{e['problems_per_s']:.2f}", e["forward_calls"], f"{e['nfe_per_problem']:g}", f"{e['overhead_share']:.1%}"])
+        lines += _table(["mode", "time (all prompts)", "problems/s", "forward calls", "NFE / problem", "time outside forward"], rows)
+        lines += [f"Speed-up batched vs batch-1: **{d['speedup']:.2f}x**; identical tokens: {d['identical_problems']}/{d['num_prompts']} problems.", ""]
+        rows = [[e["block_length"], e["steps"], f"{e['nfe_per_problem']:g}", f"{e['problems_per_s']:.2f}", f"{e['overhead_share']:.1%}"] for e in d["sweep"].values()]
+        lines += _table(["decode block length (batched)", "steps", "NFE / problem", "problems/s", "time outside forward"], rows)
+
+    if "throughput" in results:
+        tp = results["throughput"]
+        peak = tp["matmul_peak"]
+        lines += [f"## 4. Training throughput (default step, batch {tp['batch_shape'][0]} x {tp['batch_shape'][1]}, {fmt_num(tp['params'])} params)", ""]
+        lines += _table(["measured matmul peak", f"{peak['size']}x{peak['size']} fp32", "bf16"],
+                        [["FLOP/s", fmt_num(peak["fp32_flops"]), fmt_num(peak["bf16_flops"])]])
+        rows = []
+        for name, e in tp["steps"].items():
+            rows.append([name, fmt_time(e["time"]["median_s"]), fmt_num(e["tokens_per_s"]), fmt_num(e["real_tokens_per_s"]),
+                         fmt_num(e["flops_per_step"]["total"]), fmt_num(e["achieved_flops"]),
+                         f"{e['share_of_fp32_peak']:.1%}", f"{e['share_of_bf16_peak']:.1%}"])
+        lines += _table(["step", "time", "tokens/s (incl. pad)", "real tokens/s", "FLOPs / step", "achieved FLOP/s", "of fp32 peak", "of bf16 peak"], rows)
+        lines += [f"bf16 autocast speed-up vs fp32: **{tp['bf16_speedup']:.2f}x**.", "", "FLOPs: " + tp["flops_formula"], ""]
+
+    checks = results.get("targets", [])
+    if checks:
+        lines += ["## Targets", ""]
+        rows = []
+        for c in checks:
+            value = c["value"]
+            shown = str(value) if isinstance(value, bool) else (f"{value:.2%}" if "share" in c["target"] or "outside" in c["target"] else f"{value:.3g}")
+            rows.append([c["target"], shown, c["goal"], _verdict(c["met"])])
+        lines += _table(["target", "measured", "goal", "met"], rows)
+    return "\n".join(lines)
+
+
+# ================================================================================== main
+
+
+def run_benchmark(settings: Settings, sections: Sequence[int] = (1, 2, 3, 4), model_path: str | None = None, seed: int = 0, quick: bool = False) -> dict[str, Any]:
+    """Run the chosen sections; returns the JSON-ready result (with machine info and targets)."""
+    start = time.perf_counter()
+    results: dict[str, Any] = {"quick": quick, "settings": asdict(settings), "machine": machine_info()}
+    s = settings
+    if 1 in sections:
+        results["masking"] = masking_section(
+            batch_size=s.mask_batch, prompt_len=s.mask_prompt_len, response_len=s.mask_response_len, block_size=s.mask_block,
+            dataset_size=s.mask_dataset_size, inner=s.mask_inner, train_batch=s.train_batch, train_block=s.train_block,
+            repeats=s.repeats, warmup=s.warmup, seed=seed)
+    if 2 in sections:
+        spec = LossSpec(s.lm_vocab, s.lm_hidden, s.lm_layers, s.lm_heads, s.lm_intermediate, s.lm_batch,
+                        s.lm_prompt_len, s.lm_response_len, s.lm_block, seed)
+        results["loss_positions"] = loss_positions_section(spec, repeats=s.lm_repeats, warmup=s.lm_warmup, measure_memory=s.measure_memory)
+    if 3 in sections:
+        results["decoding"] = decoding_section(
+            num_prompts=s.decode_prompts, gen_length=s.gen_length, block_length=s.decode_block, steps=s.decode_steps,
+            sweep_block_lengths=s.sweep_blocks, repeats=s.decode_repeats, sweep_repeats=s.sweep_repeats, model_path=model_path, seed=seed)
+    if 4 in sections:
+        results["throughput"] = training_throughput_section(
+            batch_size=s.train_batch, repeats=s.throughput_repeats, warmup=s.warmup, matmul_size=s.matmul_size, seed=seed)
+    results["targets"] = target_checks(results)
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
+    results["wall_time_s"] = time.perf_counter() - start
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds, not a measurement")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}; --quick: {QUICK_OUT})")
+    parser.add_argument("--model", default=None, help="decoding section: a trained export folder (save_pretrained) instead of random init")
+    parser.add_argument("--sections", default="1,2,3,4", help="comma-separated subset of 1,2,3,4")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_probe is not None:  # internal: one peak-memory measurement in this fresh process
+        request = json.loads(args.memory_probe)
+        print(json.dumps(peak_memory_probe(LossSpec(**request["spec"]), request["kind"], request["variant"])))
+        return 0
+
+    sections = tuple(int(x) for x in args.sections.split(",") if x.strip())
+    if not set(sections) <= {1, 2, 3, 4}:
+        parser.error(f"--sections={args.sections!r}: allowed values are 1, 2, 3, 4")
+    settings = QUICK if args.quick else FULL
+    results = run_benchmark(settings, sections, args.model, args.seed, quick=args.quick)
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    out.mkdir(parents=True, exist_ok=True)
+    report = render_markdown(results)
+    (out / "benchmark.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "benchmark.md").write_text(report + "\n")
+    print(report)
+    print(f"\nwrote {out / 'benchmark.json'} and {out / 'benchmark.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
