@@ -5,6 +5,9 @@ export WANDB_MODE ?= offline
 
 .PHONY: setup train test benchmark clean
 
+benchmark: setup
+	$(PY) experiments/benchmark.py $(ARGS)
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

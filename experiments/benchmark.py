@@ -10,7 +10,9 @@ Prints a Markdown report and writes ``benchmark.json`` and ``benchmark.md`` into
 
 Every figure is a ratio of two variants measured in the same process and the same run: the variants'
 repetitions are interleaved (A, B, A, B, ...) after warm-up calls, each repetition is timed with
-``time.perf_counter`` and the median is reported. Torch keeps its default thread count.
+``time.perf_counter`` and the median is reported. Torch keeps its default thread count unless
+``--threads N`` is given (recorded in the output; meant for a machine busy with other work, where
+OpenMP threads waiting for a descheduled sibling can slow small ops by orders of magnitude).
 
 Sections (one function each, importable and usable with tiny sizes, see ``tests/test_benchmark.py``):
 
@@ -59,6 +61,7 @@ from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
 from blocksft.objective import masked_diffusion_loss
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
 CONF = ROOT / "conf"
 DEFAULT_OUT = ROOT / "experiments" / "results" / "benchmark"
 QUICK_OUT = Path(tempfile.gettempdir()) / "blocksft-benchmark-quick"
@@ -97,6 +100,7 @@ class Settings:
     mask_block: int = 32
     mask_inner: int = 20  # masking calls per timed repetition (one call is ~0.1 ms)
     mask_dataset_size: int = 20000  # sample indices cycle over a permutation of this many samples
+    mask_scale: tuple[int, int, int] | None = (128, 32, 1024)  # larger batch: (batch, prompt, response)
     train_batch: int = 32  # default training step (sections 1 and 4)
     train_block: int = 8  # conf/train.yaml default block size, for blockwise masking of the default batch
     # 2. loss at loss positions only
@@ -129,6 +133,7 @@ FULL = Settings()
 QUICK = Settings(
     warmup=1, repeats=2,
     mask_batch=4, mask_prompt_len=8, mask_response_len=24, mask_block=8, mask_inner=2, mask_dataset_size=64,
+    mask_scale=(8, 8, 64),
     train_batch=4,
     lm_vocab=512, lm_hidden=32, lm_layers=1, lm_heads=2, lm_intermediate=64, lm_batch=4,
     lm_prompt_len=8, lm_response_len=24, lm_block=8, lm_repeats=1, lm_warmup=0,
@@ -199,6 +204,7 @@ def machine_info() -> dict[str, Any]:
         "isa_flags": [f for f in interesting if f in flags],
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "torch_default_threads": DEFAULT_THREADS,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()),
@@ -237,7 +243,9 @@ def default_train_batch(batch_size: int, tokenizer, seed: int = 0) -> dict[str, 
     return collate([{"prompt_ids": p, "answer_ids": a, "index": i} for p, a, i in zip(prompt_ids, answer_ids, chosen)])
 
 
-def synthetic_batch(batch_size: int, prompt_len: int, response_len: int, vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def synthetic_batch(
+    batch_size: int, prompt_len: int, response_len: int, vocab_size: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """A batch in the collator's layout: ``[left pad][prompt][response]``, random token ids.
 
     Prompt lengths vary in ``[prompt_len - 8, prompt_len]`` (left-padded to ``prompt_len``), so every
@@ -447,31 +455,34 @@ def _index_stream(dataset_size: int, batch_size: int, seed: int) -> Iterator[tor
         yield from batches
 
 
-def masking_section(
+def compare_masking(
     *,
-    batch_size: int = 32,
-    prompt_len: int = 56,
-    response_len: int = 200,
-    block_size: int = 32,
-    dataset_size: int = 20000,
-    inner: int = 20,
-    train_batch: int = 32,
-    train_block: int = 8,
-    repeats: int = 7,
-    warmup: int = 2,
+    batch_size: int,
+    prompt_len: int,
+    response_len: int,
+    block_size: int,
+    dataset_size: int,
+    inner: int,
+    repeats: int,
+    warmup: int,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Section 1: masking time of our strategies vs the per-token loop; share of a training step."""
-    vocab = 100
-    batch = synthetic_batch(batch_size, prompt_len, response_len, vocab, seed)
+    """Time our two strategies and the per-token loop on one synthetic batch, interleaved.
+
+    Sample indices come from a permutation of ``dataset_size`` samples, consecutive slices, as an
+    epoch would (the same stream for ours and the loop); the loop's block pools are built up front.
+    """
+    if dataset_size < batch_size:
+        raise ValueError(f"dataset_size={dataset_size} must be >= batch_size={batch_size}")
+    batch = synthetic_batch(batch_size, prompt_len, response_len, vocab_size=100, seed=seed)
     ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
     generator = torch.Generator().manual_seed(seed)
     classical = ClassicalMasking(mask_id=MASK_ID)
     blockwise = BlockwiseMasking(block_size, mask_id=MASK_ID, block_sampling="without_replacement")
-    ours_indices, loop_indices = _index_stream(dataset_size, batch_size, seed), _index_stream(dataset_size, batch_size, seed)
+    ours_indices = _index_stream(dataset_size, batch_size, seed)
+    loop_indices = _index_stream(dataset_size, batch_size, seed)
     pools = block_pools(range(dataset_size), [response_len] * dataset_size, block_size)
     rng = random.Random(seed)
-
     variants = {
         "ours_classical": lambda: classical(ids, starts, lengths, generator, None),
         "ours_blockwise": lambda: blockwise(ids, starts, lengths, generator, next(ours_indices)),
@@ -480,18 +491,6 @@ def masking_section(
         ),
     }
     times = time_interleaved(variants, repeats, warmup, inner={name: inner for name in variants})
-
-    # Invariants of one fresh call of each blockwise implementation on the same batch.
-    check_index = torch.arange(batch_size)
-    ours = BlockwiseMasking(block_size, mask_id=MASK_ID)(ids, starts, lengths, torch.Generator().manual_seed(seed), check_index)
-    loop_noisy, loop_loss, loop_active = loop_blockwise_mask(
-        ids, starts, lengths, check_index, {}, random.Random(seed), block_size=block_size, mask_id=MASK_ID
-    )
-    invariants = {
-        "ours_blockwise": blockwise_violations(ids, ours.noisy_ids, ours.loss_mask, starts, lengths, ours.active_block, block_size, MASK_ID),
-        "loop_blockwise": blockwise_violations(ids, loop_noisy, loop_loss, starts, lengths, loop_active, block_size, MASK_ID),
-    }
-
     medians = {name: statistics.median(samples) for name, samples in times.items()}
     return {
         "batch_shape": list(ids.shape),
@@ -502,12 +501,69 @@ def masking_section(
         "time": {name: summarise(samples) for name, samples in times.items()},
         "speedup_blockwise_vs_loop": ratio(medians["loop_blockwise"], medians["ours_blockwise"]),
         "speedup_classical_vs_loop": ratio(medians["loop_blockwise"], medians["ours_classical"]),
-        "invariant_violations": invariants,
-        "invariants_ok": all(not v for v in invariants.values()),
-        "share_of_step": masking_share_of_step(
-            batch_size=train_batch, block_size=train_block, repeats=repeats, warmup=warmup, inner=inner, seed=seed
-        ),
     }
+
+
+def masking_invariants(
+    *, batch_size: int, prompt_len: int, response_len: int, block_size: int, seed: int = 0
+) -> dict[str, list[str]]:
+    """Invariant violations of one call of our BlockwiseMasking and of the loop on the same batch."""
+    batch = synthetic_batch(batch_size, prompt_len, response_len, vocab_size=100, seed=seed)
+    ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
+    index = torch.arange(batch_size)
+    ours = BlockwiseMasking(block_size, mask_id=MASK_ID)(ids, starts, lengths, torch.Generator().manual_seed(seed), index)
+    loop_noisy, loop_loss, loop_active = loop_blockwise_mask(
+        ids, starts, lengths, index, {}, random.Random(seed), block_size=block_size, mask_id=MASK_ID
+    )
+    outputs = {
+        "ours_blockwise": (ours.noisy_ids, ours.loss_mask, ours.active_block),
+        "loop_blockwise": (loop_noisy, loop_loss, loop_active),
+    }
+    return {
+        name: blockwise_violations(ids, noisy, loss, starts, lengths, active, block_size, MASK_ID)
+        for name, (noisy, loss, active) in outputs.items()
+    }
+
+
+def masking_section(
+    *,
+    batch_size: int = 32,
+    prompt_len: int = 56,
+    response_len: int = 200,
+    block_size: int = 32,
+    dataset_size: int = 20000,
+    inner: int = 20,
+    scale: tuple[int, int, int] | None = (128, 32, 1024),
+    train_batch: int = 32,
+    train_block: int = 8,
+    repeats: int = 7,
+    warmup: int = 2,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Section 1: masking time of our strategies vs the per-token loop; share of a training step.
+
+    ``scale`` = (batch, prompt_len, response_len) adds a larger-batch comparison (same block size,
+    fewer repetitions) showing how the speed-up grows with the number of tokens.
+    """
+    result = compare_masking(
+        batch_size=batch_size, prompt_len=prompt_len, response_len=response_len, block_size=block_size,
+        dataset_size=dataset_size, inner=inner, repeats=repeats, warmup=warmup, seed=seed,
+    )
+    invariants = masking_invariants(
+        batch_size=batch_size, prompt_len=prompt_len, response_len=response_len, block_size=block_size, seed=seed
+    )
+    result["invariant_violations"] = invariants
+    result["invariants_ok"] = all(not v for v in invariants.values())
+    if scale is not None:
+        scale_batch, scale_prompt, scale_response = scale
+        result["larger_batch"] = compare_masking(
+            batch_size=scale_batch, prompt_len=scale_prompt, response_len=scale_response, block_size=block_size,
+            dataset_size=max(dataset_size, scale_batch), inner=1, repeats=max(1, repeats // 2), warmup=1, seed=seed,
+        )
+    result["share_of_step"] = masking_share_of_step(
+        batch_size=train_batch, block_size=train_block, repeats=repeats, warmup=warmup, inner=inner, seed=seed
+    )
+    return result
 
 
 def masking_share_of_step(
@@ -564,7 +620,9 @@ class LossSpec:
 
 def loss_setup(spec: LossSpec) -> tuple[TinyDiffusionLM, dict[str, torch.Tensor], dict[str, MaskedBatch]]:
     """Deterministic model, batch and one fixed mask per strategy ({"classical", "blockwise"})."""
-    model = sized_model(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.intermediate_size, spec.seed)
+    model = sized_model(
+        spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.intermediate_size, spec.seed
+    )
     model.train()
     batch = synthetic_batch(spec.batch_size, spec.prompt_len, spec.response_len, spec.vocab_size, spec.seed)
     strategies: dict[str, MaskingStrategy] = {
@@ -586,7 +644,7 @@ def _read_status_kib(field: str) -> int:
 def peak_memory_probe(spec: LossSpec, kind: str, variant: str) -> dict[str, Any]:
     """Peak resident-memory increase of one training step (forward + backward), in this process.
 
-    Method: build the setup, run one warm-up step (one-time allocations such as thread pools are not
+    Build the setup, run one warm-up step (one-time allocations such as thread pools are not
     charged to the variant), drop the gradients, ``gc.collect()`` and glibc ``malloc_trim(0)`` (freed
     heap pages go back to the OS), reset the kernel's peak-RSS counter (``echo 5 >
     /proc/self/clear_refs``), then run the measured step and report ``VmHWM - VmRSS_before``. Torch's
@@ -613,7 +671,7 @@ def peak_memory_probe(spec: LossSpec, kind: str, variant: str) -> dict[str, Any]
 
 def measure_peak_memory(spec: LossSpec, kind: str, variant: str) -> dict[str, Any]:
     """Run :func:`peak_memory_probe` in a fresh Python process (this script, ``--memory-probe``)."""
-    request = json.dumps({"spec": asdict(spec), "kind": kind, "variant": variant})
+    request = json.dumps({"spec": asdict(spec), "kind": kind, "variant": variant, "threads": torch.get_num_threads()})
     done = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--memory-probe", request],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
@@ -630,7 +688,8 @@ def gradient_agreement(model: TinyDiffusionLM, batch: dict[str, torch.Tensor], m
     for full in (False, True):
         model.zero_grad(set_to_none=True)
         loss = loss_and_backward(model, batch, masked, full_projection=full)
-        results.append((float(loss), [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]))
+        grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+        results.append((float(loss), grads))
     model.zero_grad(set_to_none=True)
     (loss_a, grads_a), (loss_b, grads_b) = results
     abs_diff = max(float((a - b).abs().max()) for a, b in zip(grads_a, grads_b))
@@ -650,7 +709,8 @@ def loss_positions_section(
 ) -> dict[str, Any]:
     """Section 2: LM head at loss positions only vs full projection, per mask kind."""
     model, batch, masks = loss_setup(spec)
-    out: dict[str, Any] = {"spec": asdict(spec), "memory_method": " ".join(peak_memory_probe.__doc__.split("\n\n")[1].split()), "kinds": {}}
+    method = "a fresh subprocess per variant. " + " ".join(peak_memory_probe.__doc__.split("\n\n")[1].split())
+    out: dict[str, Any] = {"spec": asdict(spec), "memory_method": method, "kinds": {}}
     for kind, masked in masks.items():
         agreement = gradient_agreement(model, batch, masked)
 
@@ -665,7 +725,10 @@ def loss_positions_section(
         loss_tokens = int(masked.loss_mask.sum())
         entry: dict[str, Any] = {
             "loss_tokens": loss_tokens,
-            "logits_shape": {"loss_positions": [loss_tokens, spec.vocab_size], "full_projection": [*masked.noisy_ids.shape, spec.vocab_size]},
+            "logits_shape": {
+                "loss_positions": [loss_tokens, spec.vocab_size],
+                "full_projection": [*masked.noisy_ids.shape, spec.vocab_size],
+            },
             "time": {name: summarise(samples) for name, samples in times.items()},
             "speedup": ratio(statistics.median(times["full_projection"]), statistics.median(times["loss_positions"])),
             **agreement,
@@ -674,7 +737,8 @@ def loss_positions_section(
             memory = {variant: measure_peak_memory(spec, kind, variant) for variant in ("loss_positions", "full_projection")}
             entry["memory"] = memory
             if all("peak_rss_delta_mib" in m for m in memory.values()):
-                entry["memory_ratio"] = ratio(memory["full_projection"]["peak_rss_delta_mib"], memory["loss_positions"]["peak_rss_delta_mib"])
+                deltas = {variant: m["peak_rss_delta_mib"] for variant, m in memory.items()}
+                entry["memory_ratio"] = ratio(deltas["full_projection"], deltas["loss_positions"])
         out["kinds"][kind] = entry
     return out
 
@@ -683,14 +747,15 @@ def loss_positions_section(
 
 
 class ForwardTimer:
-    """Wraps a model for :func:`generate`: counts forward calls and rows and the time spent inside."""
+    """Wraps a model for :func:`generate`: counts forward calls, rows and token positions, and
+    accumulates the wall time spent inside the model's forward."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.reset()
 
     def reset(self) -> None:
-        self.calls, self.rows, self.seconds = 0, 0, 0.0
+        self.calls, self.rows, self.positions, self.seconds = 0, 0, 0, 0.0
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         start = time.perf_counter()
@@ -698,6 +763,7 @@ class ForwardTimer:
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.rows += input_ids.shape[0]
+        self.positions += input_ids.numel()
         return output
 
     def parameters(self):
@@ -725,7 +791,16 @@ def arithmetic_prompts(count: int, tokenizer) -> list[torch.Tensor]:
     return [torch.tensor(ids, dtype=torch.long) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def decode(timer: ForwardTimer, prompts: list[torch.Tensor], tokenizer, *, batched: bool, gen_length: int, block_length: int, steps: int) -> list[torch.Tensor]:
+def decode(
+    timer: ForwardTimer,
+    prompts: list[torch.Tensor],
+    tokenizer,
+    *,
+    batched: bool,
+    gen_length: int,
+    block_length: int,
+    steps: int,
+) -> list[torch.Tensor]:
     """Decode all prompts, in one left-padded batch or one call per prompt (batch size 1)."""
     kwargs = dict(pad_id=tokenizer.pad_token_id, mask_id=tokenizer.mask_token_id, steps=steps,
                   gen_length=gen_length, block_length=block_length)
@@ -739,11 +814,13 @@ def timed_decodes(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[torch.Tensor]]]:
     """Interleaved repetitions of several decode modes (kwargs of :func:`decode`).
 
-    Per mode: problems/s (median), forward calls, NFE per problem (model rows evaluated / problems)
-    and the share of wall time outside the model forward (median over repetitions).
+    Per mode: problems/s (median), forward calls, NFE per problem (model rows evaluated / problems),
+    the share of wall time outside the model forward and the forward time per token position (both
+    medians over repetitions; the latter shows whether batching makes the model itself cheaper).
     """
     totals: dict[str, list[float]] = {name: [] for name in modes}
     overheads: dict[str, list[float]] = {name: [] for name in modes}
+    per_position: dict[str, list[float]] = {name: [] for name in modes}
     counts: dict[str, tuple[int, int]] = {}
     outputs: dict[str, list[torch.Tensor]] = {}
     for _ in range(repeats):
@@ -754,6 +831,7 @@ def timed_decodes(
             total = time.perf_counter() - start
             totals[name].append(total)
             overheads[name].append((total - timer.seconds) / total)
+            per_position[name].append(timer.seconds / timer.positions)
             counts[name] = (timer.calls, timer.rows)
     report = {}
     for name in modes:
@@ -765,6 +843,7 @@ def timed_decodes(
             "forward_calls": counts[name][0],
             "nfe_per_problem": counts[name][1] / len(prompts),
             "overhead_share": statistics.median(overheads[name]),
+            "forward_s_per_position": statistics.median(per_position[name]),
         }
     return report, outputs
 
@@ -856,7 +935,8 @@ def training_throughput_section(
     def step(name: str, dtype: torch.dtype | None) -> None:
         loss_tokens[name].append(default_training_step(model, optimizer, strategy, batch, generator, dtype))
 
-    times = time_interleaved({"fp32": lambda: step("fp32", None), "bf16_autocast": lambda: step("bf16_autocast", torch.bfloat16)}, repeats, warmup)
+    variants = {"fp32": lambda: step("fp32", None), "bf16_autocast": lambda: step("bf16_autocast", torch.bfloat16)}
+    times = time_interleaved(variants, repeats, warmup)
     peak = matmul_peak(matmul_size, repeats, warmup)
     batch_size_, seq_len = batch["input_ids"].shape
     real_tokens = int(batch["attention_mask"].sum())
@@ -917,149 +997,212 @@ def _verdict(ok: bool) -> str:
 
 
 def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target with its measured value and whether it is met."""
+    """Every target with its measured value, a display string and whether it is met."""
     checks: list[dict[str, Any]] = []
 
-    def add(name: str, value: Any, target: str, ok: bool) -> None:
-        checks.append({"target": name, "value": value, "goal": target, "met": bool(ok)})
+    def add(name: str, value: Any, goal: str, ok: bool) -> None:
+        if isinstance(value, bool):
+            shown = str(value).lower()
+        elif "speed-up" in name:
+            shown = f"{value:.2f}x"
+        elif "%" in goal:
+            shown = f"{value:.2%}"
+        else:
+            shown = f"{value:.2e}"
+        checks.append({"target": name, "value": value, "shown": shown, "goal": goal, "met": bool(ok)})
 
     if "masking" in results:
         masking = results["masking"]
-        add("masking speed-up, blockwise vs per-token loop", masking["speedup_blockwise_vs_loop"], f">= {TARGETS['masking_speedup_min']:g}x",
-            masking["speedup_blockwise_vs_loop"] >= TARGETS["masking_speedup_min"])
+        speedup, minimum = masking["speedup_blockwise_vs_loop"], TARGETS["masking_speedup_min"]
+        add("masking speed-up, blockwise vs per-token loop", speedup, f">= {minimum:g}x", speedup >= minimum)
         for kind in ("classical", "blockwise"):
-            share = masking["share_of_step"][f"{kind}_share"]
-            add(f"{kind} masking share of a default step", share, f"<= {TARGETS['masking_step_share_max']:.0%}",
-                share <= TARGETS["masking_step_share_max"])
-        add("loop baseline and ours satisfy the blockwise invariants", masking["invariants_ok"], "true", masking["invariants_ok"])
+            share, maximum = masking["share_of_step"][f"{kind}_share"], TARGETS["masking_step_share_max"]
+            add(f"{kind} masking share of a default step", share, f"<= {maximum:.0%}", share <= maximum)
+        ok = masking["invariants_ok"]
+        add("loop baseline and ours satisfy the blockwise invariants", ok, "true", ok)
     if "loss_positions" in results:
         for kind, entry in results["loss_positions"]["kinds"].items():
-            add(f"{kind}: |loss difference|", entry["loss_abs_diff"], f"< {TARGETS['loss_diff_max']:g}", entry["loss_abs_diff"] < TARGETS["loss_diff_max"])
-            add(f"{kind}: max |gradient difference|", entry["grad_max_abs_diff"], f"< {TARGETS['grad_diff_max']:g}", entry["grad_max_abs_diff"] < TARGETS["grad_diff_max"])
+            loss_diff, grad_diff = entry["loss_abs_diff"], entry["grad_max_abs_diff"]
+            add(f"{kind}: |loss difference|", loss_diff, f"< {TARGETS['loss_diff_max']:g}", loss_diff < TARGETS["loss_diff_max"])
+            add(f"{kind}: max |gradient difference|", grad_diff, f"< {TARGETS['grad_diff_max']:g}",
+                grad_diff < TARGETS["grad_diff_max"])
     if "decoding" in results:
         decoding = results["decoding"]
-        add("batched decoding speed-up", decoding["speedup"], f">= {TARGETS['decode_speedup_min']:g}x", decoding["speedup"] >= TARGETS["decode_speedup_min"])
+        speedup, minimum = decoding["speedup"], TARGETS["decode_speedup_min"]
+        add("batched decoding speed-up", speedup, f">= {minimum:g}x", speedup >= minimum)
         add("batched tokens identical to batch-1", decoding["tokens_identical"], "true", decoding["tokens_identical"])
-        overhead = decoding["modes"]["batched"]["overhead_share"]
-        add("batched decoding time outside the forward", overhead, f"<= {TARGETS['decode_overhead_max']:.0%}", overhead <= TARGETS["decode_overhead_max"])
+        overhead, maximum = decoding["modes"]["batched"]["overhead_share"], TARGETS["decode_overhead_max"]
+        add("batched decoding time outside the forward", overhead, f"<= {maximum:.0%}", overhead <= maximum)
     return checks
+
+
+def _median(entry: dict[str, Any], name: str) -> str:
+    """Formatted median time of ``entry["time"][name]``."""
+    return fmt_time(entry["time"][name]["median_s"])
+
+
+def _render_machine(results: dict[str, Any]) -> list[str]:
+    machine = results["machine"]
+    loads = " / ".join(
+        ", ".join(f"{x:.2f}" for x in machine[key])
+        for key in ("load_average_at_start", "load_average_at_end") if key in machine
+    )
+    lines = _table(["machine", ""], [
+        ["CPU", machine["cpu_model"]],
+        ["logical cores (usable)", f"{machine['logical_cores']} ({machine['cpu_affinity']})"],
+        ["ISA flags", ", ".join(machine["isa_flags"]) or "-"],
+        ["torch (intra-op threads used / torch default)",
+         f"{machine['torch_version']} ({machine['torch_threads']} / {machine['torch_default_threads']})"],
+        ["python", machine["python_version"]],
+        ["load average (1, 5, 15 min) at start / end", loads],
+        ["wall time of the run", fmt_time(results["wall_time_s"])],
+    ])
+    lines += ["Timings: median of interleaved repetitions after warm-up (`time.perf_counter`).", ""]
+    busy = max(machine["load_average_at_start"][0], machine.get("load_average_at_end", [0.0])[0])
+    if busy >= 0.75 * (machine["cpu_affinity"] or machine["logical_cores"] or 1):
+        lines += [f"**Warning:** the machine was shared with other work (1-min load average up to {busy:.2f} on "
+                  f"{machine['cpu_affinity']} usable cores): absolute timings are inflated and noisy; the side-by-side "
+                  "ratios are less affected but not immune.", ""]
+    return lines
+
+
+def _render_masking(m: dict[str, Any]) -> list[str]:
+    violations = m["invariant_violations"]
+    lines = [f"## 1. Masking ({m['batch_shape'][0]} x {m['batch_shape'][1]} tokens, response {m['response_len']}, "
+             f"block {m['block_size']})", ""]
+    lines += _table(["implementation", "time / batch", "speed-up vs loop", "invariants hold"], [
+        ["per-token Python loop (official algorithm)", _median(m, "loop_blockwise"), "1",
+         _verdict(not violations["loop_blockwise"])],
+        ["ours: BlockwiseMasking (without_replacement)", _median(m, "ours_blockwise"),
+         f"{m['speedup_blockwise_vs_loop']:.1f}x", _verdict(not violations["ours_blockwise"])],
+        ["ours: ClassicalMasking", _median(m, "ours_classical"), f"{m['speedup_classical_vs_loop']:.1f}x", "-"],
+    ])
+    if "larger_batch" in m:
+        big = m["larger_batch"]
+        lines += [f"Larger batch ({big['batch_shape'][0]} x {big['batch_shape'][1]}, response {big['response_len']}): "
+                  f"loop {_median(big, 'loop_blockwise')}, ours blockwise {_median(big, 'ours_blockwise')} "
+                  f"({big['speedup_blockwise_vs_loop']:.1f}x), ours classical {_median(big, 'ours_classical')} "
+                  f"({big['speedup_classical_vs_loop']:.1f}x).", ""]
+    share = m["share_of_step"]
+    lines += _table([f"default step ({share['batch_shape'][0]} x {share['batch_shape'][1]}), same run", "time", "share"], [
+        ["training step: classical masking + fwd + bwd + AdamW, head at loss positions",
+         _median(share, "training_step"), "100 %"],
+        ["ClassicalMasking on the default batch", _median(share, "classical_masking"), f"{share['classical_share']:.2%}"],
+        [f"BlockwiseMasking (block {share['blockwise_block_size']}) on the default batch",
+         _median(share, "blockwise_masking"), f"{share['blockwise_share']:.2%}"],
+    ])
+    return lines
+
+
+def _render_loss_positions(lp: dict[str, Any]) -> list[str]:
+    spec = lp["spec"]
+    lines = [f"## 2. LM head at loss positions only (vocab {spec['vocab_size']}, hidden {spec['hidden_size']}, "
+             f"{spec['num_layers']} layers, {spec['num_heads']} heads, batch {spec['batch_size']} x "
+             f"{spec['prompt_len'] + spec['response_len']}, response {spec['response_len']}, block {spec['block_size']})", ""]
+
+    def memory_cell(entry: dict[str, Any], variant: str) -> str:
+        value = entry.get("memory", {}).get(variant, {})
+        return f"{value['peak_rss_delta_mib']:.0f} MiB" if "peak_rss_delta_mib" in value else value.get("error", "-")
+
+    rows = []
+    for kind, e in lp["kinds"].items():
+        rows.append([
+            kind, e["loss_tokens"], _median(e, "loss_positions"), _median(e, "full_projection"), f"{e['speedup']:.2f}x",
+            memory_cell(e, "loss_positions"), memory_cell(e, "full_projection"),
+            f"{e['memory_ratio']:.2f}x" if "memory_ratio" in e else "-",
+            f"{e['loss_abs_diff']:.1e}", f"{e['grad_max_abs_diff']:.1e} (rel. {e['grad_max_rel_diff']:.1e})",
+        ])
+    lines += _table(["mask", "loss tokens", "step, loss positions", "step, full projection", "speed-up",
+                     "peak mem, loss positions", "peak mem, full", "memory ratio", "abs. loss diff", "max abs. grad diff"],
+                    rows)
+    return lines + ["Step = forward + backward (no optimizer). Peak memory: " + lp["memory_method"], ""]
+
+
+def _render_decoding(d: dict[str, Any]) -> list[str]:
+    settings, (shortest, mean, longest) = d["settings"], d["prompt_len_min_mean_max"]
+    lines = [f"## 3. Decoding ({d['num_prompts']} arithmetic prompts, gen_length {settings['gen_length']}, "
+             f"block {settings['block_length']}, steps {settings['steps']})", "",
+             f"Model: {d['model']}. Prompt tokens min / mean / max: {shortest} / {mean:.1f} / {longest}.", ""]
+    rows = [[name, fmt_time(e["time"]["median_s"]), f"{e['problems_per_s']:.2f}",
+             e["forward_calls"], f"{e['nfe_per_problem']:g}", f"{e['overhead_share']:.1%}",
+             fmt_time(e["forward_s_per_position"])] for name, e in d["modes"].items()]
+    lines += _table(["mode", "time (all prompts)", "problems/s", "forward calls", "NFE / problem",
+                     "time outside forward", "forward time / token position"], rows)
+    lines += [f"Speed-up batched vs batch-1: **{d['speedup']:.2f}x**; identical tokens: "
+              f"{d['identical_problems']}/{d['num_prompts']} problems.", ""]
+    rows = [[e["block_length"], e["steps"], f"{e['nfe_per_problem']:g}", f"{e['problems_per_s']:.2f}",
+             f"{e['overhead_share']:.1%}"] for e in d["sweep"].values()]
+    return lines + _table(["decode block length (batched)", "steps", "NFE / problem", "problems/s",
+                           "time outside forward"], rows)
+
+
+def _render_throughput(tp: dict[str, Any]) -> list[str]:
+    peak = tp["matmul_peak"]
+    lines = [f"## 4. Training throughput (default step, batch {tp['batch_shape'][0]} x {tp['batch_shape'][1]}, "
+             f"{fmt_num(tp['params'])} params)", ""]
+    lines += _table(["measured matmul peak", f"{peak['size']}x{peak['size']} fp32", "bf16"],
+                    [["FLOP/s", fmt_num(peak["fp32_flops"]), fmt_num(peak["bf16_flops"])]])
+    rows = [[name, fmt_time(e["time"]["median_s"]), fmt_num(e["tokens_per_s"]), fmt_num(e["real_tokens_per_s"]),
+             fmt_num(e["flops_per_step"]["total"]), fmt_num(e["achieved_flops"]),
+             f"{e['share_of_fp32_peak']:.1%}", f"{e['share_of_bf16_peak']:.1%}"] for name, e in tp["steps"].items()]
+    lines += _table(["step", "time", "tokens/s (incl. pad)", "real tokens/s", "FLOPs / step", "achieved FLOP/s",
+                     "of fp32 peak", "of bf16 peak"], rows)
+    return lines + [f"bf16 autocast speed-up vs fp32: **{tp['bf16_speedup']:.2f}x**.", "",
+                    "FLOPs: " + tp["flops_formula"], ""]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
     """The printed / saved report: machine, one table per section, targets."""
-    machine = results["machine"]
-    lines = [f"# blocksft benchmark{' (quick)' if results['quick'] else ''}", ""]
-    lines += _table(["machine", ""], [
-        ["CPU", machine["cpu_model"]],
-        ["logical cores (usable)", f"{machine['logical_cores']} ({machine['cpu_affinity']})"],
-        ["ISA flags", ", ".join(machine["isa_flags"]) or "-"],
-        ["torch (threads)", f"{machine['torch_version']} ({machine['torch_threads']})"],
-        ["python", machine["python_version"]],
-        ["load average at start / end", " / ".join(", ".join(f"{x:.2f}" for x in machine[k]) for k in ("load_average_at_start", "load_average_at_end") if k in machine)],
-        ["wall time of the run", fmt_time(results["wall_time_s"])],
-    ])
-    lines.append("Timings: median of interleaved repetitions after warm-up (`time.perf_counter`).")
-    lines.append("")
-
-    if "masking" in results:
-        m = results["masking"]
-        t = m["time"]
-        lines += [f"## 1. Masking ({m['batch_shape'][0]} x {m['batch_shape'][1]} tokens, response {m['response_len']}, block {m['block_size']})", ""]
-        lines += _table(["implementation", "time / batch", "speed-up vs loop", "invariants"], [
-            ["per-token Python loop (official algorithm)", fmt_time(t["loop_blockwise"]["median_s"]), "1", _verdict(not m["invariant_violations"]["loop_blockwise"])],
-            ["ours: BlockwiseMasking (without_replacement)", fmt_time(t["ours_blockwise"]["median_s"]), f"{m['speedup_blockwise_vs_loop']:.1f}x", _verdict(not m["invariant_violations"]["ours_blockwise"])],
-            ["ours: ClassicalMasking", fmt_time(t["ours_classical"]["median_s"]), f"{m['speedup_classical_vs_loop']:.1f}x", "-"],
-        ])
-        s = m["share_of_step"]
-        st = s["time"]
-        lines += _table([f"default step ({s['batch_shape'][0]} x {s['batch_shape'][1]}), same run", "time", "share of step"], [
-            ["training step (classical masking + fwd + bwd + AdamW, head at loss positions)", fmt_time(st["training_step"]["median_s"]), "100 %"],
-            ["ClassicalMasking on the default batch", fmt_time(st["classical_masking"]["median_s"]), f"{s['classical_share']:.2%}"],
-            [f"BlockwiseMasking (block {s['blockwise_block_size']}) on the default batch", fmt_time(st["blockwise_masking"]["median_s"]), f"{s['blockwise_share']:.2%}"],
-        ])
-
-    if "loss_positions" in results:
-        lp = results["loss_positions"]
-        spec = lp["spec"]
-        lines += [f"## 2. LM head at loss positions only (vocab {spec['vocab_size']}, hidden {spec['hidden_size']}, {spec['num_layers']} layers, "
-                  f"batch {spec['batch_size']} x {spec['prompt_len'] + spec['response_len']}, response {spec['response_len']}, block {spec['block_size']})", ""]
-        rows = []
-        for kind, e in lp["kinds"].items():
-            mem = e.get("memory", {})
-            def mem_cell(variant: str) -> str:
-                value = mem.get(variant, {})
-                return f"{value['peak_rss_delta_mib']:.0f} MiB" if "peak_rss_delta_mib" in value else value.get("error", "-")
-            rows.append([kind, e["loss_tokens"], fmt_time(e["time"]["loss_positions"]["median_s"]), fmt_time(e["time"]["full_projection"]["median_s"]),
-                         f"{e['speedup']:.2f}x", mem_cell("loss_positions"), mem_cell("full_projection"),
-                         f"{e['memory_ratio']:.2f}x" if "memory_ratio" in e else "-",
-                         f"{e['loss_abs_diff']:.1e}", f"{e['grad_max_abs_diff']:.1e} (rel {e['grad_max_rel_diff']:.1e})"])
-        lines += _table(["mask", "loss tokens", "step, loss positions", "step, full projection", "speed-up",
-                         "peak mem, loss positions", "peak mem, full", "memory ratio", "|loss diff|", "max |grad diff|"], rows)
-        lines += ["Step = forward + backward (no optimizer). Peak memory: " + lp["memory_method"], ""]
-
-    if "decoding" in results:
-        d = results["decoding"]
-        s = d["settings"]
-        lines += [f"## 3. Decoding ({d['num_prompts']} arithmetic prompts, gen_length {s['gen_length']}, block {s['block_length']}, steps {s['steps']})", "",
-                  f"Model: {d['model']}. Prompt length min/mean/max: {d['prompt_len_min_mean_max'][0]} / {d['prompt_len_min_mean_max'][1]:.1f} / {d['prompt_len_min_mean_max'][2]}.", ""]
-        rows = []
-        for name, e in d["modes"].items():
-            rows.append([name, fmt_time(e["time"]["median_s"]), f"{e['problems_per_s']:.2f}", e["forward_calls"], f"{e['nfe_per_problem']:g}", f"{e['overhead_share']:.1%}"])
-        lines += _table(["mode", "time (all prompts)", "problems/s", "forward calls", "NFE / problem", "time outside forward"], rows)
-        lines += [f"Speed-up batched vs batch-1: **{d['speedup']:.2f}x**; identical tokens: {d['identical_problems']}/{d['num_prompts']} problems.", ""]
-        rows = [[e["block_length"], e["steps"], f"{e['nfe_per_problem']:g}", f"{e['problems_per_s']:.2f}", f"{e['overhead_share']:.1%}"] for e in d["sweep"].values()]
-        lines += _table(["decode block length (batched)", "steps", "NFE / problem", "problems/s", "time outside forward"], rows)
-
-    if "throughput" in results:
-        tp = results["throughput"]
-        peak = tp["matmul_peak"]
-        lines += [f"## 4. Training throughput (default step, batch {tp['batch_shape'][0]} x {tp['batch_shape'][1]}, {fmt_num(tp['params'])} params)", ""]
-        lines += _table(["measured matmul peak", f"{peak['size']}x{peak['size']} fp32", "bf16"],
-                        [["FLOP/s", fmt_num(peak["fp32_flops"]), fmt_num(peak["bf16_flops"])]])
-        rows = []
-        for name, e in tp["steps"].items():
-            rows.append([name, fmt_time(e["time"]["median_s"]), fmt_num(e["tokens_per_s"]), fmt_num(e["real_tokens_per_s"]),
-                         fmt_num(e["flops_per_step"]["total"]), fmt_num(e["achieved_flops"]),
-                         f"{e['share_of_fp32_peak']:.1%}", f"{e['share_of_bf16_peak']:.1%}"])
-        lines += _table(["step", "time", "tokens/s (incl. pad)", "real tokens/s", "FLOPs / step", "achieved FLOP/s", "of fp32 peak", "of bf16 peak"], rows)
-        lines += [f"bf16 autocast speed-up vs fp32: **{tp['bf16_speedup']:.2f}x**.", "", "FLOPs: " + tp["flops_formula"], ""]
-
+    lines = [f"# blocksft benchmark{' (quick)' if results['quick'] else ''}", ""] + _render_machine(results)
+    renderers = {"masking": _render_masking, "loss_positions": _render_loss_positions,
+                 "decoding": _render_decoding, "throughput": _render_throughput}
+    for key, render in renderers.items():
+        if key in results:
+            lines += render(results[key])
     checks = results.get("targets", [])
     if checks:
         lines += ["## Targets", ""]
-        rows = []
-        for c in checks:
-            value = c["value"]
-            shown = str(value) if isinstance(value, bool) else (f"{value:.2%}" if "share" in c["target"] or "outside" in c["target"] else f"{value:.3g}")
-            rows.append([c["target"], shown, c["goal"], _verdict(c["met"])])
-        lines += _table(["target", "measured", "goal", "met"], rows)
+        lines += _table(["target", "measured", "goal", "met"],
+                        [[c["target"], c["shown"], c["goal"], _verdict(c["met"])] for c in checks])
     return "\n".join(lines)
 
 
 # ================================================================================== main
 
 
-def run_benchmark(settings: Settings, sections: Sequence[int] = (1, 2, 3, 4), model_path: str | None = None, seed: int = 0, quick: bool = False) -> dict[str, Any]:
+def run_benchmark(
+    settings: Settings,
+    sections: Sequence[int] = (1, 2, 3, 4),
+    model_path: str | None = None,
+    seed: int = 0,
+    quick: bool = False,
+) -> dict[str, Any]:
     """Run the chosen sections; returns the JSON-ready result (with machine info and targets)."""
     start = time.perf_counter()
     results: dict[str, Any] = {"quick": quick, "settings": asdict(settings), "machine": machine_info()}
     s = settings
     if 1 in sections:
         results["masking"] = masking_section(
-            batch_size=s.mask_batch, prompt_len=s.mask_prompt_len, response_len=s.mask_response_len, block_size=s.mask_block,
-            dataset_size=s.mask_dataset_size, inner=s.mask_inner, train_batch=s.train_batch, train_block=s.train_block,
-            repeats=s.repeats, warmup=s.warmup, seed=seed)
+            batch_size=s.mask_batch, prompt_len=s.mask_prompt_len, response_len=s.mask_response_len,
+            block_size=s.mask_block, dataset_size=s.mask_dataset_size, inner=s.mask_inner, scale=s.mask_scale,
+            train_batch=s.train_batch, train_block=s.train_block, repeats=s.repeats, warmup=s.warmup, seed=seed,
+        )
     if 2 in sections:
         spec = LossSpec(s.lm_vocab, s.lm_hidden, s.lm_layers, s.lm_heads, s.lm_intermediate, s.lm_batch,
                         s.lm_prompt_len, s.lm_response_len, s.lm_block, seed)
-        results["loss_positions"] = loss_positions_section(spec, repeats=s.lm_repeats, warmup=s.lm_warmup, measure_memory=s.measure_memory)
+        results["loss_positions"] = loss_positions_section(
+            spec, repeats=s.lm_repeats, warmup=s.lm_warmup, measure_memory=s.measure_memory
+        )
     if 3 in sections:
         results["decoding"] = decoding_section(
             num_prompts=s.decode_prompts, gen_length=s.gen_length, block_length=s.decode_block, steps=s.decode_steps,
-            sweep_block_lengths=s.sweep_blocks, repeats=s.decode_repeats, sweep_repeats=s.sweep_repeats, model_path=model_path, seed=seed)
+            sweep_block_lengths=s.sweep_blocks, repeats=s.decode_repeats, sweep_repeats=s.sweep_repeats,
+            model_path=model_path, seed=seed,
+        )
     if 4 in sections:
         results["throughput"] = training_throughput_section(
-            batch_size=s.train_batch, repeats=s.throughput_repeats, warmup=s.warmup, matmul_size=s.matmul_size, seed=seed)
+            batch_size=s.train_batch, repeats=s.throughput_repeats, warmup=s.warmup, matmul_size=s.matmul_size, seed=seed
+        )
     results["targets"] = target_checks(results)
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     results["wall_time_s"] = time.perf_counter() - start
@@ -1069,21 +1212,30 @@ def run_benchmark(settings: Settings, sections: Sequence[int] = (1, 2, 3, 4), mo
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds, not a measurement")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}; --quick: {QUICK_OUT})")
-    parser.add_argument("--model", default=None, help="decoding section: a trained export folder (save_pretrained) instead of random init")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}; with --quick {QUICK_OUT})")
+    parser.add_argument("--model", default=None,
+                        help="decoding section: a trained export folder (save_pretrained) instead of random init")
     parser.add_argument("--sections", default="1,2,3,4", help="comma-separated subset of 1,2,3,4")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch intra-op threads (default: torch's default, here {DEFAULT_THREADS})")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.memory_probe is not None:  # internal: one peak-memory measurement in this fresh process
         request = json.loads(args.memory_probe)
+        torch.set_num_threads(request["threads"])
         print(json.dumps(peak_memory_probe(LossSpec(**request["spec"]), request["kind"], request["variant"])))
         return 0
 
     sections = tuple(int(x) for x in args.sections.split(",") if x.strip())
     if not set(sections) <= {1, 2, 3, 4}:
         parser.error(f"--sections={args.sections!r}: allowed values are 1, 2, 3, 4")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads={args.threads}: must be >= 1")
+        torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else FULL
     results = run_benchmark(settings, sections, args.model, args.seed, quick=args.quick)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)

@@ -1,0 +1,219 @@
+"""experiments/benchmark.py: the section functions on tiny sizes, structural invariants only.
+
+No timing assertions: the timings of a shared CPU are not testable. What is checked is that the
+compared variants compute the same thing (loss at loss positions == full projection, batched decode
+== batch-1 decode) and that the per-token loop baseline obeys the same masking invariants as ours.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from experiments import benchmark as bench  # noqa: E402
+
+TINY_SPEC = bench.LossSpec(
+    vocab_size=97, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+    batch_size=4, prompt_len=10, response_len=12, block_size=4, seed=0,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """One intra-op thread for this module: on a shared 2-core machine, OpenMP threads that wait for a
+    busy core make tiny ops orders of magnitude slower; the tests check results, not speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sections(single_thread) -> dict:
+    """Every section once, on tiny sizes (shared by the tests below)."""
+    return {
+        "masking": bench.masking_section(
+            batch_size=4, prompt_len=8, response_len=20, block_size=8, dataset_size=16, inner=1,
+            scale=(6, 4, 40), train_batch=2, train_block=8, repeats=1, warmup=0,
+        ),
+        "loss_positions": bench.loss_positions_section(TINY_SPEC, repeats=1, warmup=0, measure_memory=False),
+        "decoding": bench.decoding_section(
+            num_prompts=3, gen_length=8, block_length=4, steps=8, sweep_block_lengths=(4, 8), repeats=1, sweep_repeats=1,
+        ),
+        "throughput": bench.training_throughput_section(batch_size=2, repeats=1, warmup=0, matmul_size=64),
+    }
+
+
+# ----------------------------------------------------------------------------- 2. loss positions
+
+def test_loss_at_positions_equals_full_projection(sections):
+    kinds = sections["loss_positions"]["kinds"]
+    assert set(kinds) == {"classical", "blockwise"}
+    for kind, entry in kinds.items():
+        assert entry["loss_tokens"] > 0, kind
+        assert entry["loss_abs_diff"] < 1e-5, kind
+        assert entry["grad_max_abs_diff"] < 1e-5, kind
+        assert entry["grad_max_abs"] > 0, kind  # the gradients compared are not trivially zero
+        assert entry["logits_shape"]["loss_positions"] == [entry["loss_tokens"], TINY_SPEC.vocab_size]
+        assert set(entry["time"]) == {"loss_positions", "full_projection"}
+
+
+def test_gradient_agreement_detects_a_different_mask():
+    model, batch, masks = bench.loss_setup(TINY_SPEC)
+    same = bench.gradient_agreement(model, batch, masks["classical"])
+    assert same["loss_abs_diff"] < 1e-5 and same["grad_max_abs_diff"] < 1e-5
+    # sanity of the comparison itself: two different masks do give different losses
+    first = bench.loss_and_backward(model, batch, masks["classical"])
+    model.zero_grad(set_to_none=True)
+    second = bench.loss_and_backward(model, batch, masks["blockwise"])
+    assert abs(float(first) - float(second)) > 1e-5
+
+
+def test_peak_memory_probe_reports_rss():
+    probe = bench.peak_memory_probe(TINY_SPEC, "classical", "full_projection")
+    assert probe["peak_rss_delta_mib"] >= 0
+    assert probe["peak_rss_mib"] >= probe["rss_before_mib"] > 0
+
+
+# ----------------------------------------------------------------------------- 1. masking
+
+def _check_loop(batch, calls: int, block_size: int) -> list[torch.Tensor]:
+    ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
+    pools: dict[int, set[int]] = {}
+    rng = random.Random(0)
+    actives = []
+    for _ in range(calls):
+        noisy, loss, active = bench.loop_blockwise_mask(
+            ids, starts, lengths, batch["index"], pools, rng, block_size=block_size, mask_id=bench.MASK_ID
+        )
+        assert noisy.shape == ids.shape and loss.dtype == torch.bool
+        assert bench.blockwise_violations(ids, noisy, loss, starts, lengths, active, block_size, bench.MASK_ID) == []
+        actives.append(active)
+    return actives
+
+
+def test_loop_baseline_satisfies_the_blockwise_invariants():
+    block_size = 4
+    batch = bench.synthetic_batch(6, 9, 21, vocab_size=50, seed=1)  # 21 = 5 full blocks + a partial one
+    actives = _check_loop(batch, calls=7, block_size=block_size)
+    # without replacement: each sample visits each of its 6 blocks once, then gets no block (official)
+    used = torch.stack(actives[:6]).sort(dim=0).values
+    assert torch.equal(used, torch.arange(6)[:, None].expand(6, 6))
+    assert (actives[6] == -1).all()
+
+
+def test_ours_satisfies_the_same_invariants():
+    block_size = 4
+    batch = bench.synthetic_batch(6, 9, 21, vocab_size=50, seed=1)
+    ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
+    strategy = bench.BlockwiseMasking(block_size, mask_id=bench.MASK_ID)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        masked = strategy(ids, starts, lengths, generator, batch["index"])
+        assert bench.blockwise_violations(
+            ids, masked.noisy_ids, masked.loss_mask, starts, lengths, masked.active_block, block_size, bench.MASK_ID
+        ) == []
+
+
+def test_invariant_checker_catches_violations():
+    block_size = 4
+    batch = bench.synthetic_batch(3, 6, 12, vocab_size=50, seed=2)
+    ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
+    noisy, loss, _ = bench.loop_blockwise_mask(
+        ids, starts, lengths, batch["index"], {}, random.Random(0), block_size=block_size, mask_id=bench.MASK_ID
+    )
+    active = torch.zeros(3, dtype=torch.long)  # pretend block 0 was active: the suffix is blocks 1-2
+
+    def violations(noisy_ids, loss_mask):
+        return bench.blockwise_violations(ids, noisy_ids, loss_mask, starts, lengths, active, block_size, bench.MASK_ID)
+
+    clean = ids.clone()
+    clean[:, 6 + block_size:] = bench.MASK_ID  # a valid mask: block 0 clean and without loss, suffix hidden
+    no_loss = torch.zeros_like(loss)
+    assert violations(clean, no_loss) == []
+    suffix_visible = clean.clone()
+    suffix_visible[0, -1] = ids[0, -1]
+    assert "suffix_not_all_masked" in violations(suffix_visible, no_loss)
+    prompt_changed = clean.clone()
+    prompt_changed[1, 5] = bench.MASK_ID
+    assert "prompt_or_outside_response_changed" in violations(prompt_changed, no_loss)
+    loss_in_suffix = no_loss.clone()
+    loss_in_suffix[2, -1] = True
+    assert "loss_outside_active_block" in violations(clean, loss_in_suffix)
+
+
+def test_masking_section_structure(sections):
+    masking = sections["masking"]
+    assert masking["invariants_ok"], masking["invariant_violations"]
+    assert set(masking["time"]) == {"ours_classical", "ours_blockwise", "loop_blockwise"}
+    assert masking["speedup_blockwise_vs_loop"] > 0
+    assert masking["larger_batch"]["batch_shape"] == [6, 44]
+    share = masking["share_of_step"]
+    assert share["batch_shape"][0] == 2 and share["batch_shape"][1] > 32  # prompt + response 32
+    assert 0 < share["classical_share"] and 0 < share["blockwise_share"]
+
+
+# ----------------------------------------------------------------------------- 3. decoding
+
+def test_batched_decode_equals_batch_one(sections):
+    decoding = sections["decoding"]
+    assert decoding["tokens_identical"] and decoding["identical_problems"] == 3
+    batched, single = decoding["modes"]["batched"], decoding["modes"]["batch_size_1"]
+    assert batched["forward_calls"] == 8 and single["forward_calls"] == 3 * 8
+    assert batched["nfe_per_problem"] == single["nfe_per_problem"] == 8
+    assert 0 <= batched["overhead_share"] < 1 and 0 <= single["overhead_share"] < 1
+    assert [e["block_length"] for e in decoding["sweep"].values()] == [4, 8]
+    assert all(e["nfe_per_problem"] == 8 for e in decoding["sweep"].values())
+
+
+def test_forward_timer_counts_calls():
+    model, tokenizer, _ = bench.decoding_model(None)
+    timer = bench.ForwardTimer(model)
+    prompts = bench.arithmetic_prompts(2, tokenizer)
+    out = bench.decode(timer, prompts, tokenizer, batched=False, gen_length=4, block_length=4, steps=2)
+    assert len(out) == 2 and all(o.shape == (4,) for o in out)
+    assert (timer.calls, timer.rows) == (4, 4) and timer.seconds > 0
+    assert timer.positions == sum(p.numel() + 4 for p in prompts) * 2
+
+
+# ----------------------------------------------------------------------------- 4. throughput and report
+
+def test_throughput_section_structure(sections):
+    throughput = sections["throughput"]
+    assert set(throughput["steps"]) == {"fp32", "bf16_autocast"}
+    for entry in throughput["steps"].values():
+        flops = entry["flops_per_step"]
+        assert flops["total"] == flops["dense"] + flops["lm_head"] + flops["attention"] > 0
+        assert entry["tokens_per_s"] > 0 and entry["share_of_fp32_peak"] > 0
+    assert throughput["matmul_peak"]["fp32_flops"] > 0 and throughput["matmul_peak"]["bf16_flops"] > 0
+
+
+def test_training_flops_formula():
+    tokenizer = bench.build_tokenizer(bench.OmegaConf.load(bench.CONF / "model" / "tiny.yaml"))
+    model = bench.default_model(tokenizer)
+    flops = bench.training_flops(model, batch_size=2, seq_len=10, loss_tokens=5)
+    hidden, inter, layers, vocab = 128, 512, 4, len(tokenizer)
+    block_weights = layers * (4 * hidden * hidden + 2 * hidden * inter)
+    assert flops["block_linear_params"] == block_weights
+    assert flops["dense"] == 6 * block_weights * 2 * 10
+    assert flops["lm_head"] == 6 * hidden * vocab * 5
+    assert flops["attention"] == 12 * layers * hidden * 10**2 * 2
+
+
+def test_report_renders_every_section(sections):
+    results = {"quick": True, "settings": {}, "machine": bench.machine_info(), "wall_time_s": 1.0, **sections}
+    results["targets"] = bench.target_checks(results)
+    names = [c["target"] for c in results["targets"]]
+    assert any("speed-up" in n for n in names) and any("identical" in n for n in names)
+    text = bench.render_markdown(results)
+    for heading in ("## 1. Masking", "## 2. LM head", "## 3. Decoding", "## 4. Training throughput", "## Targets"):
+        assert heading in text
+    assert results["machine"]["torch_version"] in text
