@@ -5,9 +5,6 @@ export WANDB_MODE ?= offline
 
 .PHONY: setup train test benchmark clean
 
-benchmark: setup
-	$(PY) experiments/benchmark.py $(ARGS)
-
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -23,6 +20,9 @@ train: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+benchmark: setup
+	$(PY) experiments/benchmark.py $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
