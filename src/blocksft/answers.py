@@ -25,6 +25,7 @@ __all__ = [
     "normalize_math",
     "the_answer_is",
     "answers_equal",
+    "reference_answer",
     "score",
 ]
 
@@ -242,6 +243,31 @@ def the_answer_is(text: str) -> str | None:
     return rest or None
 
 
+# --------------------------------------------------------------------------- references
+
+_REFERENCE_READERS = {"gsm8k": gsm8k_strict, "math": math_boxed, "metamathqa": the_answer_is}
+
+
+def reference_answer(answer_field: str | None, scheme: str) -> str | None:
+    """The final answer written in a dataset's answer field, or None if it holds none.
+
+    Read with ``scheme``'s own format first (GSM8K ``#### n``, normalised; MATH the last
+    ``\\boxed{}``; MetaMathQA ``The answer is: X``), then with the other two formats in the order
+    of :data:`SCHEMES`, so a GSM8K or MATH reference can score a MetaMathQA-style model. This is the
+    one place that reads references: the data module stores its result as a row's ``target`` and
+    :func:`score` uses it on full answer fields.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scoring scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    if not answer_field:
+        return None
+    for name in (scheme, *(s for s in SCHEMES if s != scheme)):
+        found = _REFERENCE_READERS[name](answer_field)
+        if found:
+            return found
+    return None
+
+
 # --------------------------------------------------------------------------- comparison
 
 
@@ -316,7 +342,7 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
     target = "" if target is None else str(target)
 
     if scheme == "gsm8k":
-        ref = gsm8k_target(target) if "####" in target else normalize_number(target)
+        ref = reference_answer(target, scheme) or normalize_number(target)
         strict = gsm8k_strict(prediction_text)
         flexible = gsm8k_flexible(prediction_text)
         return {
@@ -327,8 +353,7 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
         }
 
     if scheme == "math":
-        boxed_ref = math_boxed(target) if ("\\boxed" in target or "\\fbox" in target) else None
-        ref = boxed_ref if boxed_ref is not None else target
+        ref = reference_answer(target, scheme) or target
         extracted = math_boxed(prediction_text)
         return {
             "extracted": extracted,
@@ -337,7 +362,6 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
         }
 
     # metamathqa
-    ref_extracted = the_answer_is(target)
-    ref = ref_extracted if ref_extracted is not None else target.strip().rstrip(".")
+    ref = reference_answer(target, scheme) or target.strip().rstrip(".")
     extracted = the_answer_is(prediction_text)
     return {"extracted": extracted, "correct": answers_equal(extracted, ref)}

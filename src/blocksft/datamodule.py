@@ -1,7 +1,8 @@
 """Lightning data module: source rows -> tokenised Arrow datasets -> training / decoding batches.
 
-Only wiring: sources (``blocksft.data.sources``), tokenisation (here, through ``datasets.map``)
-and collation (``blocksft.data.collate``) each live in their own place.
+Only wiring: sources (``blocksft.data.sources``), tokenisation and bad-row accounting
+(``blocksft.data.prepare``, through a cached ``datasets.map``) and collation
+(``blocksft.data.collate``) each live in their own place.
 """
 
 from __future__ import annotations
@@ -14,23 +15,27 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
-from blocksft.answers import gsm8k_target, math_boxed, the_answer_is
+from blocksft.answers import SCHEMES
 from blocksft.data.collate import EvalCollator, TrainCollator
+from blocksft.data.order import ShuffledBatchStream
+from blocksft.data.prepare import (PrepareSettings, RowPreparer, prepare_split, resolve_chat_template,
+                                    tokenizer_fingerprint)
 
 log = logging.getLogger(__name__)
 
-TARGET_READERS = {
-    "gsm8k": gsm8k_target,
-    "math": lambda answer: math_boxed(answer) or answer.strip(),
-    "metamathqa": lambda answer: the_answer_is(answer) or answer.strip(),
-}
+
+class DataError(ValueError):
+    """The data cannot give a run (e.g. no usable training row); the message names the file."""
 
 
 class DiffusionSFTDataModule(L.LightningDataModule):
     """Training rows carry ``prompt_ids``/``answer_ids``; decoding rows carry ``prompt_ids``/``target``.
 
-    Rows whose answer + EOS does not fit in ``response_len`` tokens are dropped (never truncated),
-    and so are prompts longer than ``max_prompt_len``; the counts per reason are in ``dropped``.
+    Unusable rows (malformed, missing or empty fields, no reference answer, prompt longer than
+    ``max_prompt_len``, training answer + EOS longer than ``response_len``) are dropped, never
+    truncated; ``dropped`` counts them per ``"<split>/<reason>"`` and ``first_dropped`` names the
+    first such row (``file:line``). ``setup`` raises :class:`DataError` naming the source if no
+    training row remains. ``cache_reused[split]`` tells whether the tokenised rows came from disk.
     """
 
     def __init__(
@@ -45,84 +50,104 @@ class DiffusionSFTDataModule(L.LightningDataModule):
         eval_split: str = "validation",
         eval_size: int | None = None,
         prompt_template: str = "{question}\n",
+        chat_template: str | bool = "auto",
         question_field: str = "question",
         answer_field: str = "answer",
+        target_field: str | None = None,
         answer_scheme: str = "gsm8k",
         tail_padding: str = "in_response",
+        max_train_rows: int | None = None,
         num_workers: int = 0,
+        num_proc: int = 1,
+        cache_dir: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if answer_scheme not in TARGET_READERS:
-            raise ValueError(f"data.answer_scheme={answer_scheme!r}: allowed values are {', '.join(TARGET_READERS)}")
+        if answer_scheme not in SCHEMES:
+            raise ValueError(f"data.answer_scheme={answer_scheme!r}: allowed values are {', '.join(SCHEMES)}")
         self.source, self.tokenizer = source, tokenizer
         self.response_len, self.max_prompt_len = response_len, max_prompt_len
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.eval_split, self.eval_size = eval_split, eval_size
-        self.prompt_template = prompt_template
+        self.prompt_template, self.chat = prompt_template, resolve_chat_template(tokenizer, chat_template)
         self.question_field, self.answer_field, self.answer_scheme = question_field, answer_field, answer_scheme
-        self.num_workers, self.seed = num_workers, seed
+        self.target_field, self.max_train_rows = target_field, max_train_rows
+        self.num_workers, self.num_proc, self.cache_dir, self.seed = num_workers, num_proc, cache_dir, seed
         self.train_collator = TrainCollator(tokenizer.pad_token_id, tokenizer.eos_token_id, response_len, tail_padding)
         self.eval_collator = EvalCollator(tokenizer.pad_token_id)
         self.train_set: Dataset | None = None
         self.eval_set: Dataset | None = None
         self.dropped: Counter = Counter()
+        self.first_dropped: dict[str, str] = {}
+        self.cache_reused: dict[str, bool] = {}
+        self.batches_consumed = 0  # restored from checkpoints by load_state_dict
 
-    def _tokenise(self, rows: list[dict], split: str) -> Dataset:
-        prompts = [self.prompt_template.format(question=row[self.question_field]) for row in rows]
-        answers = [row[self.answer_field] for row in rows]
-        dataset = Dataset.from_dict(
-            {"prompt": prompts, "answer": answers, "target": [TARGET_READERS[self.answer_scheme](a) for a in answers]}
-        )
+    def settings(self, split: str) -> PrepareSettings:
+        return PrepareSettings(self.prompt_template, self.chat, self.question_field, self.answer_field,
+                               self.target_field, self.answer_scheme, self.max_prompt_len, self.response_len,
+                               check_answer_len=split == "train")
 
-        def encode(batch: dict) -> dict:
-            prompt_ids = self.tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
-            answer_ids = self.tokenizer(batch["answer"], add_special_tokens=False)["input_ids"]
-            return {"prompt_ids": prompt_ids, "answer_ids": answer_ids}
-
-        dataset = dataset.map(encode, batched=True, desc=f"tokenise {split}")
-        dataset = dataset.add_column("index", list(range(len(dataset))))
-        keep = []
-        for row_index, (prompt_ids, answer_ids) in enumerate(zip(dataset["prompt_ids"], dataset["answer_ids"])):
-            if len(prompt_ids) > self.max_prompt_len:
-                self.dropped[f"{split}/prompt_longer_than_max_prompt_len"] += 1
-            elif len(answer_ids) + 1 > self.response_len:
-                self.dropped[f"{split}/answer_longer_than_response_len"] += 1
-            else:
-                keep.append(row_index)
-        if len(keep) < len(dataset):
-            log.warning("%s: dropped %d of %d rows (%s)", split, len(dataset) - len(keep), len(dataset), dict(self.dropped))
-        dataset = dataset.select(keep)
-        # Re-index after dropping so block-sampler pools are dense.
-        return dataset.remove_columns("index").add_column("index", list(range(len(dataset))))
+    def _prepare(self, raw: Dataset, split: str, tokenizer_hash: str) -> Dataset:
+        preparer = RowPreparer(self.tokenizer, self.settings(split), self.source.describe(split))
+        prepared = prepare_split(raw, preparer, split=split, tokenizer_hash=tokenizer_hash,
+                                 cache_dir=self.cache_dir, num_proc=self.num_proc)
+        self.dropped.update(prepared.dropped)
+        self.first_dropped.update(prepared.first_dropped)
+        self.cache_reused[split] = prepared.cache_reused
+        if prepared.dropped:
+            firsts = "; ".join(f"{key} first at {origin}" for key, origin in prepared.first_dropped.items())
+            log.warning("%s: dropped %d of %d rows (%s); %s", split, sum(prepared.dropped.values()), len(raw),
+                        dict(prepared.dropped), firsts)
+        return prepared.dataset
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        splits = self.source.load()
+        fields = [self.question_field, self.answer_field, *([self.target_field] if self.target_field else [])]
+        splits = self.source.load_splits(fields)
         for split in ("train", self.eval_split):
             if split not in splits:
                 raise ValueError(f"data: the source has no split {split!r} (it has {', '.join(splits)})")
-        self.train_set = self._tokenise(splits["train"], "train")
+        tokenizer_hash = tokenizer_fingerprint(self.tokenizer)
+        train_set = self._prepare(splits["train"], "train", tokenizer_hash)
+        if len(train_set) == 0:
+            raise DataError(f"data: no usable training rows in {self.source.describe('train')} "
+                            f"(dropped {dict(self.dropped)}; first: {self.first_dropped})")
+        if self.max_train_rows is not None:
+            train_set = train_set.select(range(min(self.max_train_rows, len(train_set))))
         eval_rows = splits[self.eval_split]
         if self.eval_size is not None:
-            eval_rows = eval_rows[: self.eval_size]
-        self.eval_set = self._tokenise(eval_rows, self.eval_split)
-        if len(self.train_set) == 0:
-            raise ValueError("data: no usable training rows remain after filtering " f"({dict(self.dropped)})")
+            eval_rows = eval_rows.select(range(min(self.eval_size, len(eval_rows))))
+        self.eval_set = self._prepare(eval_rows, self.eval_split, tokenizer_hash)
+        if len(self.eval_set) == 0:
+            raise DataError(f"data: no usable {self.eval_split} rows in {self.source.describe(self.eval_split)} "
+                            f"(dropped {dict(self.dropped)}; first: {self.first_dropped})")
+        self.train_set = train_set
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        """An endless, resumable stream of shuffled batches (``ShuffledBatchStream``); this rank's
+        share of each global batch when several processes train together."""
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        batches = ShuffledBatchStream(len(self.train_set), self.batch_size, self.seed,
+                                      start_batch=self.batches_consumed, rank=rank, world_size=world_size,
+                                      accumulate=trainer.accumulate_grad_batches if trainer is not None else 1)
         return DataLoader(
             self.train_set.with_format(columns=["prompt_ids", "answer_ids", "index"]),
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_set) >= self.batch_size,
-            generator=generator,
+            batch_sampler=batches,
             collate_fn=self.train_collator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    # Lightning saves these in every checkpoint and restores them before ``train_dataloader`` is built.
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else self.batches_consumed
+        return {"batches_consumed": int(consumed)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.batches_consumed = int(state_dict.get("batches_consumed", 0))
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(
