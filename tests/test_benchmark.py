@@ -2,7 +2,8 @@
 
 No timing assertions: the timings of a shared CPU are not testable. What is checked is that the
 compared variants compute the same thing (loss at loss positions == full projection, batched decode
-== batch-1 decode) and that the per-token loop baseline obeys the same masking invariants as ours.
+== batch-1 decode, the two masking baselines agree draw for draw) and that the baselines obey the same
+masking invariants as ours.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def sections(single_thread) -> dict:
             num_prompts=3, gen_length=8, block_length=4, steps=8, sweep_block_lengths=(4, 8), repeats=1, sweep_repeats=1,
         ),
         "throughput": bench.training_throughput_section(batch_size=2, repeats=1, warmup=0, matmul_size=64),
+        "prefix_cache": bench.prefix_cache_section(num_problems=3, batch_size=2, block_lengths=(8, 32), repeats=1),
     }
 
 
@@ -85,13 +87,13 @@ def test_peak_memory_probe_reports_rss():
 
 # ----------------------------------------------------------------------------- 1. masking
 
-def _check_loop(batch, calls: int, block_size: int) -> list[torch.Tensor]:
+def _check_loop(batch, calls: int, block_size: int, baseline=bench.loop_blockwise_mask) -> list[torch.Tensor]:
     ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
     pools: dict[int, set[int]] = {}
     rng = random.Random(0)
     actives = []
     for _ in range(calls):
-        noisy, loss, active = bench.loop_blockwise_mask(
+        noisy, loss, active = baseline(
             ids, starts, lengths, batch["index"], pools, rng, block_size=block_size, mask_id=bench.MASK_ID
         )
         assert noisy.shape == ids.shape and loss.dtype == torch.bool
@@ -100,14 +102,37 @@ def _check_loop(batch, calls: int, block_size: int) -> list[torch.Tensor]:
     return actives
 
 
-def test_loop_baseline_satisfies_the_blockwise_invariants():
+@pytest.mark.parametrize("baseline", [bench.official_blockwise_mask, bench.loop_blockwise_mask])
+def test_baselines_satisfy_the_blockwise_invariants(baseline):
     block_size = 4
     batch = bench.synthetic_batch(6, 9, 21, vocab_size=50, seed=1)  # 21 = 5 full blocks + a partial one
-    actives = _check_loop(batch, calls=7, block_size=block_size)
+    actives = _check_loop(batch, calls=7, block_size=block_size, baseline=baseline)
     # without replacement: each sample visits each of its 6 blocks once, then gets no block (official)
     used = torch.stack(actives[:6]).sort(dim=0).values
     assert torch.equal(used, torch.arange(6)[:, None].expand(6, 6))
     assert (actives[6] == -1).all()
+
+
+def test_official_transcription_and_every_position_loop_agree_draw_for_draw():
+    batch = bench.synthetic_batch(5, 7, 19, vocab_size=50, seed=3)
+    args = (batch["input_ids"], batch["response_start"], batch["loss_scope_len"], batch["index"])
+    official_pools, loop_pools = {}, {}
+    official_rng, loop_rng = random.Random(4), random.Random(4)
+    for _ in range(6):  # 5 blocks per sample, then exhausted pools
+        official = bench.official_blockwise_mask(*args, official_pools, official_rng, block_size=4, mask_id=bench.MASK_ID)
+        loop = bench.loop_blockwise_mask(*args, loop_pools, loop_rng, block_size=4, mask_id=bench.MASK_ID)
+        assert all(torch.equal(a, b) for a, b in zip(official, loop))
+        assert official[1].any() or (official[2] == -1).all()
+
+
+def test_official_two_phase_mask_regions():
+    ids = list(range(10, 30))  # prompt 6 tokens, answer 14 tokens, block 4: blocks 0..3 (the last has 2 tokens)
+    noisy, flags = bench.official_two_phase_mask(ids, 6, 1, 4, bench.MASK_ID, random.Random(0))
+    assert noisy[:10] == ids[:10] and not any(flags[:10])  # prompt and clean prefix
+    assert all(noisy[i] == bench.MASK_ID for i in range(14, 20)) and not any(flags[14:])  # hidden suffix
+    assert all(noisy[i] == (bench.MASK_ID if flags[i] else ids[i]) for i in range(10, 14))
+    noisy, _ = bench.official_two_phase_mask(ids, 6, 1, 4, bench.MASK_ID, random.Random(0), suffix_mask_prob=0.0)
+    assert noisy[14:] == ids[14:]
 
 
 def test_ours_satisfies_the_same_invariants():
@@ -127,7 +152,7 @@ def test_invariant_checker_catches_violations():
     block_size = 4
     batch = bench.synthetic_batch(3, 6, 12, vocab_size=50, seed=2)
     ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
-    noisy, loss, _ = bench.loop_blockwise_mask(
+    noisy, loss, _ = bench.official_blockwise_mask(
         ids, starts, lengths, batch["index"], {}, random.Random(0), block_size=block_size, mask_id=bench.MASK_ID
     )
     active = torch.zeros(3, dtype=torch.long)  # pretend block 0 was active: the suffix is blocks 1-2
@@ -153,8 +178,9 @@ def test_invariant_checker_catches_violations():
 def test_masking_section_structure(sections):
     masking = sections["masking"]
     assert masking["invariants_ok"], masking["invariant_violations"]
-    assert set(masking["time"]) == {"ours_classical", "ours_blockwise", "loop_blockwise"}
-    assert masking["speedup_blockwise_vs_loop"] > 0
+    assert set(masking["time"]) == {"ours_classical", "ours_blockwise", "official_blockwise", "loop_blockwise"}
+    assert set(masking["invariant_violations"]) == {"ours_blockwise", "official_blockwise", "loop_blockwise"}
+    assert masking["speedup_blockwise_vs_loop"] > 0 and masking["speedup_blockwise_vs_official"] > 0
     assert masking["larger_batch"]["batch_shape"] == [6, 44]
     share = masking["share_of_step"]
     assert share["batch_shape"][0] == 2 and share["batch_shape"][1] > 32  # prompt + response 32
@@ -170,8 +196,35 @@ def test_batched_decode_equals_batch_one(sections):
     assert batched["forward_calls"] == 8 and single["forward_calls"] == 3 * 8
     assert batched["nfe_per_problem"] == single["nfe_per_problem"] == 8
     assert 0 <= batched["overhead_share"] < 1 and 0 <= single["overhead_share"] < 1
-    assert [e["block_length"] for e in decoding["sweep"].values()] == [4, 8]
+    assert [(e["block_length"], e["prefix_cache"]) for e in decoding["sweep"].values()] == [
+        (4, False), (4, True), (8, False), (8, True)]
     assert all(e["nfe_per_problem"] == 8 for e in decoding["sweep"].values())
+    sweep = decoding["sweep"]
+    assert sweep["block_4_cached"]["positions_per_problem"] < sweep["block_4"]["positions_per_problem"]
+    # one block: the cache is built from the prompt only and everything after it is fed at each step
+    assert sweep["block_8_cached"]["positions_per_problem"] < sweep["block_8"]["positions_per_problem"]
+
+
+def test_prefix_cache_section_structure(sections):
+    cache = sections["prefix_cache"]
+    assert cache["num_problems"] == 3 and not cache["trained"]
+    assert set(cache["blocks"]) == {"8", "32"}
+    for entry in cache["blocks"].values():
+        exact, cached = entry["exact"], entry["cached"]
+        assert exact["nfe_per_problem"] == cached["nfe_per_problem"] == cache["settings"]["steps"]
+        assert cached["positions_per_problem"] < exact["positions_per_problem"]
+        assert 0 <= exact["accuracy"] <= 1 and 0 <= cached["accuracy"] <= 1
+        assert 0 <= entry["identical_generations"] <= 3 and entry["speedup"] > 0
+
+
+def test_prefix_cache_is_exact_with_one_step_per_block():
+    """Sanity of the section's plumbing: with one step per block the cached decode equals the exact one."""
+    model, tokenizer, _ = bench.decoding_model(None)
+    prompts = bench.arithmetic_prompts(3, tokenizer)
+    kwargs = dict(batched=True, gen_length=8, block_length=4, steps=2)
+    exact = bench.decode(bench.ForwardTimer(model), prompts, tokenizer, **kwargs)
+    cached = bench.decode(bench.ForwardTimer(model), prompts, tokenizer, prefix_cache=True, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(exact, cached))
 
 
 def test_forward_timer_counts_calls():
@@ -214,6 +267,7 @@ def test_report_renders_every_section(sections):
     names = [c["target"] for c in results["targets"]]
     assert any("speed-up" in n for n in names) and any("identical" in n for n in names)
     text = bench.render_markdown(results)
-    for heading in ("## 1. Masking", "## 2. LM head", "## 3. Decoding", "## 4. Training throughput", "## Targets"):
+    for heading in ("## 1. Masking", "## 2. LM head", "## 3. Decoding", "## 4. Training throughput", "## 5. Prefix-cached",
+                    "## Targets"):
         assert heading in text
     assert results["machine"]["torch_version"] in text

@@ -278,3 +278,110 @@ def test_mask_id_never_predicted(model):
     assert not (out[:, 4:] == MASK_ID).any()
     committed = [int((a != b).sum()) for a, b in zip(rec.inputs, rec.inputs[1:] + [out])]
     assert committed == [4, 4, 4, 4]  # 2 rows x 2 tokens per step
+
+
+# 8. prefix-cached decoding (decode=semi_ar_cached) ---------------------------------------------
+
+def tiny_lm(num_layers: int, seed: int = 0):
+    """blocksft's TinyDiffusionLM in float64 with a sharpened head (well-separated argmaxes)."""
+    from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
+
+    torch.manual_seed(seed)
+    config = TinyDiffusionConfig(vocab_size=VOCAB, hidden_size=32, num_layers=num_layers, num_heads=4,
+                                 intermediate_size=64, max_position_embeddings=64, mask_token_id=MASK_ID)
+    model = TinyDiffusionLM(config).double().eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    return model
+
+
+class CacheRecorder(Recorder):
+    """Recorder that also forwards the cache capability and records the cache arguments."""
+
+    supports_prefix_cache = True
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.cache_calls: list[str] = []
+
+    def __call__(self, x, **kwargs):
+        self.cache_calls.append("build" if kwargs.get("use_cache") else "reuse" if "past_key_values" in kwargs else "none")
+        return super().__call__(x, **kwargs)
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_tiny_kv_cache_matches_full_forward_for_an_unchanged_suffix(num_layers):
+    model = tiny_lm(num_layers)
+    x = random_prompts(3, 14, seed=4)
+    attention_mask = torch.ones_like(x)
+    attention_mask[0, :4] = 0  # left padding: positions must continue after the real prefix tokens
+    attention_mask[1, :1] = 0
+    full = model(x, attention_mask=attention_mask, use_cache=True)
+    assert len(full.past_key_values) == num_layers
+    assert full.past_key_values[0][0].shape == (3, 4, 14, 8)
+    prefix = tuple((k[:, :, :9], v[:, :, :9]) for k, v in full.past_key_values)
+    suffix = model(x[:, 9:], attention_mask=attention_mask, past_key_values=prefix).logits
+    torch.testing.assert_close(suffix, full.logits[:, 9:], rtol=0, atol=1e-10)
+    without_mask = model(x[:, 9:], past_key_values=tuple((k[:, :, :9], v[:, :, :9])
+                                                         for k, v in model(x, use_cache=True).past_key_values)).logits
+    torch.testing.assert_close(without_mask, model(x).logits[:, 9:], rtol=0, atol=1e-10)
+
+
+def test_frozen_prefix_is_exact_for_one_layer_and_approximate_beyond():
+    """The approximation stated in decoding's docstring: after the suffix changes, stale prefix keys/values
+    give the same logits only when they cannot depend on the suffix (one layer)."""
+    x = random_prompts(2, 12, seed=6)
+    changed = x.clone()
+    changed[:, 8:] = MASK_ID
+    for num_layers, exact in ((1, True), (2, False)):
+        model = tiny_lm(num_layers)
+        stale = tuple((k[:, :, :8], v[:, :, :8]) for k, v in model(changed, use_cache=True).past_key_values)
+        cached = model(x[:, 8:], past_key_values=stale).logits
+        assert torch.allclose(cached, model(x).logits[:, 8:], rtol=0, atol=1e-10) == exact
+
+
+@pytest.mark.parametrize(
+    "remasking,temperature,cfg_scale",
+    [("low_confidence", 0.0, 0.0), ("random", 0.0, 0.0), ("low_confidence", 0.8, 0.0), ("low_confidence", 0.0, 1.0)],
+)
+def test_prefix_cache_equals_exact_when_prefix_states_cannot_change(remasking, temperature, cfg_scale):
+    model = tiny_lm(num_layers=1)  # keys/values come from the embeddings: the frozen cache is exact
+    prompt = random_prompts(3, 5, seed=2)
+    attention_mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
+    kwargs = dict(steps=12, gen_length=12, block_length=4, mask_id=MASK_ID, remasking=remasking,
+                  temperature=temperature, cfg_scale=cfg_scale, attention_mask=attention_mask)
+    exact = generate(model, prompt, generator=torch.Generator().manual_seed(5), **kwargs)
+    cached = generate(model, prompt, generator=torch.Generator().manual_seed(5), prefix_cache=True, **kwargs)
+    assert torch.equal(cached, exact)
+    assert not (cached[:, 5:] == MASK_ID).any()
+
+
+def test_prefix_cache_equals_exact_with_one_step_per_block():
+    model = tiny_lm(num_layers=3)  # each block's only step is the full forward that builds the cache
+    prompt = random_prompts(2, 6, seed=3)
+    kwargs = dict(steps=3, gen_length=12, block_length=4, mask_id=MASK_ID)
+    assert torch.equal(generate(model, prompt, prefix_cache=True, **kwargs), generate(model, prompt, **kwargs))
+
+
+def test_prefix_cache_calls_and_inputs():
+    rec = CacheRecorder(tiny_lm(num_layers=2))
+    prompt = random_prompts(2, 5, seed=8)
+    out = generate(rec, prompt, steps=6, gen_length=8, block_length=4, mask_id=MASK_ID, prefix_cache=True)
+    assert rec.cache_calls == ["build", "reuse", "reuse"] * 2  # steps forward calls, as exact decoding
+    assert [x.shape[1] for x in rec.inputs] == [13, 8, 8, 13, 4, 4]  # whole canvas, then x[:, block_start:]
+    assert torch.equal(out[:, :5], prompt) and not (out[:, 5:] == MASK_ID).any()
+
+
+def test_prefix_cache_batched_equals_batch_one():
+    model = tiny_lm(num_layers=3)  # the approximate path: prefix states do depend on the block
+    prompts = [[3, 7, 1, 12, 5, 9, 2], [4, 8], torch.tensor([11, 2, 6, 6])]
+    kwargs = dict(pad_id=PAD_ID, steps=8, gen_length=8, block_length=4, mask_id=MASK_ID, prefix_cache=True)
+    batched = generate_batched(model, prompts, **kwargs)
+    for p, canvas in zip(prompts, batched):
+        assert (canvas != MASK_ID).all()
+        assert torch.equal(canvas, generate_batched(model, [p], **kwargs)[0])
+
+
+def test_prefix_cache_needs_model_support(model):
+    with pytest.raises(ValueError, match="prefix_cache"):
+        generate(model, random_prompts(1, 3), steps=4, gen_length=4, block_length=4, mask_id=MASK_ID, prefix_cache=True)

@@ -16,12 +16,32 @@ Invariants (checked by the tests):
   ``attention_mask`` for left padding, a batched call matches per-prompt calls token for token at
   temperature 0 (given a model that honours the mask, e.g. ``blocksft.models.tiny``).
 
+Only the current block's logits are post-processed (float64 cast, ``mask_id`` exclusion, Gumbel
+noise, softmax): the positions outside it can never be committed. Random draws keep LLaDA's shapes
+(Gumbel noise for the whole canvas ``[B, L, V]``, ``"random"`` confidences ``[B, L]``) and only the
+block's slice is used, so a seeded generator gives the same tokens as the full-canvas computation.
+
 One deliberate difference from LLaDA's ``generate.py``: candidate positions are the masked positions
 *inside the current block* (LLaDA uses every ``mask_id`` position before the block end, which would
 also let it rewrite a prompt that contains ``mask_id``, e.g. when ``pad_id == mask_id``). For a prompt
 without ``mask_id`` the two are identical. And ``mask_id`` itself is never predicted: its logit is set
 to ``-inf`` before sampling and softmax (a trained model gives it ~0 probability anyway, so this only
 matters for untrained models, where committing ``[MASK]`` would break the commit schedule).
+
+**Prefix cache (``prefix_cache=True``, config ``decode=semi_ar_cached``) is an approximation.** As
+Fast-dLLM's ``generate_with_prefix_cache``: at the first step of each block the model runs on the
+whole canvas and its key/value states of the *prefix* (prompt + committed blocks, every position
+before the block) are kept; the block's remaining steps run the model on ``x[:, block_start:]`` only
+(current block + still-masked future), attending to those frozen prefix keys/values. In exact
+decoding the prefix's states are recomputed at every step and depend (bidirectional attention) on
+the current block's tokens as they get committed; the cache freezes them at their value from the
+block's first step. The first step of every block is therefore exact, and so is the whole decode
+when ``steps_per_block == 1`` or for a model whose prefix keys/values cannot depend on later tokens
+(e.g. a one-layer model: its keys/values come from the token embeddings). The model must
+support ``past_key_values`` / ``use_cache`` and say so with ``supports_prefix_cache = True``
+(``blocksft.models.tiny.TinyDiffusionLM`` does); any other model raises ``ValueError`` (no silent
+fall-back to exact decoding, so a result is never mislabelled). Forward calls (NFE) are the same as
+exact decoding; each call after a block's first processes ``L - block_start`` positions instead of ``L``.
 """
 
 from __future__ import annotations
@@ -33,7 +53,9 @@ import torch.nn.functional as F
 
 REMASKING_MODES = ("low_confidence", "random")
 
-__all__ = ["REMASKING_MODES", "add_gumbel_noise", "generate", "generate_batched", "num_transfer_tokens"]
+__all__ = [
+    "REMASKING_MODES", "add_gumbel_noise", "generate", "generate_batched", "num_transfer_tokens", "supports_prefix_cache",
+]
 
 
 def num_transfer_tokens(block_mask: torch.Tensor, steps: int) -> torch.Tensor:
@@ -51,16 +73,23 @@ def num_transfer_tokens(block_mask: torch.Tensor, steps: int) -> torch.Tensor:
     return base[:, None] + extra.long()
 
 
-def add_gumbel_noise(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def add_gumbel_noise(
+    logits: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
     """LLaDA's Gumbel-max perturbation in float64: ``exp(logits) / (-log u) ** temperature``.
 
     ``argmax`` of the result samples from ``softmax(logits / temperature)``. Temperature 0 returns
-    the logits unchanged (cast to float64).
+    the logits unchanged (cast to float64). ``noise`` (uniform draws of ``logits``' shape) replaces
+    the draw from ``generator``.
     """
     logits = logits.to(torch.float64)
     if temperature == 0:
         return logits
-    noise = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    if noise is None:
+        noise = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
     return logits.exp() / (-torch.log(noise)) ** temperature
 
 
@@ -83,10 +112,21 @@ def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remaski
     return num_blocks, steps // num_blocks
 
 
-def _logits(model, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    if attention_mask is None:
-        return model(x).logits
-    return model(x, attention_mask=attention_mask).logits
+def supports_prefix_cache(model) -> bool:
+    """Whether ``model`` declares ``past_key_values`` / ``use_cache`` support for ``prefix_cache=True``."""
+    return bool(getattr(model, "supports_prefix_cache", False))
+
+
+def _forward(model, x: torch.Tensor, attention_mask: torch.Tensor | None, **cache_kwargs):
+    """``model(x, ...)``; ``attention_mask`` and cache arguments are passed only when given."""
+    if attention_mask is not None:
+        cache_kwargs["attention_mask"] = attention_mask
+    return model(x, **cache_kwargs)
+
+
+def _crop(past_key_values, length: int):
+    """Per-layer (key, value) [B, heads, L, d] -> their first ``length`` positions."""
+    return tuple((key[:, :, :length], value[:, :, :length]) for key, value in past_key_values)
 
 
 @torch.no_grad()
@@ -102,6 +142,7 @@ def generate(
     mask_id: int = 126336,
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    prefix_cache: bool = False,
 ) -> torch.LongTensor:
     """Decode ``gen_length`` tokens after ``prompt`` [B, P]; returns long [B, P + gen_length].
 
@@ -114,16 +155,28 @@ def generate(
     ``cfg_scale > 0`` applies LLaDA's classifier-free guidance: the unconditional pass sees the
     prompt replaced by ``mask_id`` and ``logits = u + (cfg_scale + 1) * (c - u)``.
 
+    ``prefix_cache=True`` reuses the prefix's key/values within each block (an approximation, see
+    the module docstring); the model is then also called with ``use_cache=True`` (first step of a
+    block) or ``past_key_values=...`` (other steps; input ``x[:, block_start:]``).
+
     Raises ``ValueError`` if ``gen_length % block_length != 0``, ``steps % num_blocks != 0``,
-    ``remasking`` is not ``"low_confidence"``/``"random"``, or ``temperature``/``cfg_scale`` < 0.
+    ``remasking`` is not ``"low_confidence"``/``"random"``, ``temperature``/``cfg_scale`` < 0, or
+    ``prefix_cache`` is asked of a model without ``supports_prefix_cache``.
     """
     num_blocks, steps_per_block = _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking)
     if prompt.dim() != 2:
         raise ValueError(f"prompt: expected shape [B, P], got {tuple(prompt.shape)}")
+    if prefix_cache and not supports_prefix_cache(model):
+        raise ValueError(
+            f"prefix_cache=True (decode=semi_ar_cached) needs a model with key/value cache support "
+            f"(supports_prefix_cache = True, e.g. blocksft TinyDiffusionLM); {type(model).__name__} has none: "
+            "use exact decoding (decode=semi_ar)"
+        )
     batch, prompt_len = prompt.shape
+    length = prompt_len + gen_length
     device = prompt.device
 
-    x = torch.full((batch, prompt_len + gen_length), mask_id, dtype=torch.long, device=device)
+    x = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
     x[:, :prompt_len] = prompt.long()
     full_mask = None
     if attention_mask is not None:
@@ -134,46 +187,57 @@ def generate(
     if cfg_scale > 0 and full_mask is not None:
         full_mask = torch.cat([full_mask, full_mask], dim=0)
 
-    positions = torch.arange(x.shape[1], device=device)
     ranks = torch.arange(block_length, device=device)
-
     for block in range(num_blocks):
         start = prompt_len + block * block_length
         end = start + block_length
-        in_block = (positions >= start) & (positions < end)  # [L]
         counts = num_transfer_tokens(x[:, start:end] == mask_id, steps_per_block)  # [B, steps_per_block]
+        prefix_key_values = None
 
         for step in range(steps_per_block):
-            candidates = (x == mask_id) & in_block[None, :]  # [B, L]
-
+            candidates = x[:, start:end] == mask_id  # [B, block_length]
+            model_input = x
             if cfg_scale > 0:
                 unconditional = x.clone()
                 unconditional[:, :prompt_len] = mask_id
-                both = _logits(model, torch.cat([x, unconditional], dim=0), full_mask).to(torch.float64)
-                cond, uncond = both.chunk(2, dim=0)
+                model_input = torch.cat([x, unconditional], dim=0)
+
+            # 1. logits of the current block only, [B (x2 with cfg), block_length, V]
+            if not prefix_cache:
+                block_logits = _forward(model, model_input, full_mask).logits[:, start:end]
+            elif step == 0:  # whole canvas; keep the prefix's keys/values for the block's other steps
+                output = _forward(model, model_input, full_mask, use_cache=True)
+                block_logits = output.logits[:, start:end]
+                prefix_key_values = _crop(output.past_key_values, start)
+            else:  # block + future only, attending to the frozen prefix keys/values
+                output = _forward(model, model_input[:, start:], full_mask, past_key_values=prefix_key_values)
+                block_logits = output.logits[:, :block_length]
+            logits = block_logits.to(torch.float64)
+            if cfg_scale > 0:
+                cond, uncond = logits.chunk(2, dim=0)
                 logits = uncond + (cfg_scale + 1) * (cond - uncond)
-            else:
-                logits = _logits(model, x, full_mask).to(torch.float64)
             if 0 <= mask_id < logits.shape[-1]:
                 # committing [MASK] would be a silent no-op; out-of-place so the model's output is untouched
                 logits = logits.index_fill(-1, torch.tensor([mask_id], device=device), float("-inf"))
 
-            x0 = add_gumbel_noise(logits, temperature, generator).argmax(dim=-1)  # [B, L]
+            # 2. proposals and confidences (random draws shaped as LLaDA's, for the whole canvas)
+            noise = None
+            if temperature > 0:
+                noise = torch.rand((batch, length, logits.shape[-1]), dtype=torch.float64, device=device,
+                                   generator=generator)[:, start:end]
+            x0 = add_gumbel_noise(logits, temperature, noise=noise).argmax(dim=-1)  # [B, block_length]
             if remasking == "low_confidence":
-                probs = F.softmax(logits, dim=-1)
-                confidence = probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+                confidence = F.softmax(logits, dim=-1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
             else:
-                confidence = torch.rand(x0.shape, dtype=torch.float64, device=device, generator=generator)
+                confidence = torch.rand((batch, length), dtype=torch.float64, device=device,
+                                        generator=generator)[:, start:end]
             confidence = confidence.masked_fill(~candidates, float("-inf"))
 
-            # Per-row top-k with a per-row k: rank the block once, keep ranks below k.
+            # 3. per-row top-k with a per-row k: rank the block once, keep ranks below k
             k = counts[:, step]  # [B]
-            order = confidence[:, start:end].argsort(dim=1, descending=True, stable=True)  # [B, block_length]
-            chosen_sorted = ranks[None, :] < k[:, None]
-            commit_block = torch.zeros_like(chosen_sorted).scatter(1, order, chosen_sorted)
-            commit = torch.zeros_like(candidates)
-            commit[:, start:end] = commit_block
-            x = torch.where(commit, x0, x)
+            order = confidence.argsort(dim=1, descending=True, stable=True)  # [B, block_length]
+            commit = torch.zeros_like(candidates).scatter(1, order, ranks[None, :] < k[:, None])
+            x[:, start:end] = torch.where(commit, x0, x[:, start:end])
 
     return x
 
@@ -198,11 +262,12 @@ def generate_batched(
     remasking: str = "low_confidence",
     mask_id: int,
     generator: torch.Generator | None = None,
+    prefix_cache: bool = False,
 ) -> list[torch.LongTensor]:
     """Decode prompts of different lengths in one batch; returns one long [gen_length] canvas each.
 
     Prompts (1-D tensors or lists of ids) are left-padded with ``pad_id`` to the longest, with an
-    ``attention_mask`` marking the padding, and passed to :func:`generate`. The model must honour
+    ``attention_mask`` marking the padding, and passed to :func:`generate` (``prefix_cache`` too). The model must honour
     ``attention_mask`` (ignore padded keys, count positions over real tokens) for the result to
     match per-prompt decoding.
     """
@@ -230,5 +295,6 @@ def generate_batched(
         mask_id=mask_id,
         attention_mask=attention_mask,
         generator=generator,
+        prefix_cache=prefix_cache,
     )
     return [canvas for canvas in out[:, longest:]]

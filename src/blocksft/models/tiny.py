@@ -8,15 +8,29 @@ loss-bearing positions.
 
 Left padding: with an ``attention_mask`` (1 = real token), padded keys are ignored and position ids
 count real tokens only, so a left-padded prompt sees exactly what the unpadded prompt sees.
+
+Key/value cache (for prefix-cached decoding, ``blocksft.decoding`` with ``prefix_cache=True``):
+``model(x, attention_mask=m, use_cache=True)`` also returns ``past_key_values``, one ``(key, value)``
+pair [B, heads, L, head_dim] per layer (Hugging Face's legacy tuple layout; keys already rotated, so
+they carry their positions). ``model(suffix, attention_mask=m_all, past_key_values=prefix_kv)`` then
+runs only the ``suffix`` tokens, which attend to the cached prefix keys/values and to each other;
+``m_all`` covers prefix + suffix, and the suffix's positions continue the prefix's real-token count.
+The model is bidirectional, so a cached prefix is exact only while the tokens after it do not change
+(the prefix's own states depend on them); freezing it across decoding steps is an approximation that
+the decoder, not the model, chooses.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import MaskedLMOutput
+from transformers.modeling_outputs import ModelOutput
+
+KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: (key, value) [B, heads, L, head_dim]
 
 
 class TinyDiffusionConfig(PretrainedConfig):
@@ -47,6 +61,14 @@ class TinyDiffusionConfig(PretrainedConfig):
         self.dropout = dropout
         self.mask_token_id = mask_token_id
         super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
+
+
+@dataclass
+class DiffusionLMOutput(ModelOutput):
+    """``logits`` [B, L, V]; ``past_key_values`` (prefix + these tokens) when ``use_cache=True``."""
+
+    logits: torch.Tensor | None = None
+    past_key_values: KeyValues | None = None
 
 
 def rotary_tables(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,27 +106,39 @@ class EncoderBlock(nn.Module):
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        key_mask: torch.Tensor | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``x`` [B, L, H] -> (new ``x``, (key, value) of past + these positions). ``past`` keys and
+        values (already rotated) are prepended, and ``key_mask`` covers past + current keys."""
         batch, length, width = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
         )
         x = x + self.attn_out(attended.transpose(1, 2).reshape(batch, length, width))
-        return x + self.mlp(self.mlp_norm(x))
+        return x + self.mlp(self.mlp_norm(x)), (k, v)
 
 
 class TinyDiffusionLM(PreTrainedModel):
     """Bidirectional masked-diffusion LM.
 
     ``encode(input_ids [B, L], attention_mask [B, L] | None) -> hidden [B, L, H]``;
-    ``project(hidden [..., H]) -> logits [..., V]``; ``forward`` = project(encode(...)).
+    ``project(hidden [..., H]) -> logits [..., V]``; ``forward`` = project(encode(...)). Both accept
+    ``past_key_values`` / ``use_cache`` (see the module docstring).
     """
 
     config_class = TinyDiffusionConfig
     base_model_prefix = "tiny"
     _supports_sdpa = True
+    supports_prefix_cache = True  # read by blocksft.decoding (prefix_cache=True)
 
     def __init__(self, config: TinyDiffusionConfig) -> None:
         super().__init__(config)
@@ -127,27 +161,56 @@ class TinyDiffusionLM(PreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: KeyValues | None = None,
+        use_cache: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, KeyValues]:
+        """Hidden states [B, L, H] of ``input_ids`` [B, L]; with ``use_cache``, also the per-layer
+        (key, value) of past + these positions. With ``past_key_values`` (P cached positions),
+        ``attention_mask`` is [B, P + L] and positions continue after the past's real tokens."""
         length = input_ids.shape[1]
-        if length > self.config.max_position_embeddings:
+        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        if past_length + length > self.config.max_position_embeddings:
             raise ValueError(
-                f"sequence length {length} exceeds model.max_position_embeddings={self.config.max_position_embeddings}"
+                f"sequence length {past_length + length} exceeds "
+                f"model.max_position_embeddings={self.config.max_position_embeddings}"
             )
         if attention_mask is None:
-            positions = torch.arange(length, device=input_ids.device).expand_as(input_ids)
+            positions = torch.arange(past_length, past_length + length, device=input_ids.device).expand_as(input_ids)
             key_mask = None
         else:
+            if attention_mask.shape[1] != past_length + length:
+                raise ValueError(
+                    f"attention_mask covers {attention_mask.shape[1]} positions; expected past {past_length} + {length}"
+                )
             real = attention_mask.bool()
-            positions = (real.long().cumsum(-1) - 1).clamp_min(0)
+            positions = (real.long().cumsum(-1) - 1).clamp_min(0)[:, past_length:]
             key_mask = real[:, None, None, :]
         rotary = rotary_tables(positions, self.config.hidden_size // self.config.num_heads, self.config.rope_theta)
         x = self.embedding_dropout(self.token_embedding(input_ids))
-        for block in self.blocks:
-            x = block(x, rotary, key_mask)
-        return self.final_norm(x)
+        cache = []
+        for layer, block in enumerate(self.blocks):
+            x, key_value = block(x, rotary, key_mask, None if past_key_values is None else past_key_values[layer])
+            if use_cache:
+                cache.append(key_value)
+        hidden = self.final_norm(x)
+        return (hidden, tuple(cache)) if use_cache else hidden
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: object) -> MaskedLMOutput:
-        return MaskedLMOutput(logits=self.project(self.encode(input_ids, attention_mask)))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: KeyValues | None = None,
+        use_cache: bool = False,
+        **_: object,
+    ) -> DiffusionLMOutput:
+        if not use_cache:
+            return DiffusionLMOutput(logits=self.project(self.encode(input_ids, attention_mask, past_key_values)))
+        hidden, cache = self.encode(input_ids, attention_mask, past_key_values, use_cache=True)
+        return DiffusionLMOutput(logits=self.project(hidden), past_key_values=cache)
