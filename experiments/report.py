@@ -153,6 +153,8 @@ def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[
         "final_train_loss": _to_float(raw.get("final_train_loss")),
         "steps": _to_int(raw.get("steps")),
         "wall_seconds": _to_float(raw.get("wall_seconds")),
+        "train_seconds": _to_float(raw.get("train_seconds")),
+        "eval_seconds": _to_float(raw.get("eval_seconds")),
         "git_commit": raw.get("git_commit"),
         "study": raw.get("study", config.get("study")),
     }
@@ -460,6 +462,18 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
     return kinds
 
 
+def time_breakdown(runs: Sequence[Run]) -> dict[str, float] | None:
+    """Seconds summed over jobs that report them: training, decoding + scoring, and the rest
+    (start-up, data preparation, export, writing results)."""
+    timed = [r for r in runs if None not in (r.get("wall_seconds"), r.get("train_seconds"), r.get("eval_seconds"))]
+    if not timed:
+        return None
+    train = sum(r["train_seconds"] for r in timed)
+    decode = sum(r["eval_seconds"] for r in timed)
+    wall = sum(r["wall_seconds"] for r in timed)
+    return {"jobs": len(timed), "train": train, "decode": decode, "other": max(wall - train - decode, 0.0), "wall": wall}
+
+
 def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> dict[str, Any]:
     """All aggregated numbers of a sweep (what ``summary.json`` holds)."""
     done = completed(runs)
@@ -479,6 +493,7 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "wall_seconds_total": sum(walls.values()),
         "wall_seconds_per_job": walls,
         "wall_seconds_mean": statistics.fmean(walls.values()) if walls else None,
+        "time_breakdown": time_breakdown(runs),
         "group_keys": keys,
         "groups": aggregate(runs, keys),
         "groups_flexible": aggregate(runs, keys, metric="accuracy_flexible"),
@@ -550,6 +565,11 @@ def render_markdown(summary: dict[str, Any], runs: Sequence[Run], plots: Sequenc
         lines.append(f"- Wall time: total {_duration(s['wall_seconds_total'])} (sum over {len(walls)} jobs); "
                      f"per job mean {_duration(s['wall_seconds_mean'])}, median {_duration(statistics.median(walls))}, "
                      f"min {_duration(min(walls))}, max {_duration(max(walls))}")
+    if s.get("time_breakdown"):
+        t = s["time_breakdown"]
+        share = lambda part: f"{_duration(t[part])} ({100 * t[part] / t['wall']:.0f} %)" if t["wall"] else "n/a"  # noqa: E731
+        lines.append(f"- Where the time went ({t['jobs']} jobs): training {share('train')}, decoding and scoring "
+                     f"{share('decode')}, other (start-up, data, export) {share('other')}")
     lines.append("")
     if s["failed"]:
         lines += ["## Failed jobs", ""]

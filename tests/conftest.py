@@ -24,9 +24,10 @@ def compose_config(overrides: list[str] | None = None, output_dir: str | Path = 
         return compose(config_name="train", overrides=paths + quote_numeric_group_overrides(overrides or []))
 
 
-def run_train(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python train.py <args>`` with its run directory in ``tmp_path``; never raises on failure."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+def run_train(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python train.py <args>`` with its run directory in ``tmp_path``; never raises on failure.
+    ``env`` adds or overrides environment variables."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}
     command = [sys.executable, str(ROOT / "train.py"), *args]
     if not any(a.startswith("hydra.run.dir=") or a in ("-m", "--multirun") for a in args):
         command.append(f"hydra.run.dir={tmp_path}")

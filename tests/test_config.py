@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, compose_config, run_train
+from conftest import CONF, ROOT, compose_config, run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -23,6 +23,8 @@ def test_every_option_of_every_group_composes_and_validates(group):
         overrides = [f"{group}={option}"]
         if group == "block" and int(option) > compose_config().data.response_len:
             overrides.append(f"data.response_len={option}")  # a block must fit in the response
+        if group == "model" and compose_config(overrides).model.get("requires_remote_code"):
+            overrides.append("model.trust_remote_code=true")  # an explicit opt-in, refused without it
         validate_config(compose_config(overrides))
 
 
@@ -105,3 +107,38 @@ def test_unknown_group_option_lists_the_valid_ones(tmp_path):
     result = run_train(["strategy=nonsense"], tmp_path)
     assert result.returncode != 0
     assert "blockwise" in result.stderr and "classical" in result.stderr
+
+
+@pytest.mark.parametrize(("experiment", "type_prefix"), [("paper_gsm8k", "GSM"), ("paper_math", "MATH")])
+def test_paper_experiments_set_the_papers_recipe(experiment, type_prefix):
+    cfg = compose_config([f"experiment={experiment}"])
+    validate_config(cfg)
+    assert (cfg.model.name, cfg.data.name, cfg.data.source.type_prefix) == ("llada_8b", "metamathqa", type_prefix)
+    assert cfg.model.trust_remote_code is True and cfg.model.lora.enabled
+    assert (cfg.model.lora.r, cfg.model.lora.alpha, cfg.model.lora.dropout) == (256, 512, 0.05)
+    assert cfg.optim.optimizer.lr == 1e-5 and list(cfg.optim.optimizer.betas) == [0.9, 0.95]
+    assert (cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.trainer.gradient_clip_val) == (0.1, 0.01, 1.0)
+    assert (cfg.data.batch_size, cfg.data.response_len, cfg.block.size) == (32, 256, 32)
+    assert (cfg.decode.steps, cfg.decode.block_length, cfg.decode.gen_length) == (128, 32, 256)
+    assert cfg.trainer.strategy.stage == 2 and cfg.trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("data", ["gsm8k", "math"])
+def test_paper_experiment_evaluation_command_composes(data):
+    experiment = "paper_gsm8k" if data == "gsm8k" else "paper_math"
+    cfg = compose_config([f"experiment={experiment}", "mode=eval", f"data={data}", "data.source.type_prefix=null",
+                          "eval.split=test", f"ckpt_path={ROOT}"])
+    validate_config(cfg)
+    assert cfg.data.name == data and cfg.data.source.type_prefix is None
+
+
+def test_issue_example_composes_llada_gsm8k_deepspeed():
+    cfg = compose_config(["model=llada_8b", "data=gsm8k", "trainer=deepspeed"])
+    assert cfg.model.name_or_path == "GSAI-ML/LLaDA-8B-Instruct" and cfg.trainer.strategy.stage == 2
+
+
+def test_prefix_cache_is_off_by_default_and_refused_for_models_without_a_cache():
+    assert compose_config().decode.prefix_cache is False
+    assert compose_config(["decode=semi_ar_cached"]).decode.prefix_cache is True
+    with pytest.raises(ConfigError, match="decode.prefix_cache"):
+        validate_config(compose_config(["decode=semi_ar_cached", "model=hf_masked_lm", "model.name_or_path=/nonexistent"]))

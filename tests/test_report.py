@@ -345,3 +345,11 @@ def test_suffix_study_detected_from_data(tmp_path: Path):
     assert [g["suffix_mask_prob"] for g in summary["suffix"]] == [0.0, 1.0]
     assert summary["suffix"][1]["mean"] == pytest.approx(0.41)
     assert [c["verdict"] for c in summary["claims"]] == ["supports"]
+
+
+def test_time_breakdown_splits_wall_time_into_training_decoding_and_other():
+    runs = [{"wall_seconds": 100.0, "train_seconds": 70.0, "eval_seconds": 20.0},
+            {"wall_seconds": 50.0, "train_seconds": 30.0, "eval_seconds": 15.0},
+            {"wall_seconds": None, "train_seconds": None, "eval_seconds": None}]
+    assert rep.time_breakdown(runs) == {"jobs": 2, "train": 100.0, "decode": 35.0, "other": 15.0, "wall": 150.0}
+    assert rep.time_breakdown(runs[2:]) is None

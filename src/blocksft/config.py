@@ -6,11 +6,16 @@ value and what is allowed; ``train.py`` prints it and exits with status 2.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from blocksft.answers import SCHEMES
 
 from blocksft.data.collate import TAIL_PADDINGS
+from blocksft.data.prepare import CHAT_TEMPLATE_MODES
+from blocksft.distributed import plan_batches, world_size
 from blocksft.decoding import REMASKING_MODES as REMASKINGS
 from blocksft.masking import BLOCK_SAMPLINGS
 from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
@@ -45,6 +50,28 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def validate_data(data: DictConfig) -> None:
+    """The data keys beyond the lengths: template, fields, scheme, tokenisation and row limits."""
+    _require(isinstance(data.prompt_template, str) and "{question}" in data.prompt_template,
+             "data.prompt_template", data.prompt_template, "a string containing {question}")
+    _require(data.get("chat_template", "auto") in CHAT_TEMPLATE_MODES, "data.chat_template",
+             data.get("chat_template"), "auto, true or false")
+    _require(data.answer_scheme in SCHEMES, "data.answer_scheme", data.answer_scheme, f"one of {', '.join(SCHEMES)}")
+    for key in ("question_field", "answer_field"):
+        _require(isinstance(data[key], str) and data[key] != "", f"data.{key}", data[key], "a non-empty field name")
+    target = data.get("target_field")
+    _require(target is None or (isinstance(target, str) and target != ""), "data.target_field", target, "null or a field name")
+    num_proc = data.get("num_proc", 1)
+    _require(_is_int(num_proc) and num_proc > 0, "data.num_proc", num_proc, "a positive integer")
+    rows = data.get("max_train_rows")
+    _require(rows is None or (_is_int(rows) and rows > 0), "data.max_train_rows", rows, "a positive integer or null")
+    files = data.source.get("files") if not OmegaConf.is_missing(data.source, "files") else None
+    for split, paths in (files or {}).items():
+        paths = list(paths) if isinstance(paths, (list, ListConfig)) else [paths]
+        _require(bool(paths) and all(isinstance(f, str) and f for f in paths), f"data.source.files.{split}",
+                 paths, "a path or a non-empty list of paths")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
     _require(cfg.mode in MODES, "mode", cfg.mode, f"one of {', '.join(MODES)}")
@@ -59,6 +86,7 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("batch_size", "eval_batch_size", "max_prompt_len"):
         value = cfg.data[key]
         _require(_is_int(value) and value > 0, f"data.{key}", value, "a positive integer")
+    validate_data(cfg.data)
 
     masking = cfg.strategy.masking
     if "eps" in masking:
@@ -85,6 +113,11 @@ def validate_config(cfg: DictConfig) -> None:
                  f"a multiple of the number of decoding blocks ({num_blocks} for block_length {block_length})")
     _require(_is_number(decode.temperature) and decode.temperature >= 0, "decode.temperature", decode.temperature, "a number >= 0")
     _require(decode.remasking in REMASKINGS, "decode.remasking", decode.remasking, f"one of {', '.join(REMASKINGS)}")
+    prefix_cache = decode.get("prefix_cache", False)
+    _require(isinstance(prefix_cache, bool), "decode.prefix_cache", prefix_cache, "true or false")
+    if prefix_cache:  # the key/value cache exists in the tiny backbone only; fail before training, not after
+        _require(cfg.model.get("kind") == "tiny", "decode.prefix_cache", prefix_cache,
+                 f"false with model.kind={cfg.model.get('kind')} (no key/value cache; decode=semi_ar_cached needs model=tiny)")
 
     budget = cfg.budget
     _require(budget.kind in BUDGET_KINDS, "budget.kind", budget.kind, f"one of {', '.join(BUDGET_KINDS)}")
@@ -100,11 +133,103 @@ def validate_config(cfg: DictConfig) -> None:
     _require(_is_number(optim.min_lr_ratio) and 0.0 <= optim.min_lr_ratio <= 1.0, "optim.min_lr_ratio", optim.min_lr_ratio, "a number in [0, 1]")
     _require(optim.warmup_type in WARMUP_TYPES, "optim.warmup_type", optim.warmup_type, f"one of {', '.join(WARMUP_TYPES)}")
 
+    micro = cfg.data.get("micro_batch_size")
+    _require(micro is None or (_is_int(micro) and micro > 0), "data.micro_batch_size", micro, "a positive integer or null")
+    try:
+        plan_batches(cfg.data.batch_size, micro, world_size(cfg.trainer))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
     eval_size = cfg.eval.size
     _require(eval_size is None or (_is_int(eval_size) and eval_size > 0), "eval.size", eval_size, "a positive integer or null")
     _require(_is_int(cfg.eval.batch_size) and cfg.eval.batch_size > 0, "eval.batch_size", cfg.eval.batch_size, "a positive integer")
 
-    if cfg.mode == "eval":
-        _require(cfg.ckpt_path is not None, "ckpt_path", cfg.ckpt_path, "a run directory, export folder or .ckpt file (mode=eval needs one)")
+    if cfg.mode == "eval" and cfg.model.kind != "hf":
+        _require(cfg.ckpt_path is not None, "ckpt_path", cfg.ckpt_path,
+                 "a run directory, export folder or .ckpt file (mode=eval needs one unless model.kind=hf)")
     if cfg.ckpt_path is not None:
         _require(Path(str(cfg.ckpt_path)).exists(), "ckpt_path", cfg.ckpt_path, "an existing path")
+    validate_model(cfg)
+
+
+def validate_model(cfg: DictConfig) -> None:
+    """Check ``cfg.model`` (kind, HF loading options, LoRA) and the ``trust_remote_code`` opt-in, without
+    touching the network or loading weights."""
+    # Deferred: blocksft.models imports this module (ConfigError).
+    from blocksft.models import MODEL_KINDS
+    from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
+    from blocksft.models.lora import LORA_EXPORTS
+
+    model = cfg.model
+    _require(model.kind in MODEL_KINDS, "model.kind", model.kind, f"one of {', '.join(MODEL_KINDS)}")
+    trust = model.get("trust_remote_code", False)
+    _require(isinstance(trust, bool), "model.trust_remote_code", trust, "true or false")
+    reason = _remote_code_reason(cfg)
+    _require(trust or reason is None, "model.trust_remote_code", trust,
+             f"true ({reason}; set model.trust_remote_code=true to run it)")
+    if model.kind != "hf":
+        return
+    name = model.name_or_path
+    _require(isinstance(name, str) and name.strip() != "", "model.name_or_path", name, "a hub id or a local folder")
+    _require(model.auto_class in AUTO_CLASSES, "model.auto_class", model.auto_class, f"one of {', '.join(AUTO_CLASSES)}")
+    _require(model.dtype in DTYPES, "model.dtype", model.dtype, f"one of {', '.join(DTYPES)}")
+    _require(model.attention_mask in ATTENTION_MASK_FORMATS, "model.attention_mask", model.attention_mask,
+             f"one of {', '.join(ATTENTION_MASK_FORMATS)}")
+    for key in ("requires_remote_code", "add_mask_token", "logits_shift", "split_head", "gradient_checkpointing",
+                "chat_template"):
+        _require(isinstance(model[key], bool), f"model.{key}", model[key], "true or false")
+    for key in ("eos_token", "lm_head"):
+        _require(model[key] is None or isinstance(model[key], str), f"model.{key}", model[key], "a string or null")
+    lora = model.lora
+    _require(isinstance(lora.enabled, bool), "model.lora.enabled", lora.enabled, "true or false")
+    if not lora.enabled:
+        return
+    _require(_is_int(lora.r) and lora.r > 0, "model.lora.r", lora.r, "a positive integer")
+    _require(_is_number(lora.alpha) and lora.alpha > 0, "model.lora.alpha", lora.alpha, "a number > 0")
+    _require(_is_number(lora.dropout) and 0.0 <= lora.dropout < 1.0, "model.lora.dropout", lora.dropout, "a number in [0, 1)")
+    targets = lora.target_modules
+    _require((isinstance(targets, str) and targets != "") or (isinstance(targets, ListConfig) and len(targets) > 0
+             and all(isinstance(t, str) for t in targets)), "model.lora.target_modules", targets,
+             "a non-empty list of module names or a regular expression")
+    _require(lora.export in LORA_EXPORTS, "model.lora.export", lora.export, f"one of {', '.join(LORA_EXPORTS)}")
+
+
+def _remote_code_reason(cfg: DictConfig) -> str | None:
+    """Why this run would execute modeling code shipped with a checkpoint (None: it would not): the
+    model config says so, or a local folder it loads (``model.name_or_path``, ``ckpt_path`` or its
+    ``export/``) has an ``auto_map`` in its config.json or an export config asking for it."""
+    model = cfg.model
+    if model.get("requires_remote_code", False):
+        return f"{model.name_or_path} ships its own modeling code"
+    folders = [Path(str(model.name_or_path))] if model.kind == "hf" else []
+    if cfg.ckpt_path is not None:
+        folders += [Path(str(cfg.ckpt_path)), Path(str(cfg.ckpt_path)) / "export"]
+    for folder in folders:
+        if (_read_json(folder / "config.json").get("auto_map")
+                or _read_json(folder / "blocksft_model.json").get("requires_remote_code")):
+            return f"{folder} ships its own modeling code"
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def check_runtime(cfg: DictConfig) -> None:
+    """What this machine must provide for the config (not part of ``validate_config``, so every config
+    still composes and validates on a CPU-only machine): the accelerator and strategy packages."""
+    import importlib.util
+
+    import torch
+
+    accelerator = cfg.trainer.get("accelerator", "cpu")
+    _require(accelerator not in ("gpu", "cuda") or torch.cuda.is_available(), "trainer.accelerator", accelerator,
+             "a device this machine has (no CUDA device is visible; use trainer=cpu)")
+    strategy = cfg.trainer.get("strategy")
+    target = str(strategy.get("_target_", "")) if isinstance(strategy, DictConfig) else str(strategy or "")
+    if "deepspeed" in target.lower():
+        _require(importlib.util.find_spec("deepspeed") is not None, "trainer.strategy", target,
+                 "an installed strategy (pip install deepspeed)")

@@ -146,6 +146,19 @@ class BlockSampler:
         self.used[index, choice] = True
         return choice.to(device)
 
+    def pool_rows(self, sample_index: torch.Tensor, width: int) -> torch.Tensor:
+        """The pools of rows ``sample_index`` [B] as a [B, width] used-block mask (for exchange between ranks)."""
+        index = sample_index.cpu()
+        self._grow(int(index.max()) + 1, width)
+        return self.used[index, :width].clone()
+
+    def adopt_pool_rows(self, sample_index: torch.Tensor, used_rows: torch.Tensor) -> None:
+        """Overwrite the pools of rows ``sample_index`` [N] with ``used_rows`` [N, width] drawn on other
+        ranks, so every rank holds the same pools as a single process would."""
+        index = sample_index.cpu()
+        self._grow(int(index.max()) + 1, used_rows.shape[1])
+        self.used[index, : used_rows.shape[1]] = used_rows.cpu().bool()
+
     def state_dict(self) -> dict:
         return {"mode": self.mode, "used": self.used.clone(), "refills": self.refills}
 

@@ -18,6 +18,7 @@ from blocksft.optim import warmup_cosine_factor
 
 
 MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first blocks only
+RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
 
 
 class NonFiniteLossError(RuntimeError):
@@ -26,13 +27,15 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score."""
+    """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score.
+    ``prefix_cache`` selects the approximate prefix-KV-cached decoder (see ``blocksft.decoding``)."""
 
     gen_length: int
     block_lengths: tuple[int, ...]
     steps: int
     temperature: float = 0.0
     remasking: str = "low_confidence"
+    prefix_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,23 @@ class DiffusionSFTModule(L.LightningModule):
         self.active_block_counts: Counter = Counter()
         self.mask_generator = torch.Generator().manual_seed(seed)
         self.eval_records: list[dict] = []
+        self._rng_state_to_restore: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
+        """One masking stream per rank (rank 0 keeps ``seed``), on the device the batches live on."""
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        if self.mask_generator.device != device:
-            self.mask_generator = torch.Generator(device=device).manual_seed(self.seed)
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        if self.mask_generator.device != device or rank:
+            self.mask_generator = torch.Generator(device=device).manual_seed(self.seed + RANK_SEED_STRIDE * rank)
+
+    @property
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """[world, *tensor.shape] from every rank ([1, ...] in a single process)."""
+        return self.all_gather(tensor) if self._world_size > 1 else tensor.unsqueeze(0)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         masked = self.strategy(
@@ -100,7 +114,7 @@ class DiffusionSFTModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"train/loss is {loss.item()} at step {self.global_step}; "
                                      "the last good checkpoint is kept in checkpoints/last.ckpt")
-        self._count_tokens(masked)
+        self._count_tokens(masked, batch["index"])
         batch_size = batch["input_ids"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/mask_rate", masked.mask_rate.mean(), batch_size=batch_size)
@@ -115,11 +129,22 @@ class DiffusionSFTModule(L.LightningModule):
                 self.log(f"train/active_block_share/{block_index}", share, batch_size=batch_size)
         return loss
 
-    def _count_tokens(self, masked) -> None:
-        self.supervised_tokens += int(masked.loss_mask.sum())
-        self.eligible_tokens += int(masked.eligible_mask.sum())
+    def _count_tokens(self, masked, sample_index: torch.Tensor) -> None:
+        """Counters over all ranks (so a token budget stops every rank at the same step); with several
+        ranks, also share this step's block-pool updates so every rank keeps the same pools."""
+        counts = torch.stack([masked.loss_mask.sum(), masked.eligible_mask.sum()])
+        if self._world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        self.supervised_tokens += int(counts[0])
+        self.eligible_tokens += int(counts[1])
         if masked.active_block is not None:
-            self.active_block_counts.update(masked.active_block.tolist())
+            self.active_block_counts.update(self._gather(masked.active_block).flatten().tolist())
+            sampler = getattr(self.strategy, "sampler", None)
+            if self._world_size > 1 and sampler is not None and sampler.mode == "without_replacement":
+                local_width = torch.tensor(sampler.used.shape[1], device=sample_index.device)
+                width = int(self.trainer.strategy.reduce(local_width, reduce_op="max"))
+                rows = self._gather(sampler.pool_rows(sample_index, width).to(sample_index.device))
+                sampler.adopt_pool_rows(self._gather(sample_index).flatten(), rows.flatten(0, 1))
         if self.token_budget is not None:
             spent = self.supervised_tokens if self.token_count == "masked" else self.eligible_tokens
             if spent >= self.token_budget:
@@ -141,22 +166,40 @@ class DiffusionSFTModule(L.LightningModule):
     # ----------------------------------------------------------------------------- checkpoint state
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["blocksft"] = {
-            "mask_generator": self.mask_generator.get_state(),
+            "mask_generator": self.mask_generator.get_state(),  # rank 0's; every rank's below
             "strategy": self.strategy.state_dict(),
             "supervised_tokens": self.supervised_tokens,
             "eligible_tokens": self.eligible_tokens,
             "active_block_counts": dict(self.active_block_counts),
+            "torch_rng_state": torch.get_rng_state(),  # dropout and anything else drawing from the global stream
         }
+        if self._world_size > 1:  # Lightning writes rank 0's checkpoint only: keep every rank's streams
+            checkpoint["blocksft"]["rank_states"] = {
+                "mask_generator": self._gather(self.mask_generator.get_state().to(self.device)).cpu(),
+                "torch_rng_state": self._gather(torch.get_rng_state().to(self.device)).cpu(),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("blocksft")
         if state is None:
             return
+        ranks = state.get("rank_states")
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        if ranks is not None and rank < len(ranks["mask_generator"]):
+            state = {**state, "mask_generator": ranks["mask_generator"][rank], "torch_rng_state": ranks["torch_rng_state"][rank]}
         self.mask_generator.set_state(state["mask_generator"])
         self.strategy.load_state_dict(state["strategy"])
         self.supervised_tokens = int(state["supervised_tokens"])
         self.eligible_tokens = int(state["eligible_tokens"])
         self.active_block_counts = Counter(state["active_block_counts"])
+        self._rng_state_to_restore = state.get("torch_rng_state")
+
+    def on_train_start(self) -> None:
+        # Restored here, not in on_load_checkpoint: building the trainer and data between the two
+        # may draw from the global stream, and the next draw must be the first of the next step.
+        if self._rng_state_to_restore is not None:
+            torch.set_rng_state(self._rng_state_to_restore)
+            self._rng_state_to_restore = None
 
     # ----------------------------------------------------------------------------- evaluation
     def on_test_epoch_start(self) -> None:
@@ -175,6 +218,7 @@ class DiffusionSFTModule(L.LightningModule):
                 remasking=self.decode.remasking,
                 mask_id=self.mask_id,
                 attention_mask=attention_mask,
+                prefix_cache=self.decode.prefix_cache,
             )
             texts = self.decode_responses(output[:, prompt_ids.shape[1]:])
             for prompt, target, index, text in zip(batch["prompt"], batch["target"], batch["index"], texts):

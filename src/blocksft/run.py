@@ -21,12 +21,17 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from blocksft.config import ConfigError, decode_block_lengths, validate_config
+from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
+                                    keep_csv_rows_on_resume, resume_checkpoint)
+from blocksft.config import ConfigError, check_runtime, decode_block_lengths, validate_config
 from blocksft.datamodule import DiffusionSFTDataModule
-from blocksft.models import build_model, build_tokenizer, load_exported
+from blocksft.distributed import BatchPlan, plan_batches, world_size
+from blocksft.models import build_model, build_tokenizer, export_model, load_exported
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
+from blocksft.redact import redact
 
 log = logging.getLogger("blocksft")
 
@@ -63,6 +68,17 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
+def checkpoint_plugins(cfg: DictConfig) -> list:
+    """Atomic checkpoint writes, except where the strategy writes its own (sharded) checkpoints."""
+    strategy = cfg.trainer.get("strategy")
+    name = strategy if isinstance(strategy, str) else str((strategy or {}).get("_target_", ""))
+    return [] if "deepspeed" in name.lower() or "fsdp" in name.lower() else [AtomicCheckpointIO()]
+
+
+def batch_plan(cfg: DictConfig) -> BatchPlan:
+    return plan_batches(cfg.data.batch_size, cfg.data.get("micro_batch_size"), world_size(cfg.trainer))
+
+
 def build_datamodule(cfg: DictConfig, tokenizer) -> DiffusionSFTDataModule:
     data = cfg.data
     return DiffusionSFTDataModule(
@@ -70,16 +86,21 @@ def build_datamodule(cfg: DictConfig, tokenizer) -> DiffusionSFTDataModule:
         tokenizer,
         response_len=data.response_len,
         max_prompt_len=data.max_prompt_len,
-        batch_size=data.batch_size,
+        batch_size=batch_plan(cfg).micro_batch,
         eval_batch_size=data.eval_batch_size,
         eval_split=cfg.eval.split,
         eval_size=cfg.eval.size,
         prompt_template=data.prompt_template,
+        chat_template=data.get("chat_template", "auto"),
         question_field=data.question_field,
         answer_field=data.answer_field,
+        target_field=data.get("target_field"),
         answer_scheme=data.answer_scheme,
         tail_padding=data.tail_padding,
+        max_train_rows=data.get("max_train_rows"),
         num_workers=data.num_workers,
+        num_proc=data.get("num_proc", 1),
+        cache_dir=data.get("cache_dir"),
         seed=cfg.seed,
     )
 
@@ -111,11 +132,16 @@ def describe_masking(strategy, datamodule: DiffusionSFTDataModule, tokenizer) ->
 
 
 def load_for_eval(cfg: DictConfig):
-    """(model, tokenizer) for mode=eval from a run dir, an export folder or a .ckpt file."""
+    """(model, tokenizer) for mode=eval from a run dir, an export folder (merged, or a peft adapter
+    naming its base), a .ckpt file, or, with no ckpt_path, the pretrained ``model.name_or_path`` (hf)."""
+    if cfg.ckpt_path is None:
+        tokenizer = build_tokenizer(cfg.model)
+        return build_model(OmegaConf.merge(cfg.model, {"lora": {"enabled": False}}), tokenizer), tokenizer
     path = Path(str(cfg.ckpt_path))
     if path.is_dir():
-        folder = path / "export" if (path / "export" / "config.json").is_file() else path
-        return load_exported(folder)
+        export = path / "export"
+        is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
+        return load_exported(export if is_export else path, cfg.model)
     tokenizer = build_tokenizer(cfg.model)
     model = build_model(cfg.model, tokenizer)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
@@ -125,10 +151,12 @@ def load_for_eval(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> dict:
     validate_config(cfg)
+    check_runtime(cfg)
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    logged_config = redact(OmegaConf.to_container(cfg, resolve=True))
+    log.info("config:\n%s", OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     if cfg.mode == "eval":
@@ -149,7 +177,8 @@ def run(cfg: DictConfig) -> dict:
         strategy,
         optimizer=instantiate(cfg.optim.optimizer),
         schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
-        decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature, cfg.decode.remasking),
+        decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature,
+                              cfg.decode.remasking, cfg.decode.get("prefix_cache", False)),
         loss_weighting=cfg.objective.weighting,
         token_budget=cfg.budget.value if cfg.budget.kind == "tokens" else None,
         token_count=cfg.budget.get("count", "eligible"),
@@ -157,27 +186,40 @@ def run(cfg: DictConfig) -> dict:
         eval_name=cfg.eval.name,
         seed=cfg.seed,
     )
+    resume_from = cfg.ckpt_path if cfg.mode == "train" else None
+    if resume_from is None and cfg.mode == "train" and cfg.get("resume", True):
+        resume_from = resume_checkpoint(output_dir)
+        if resume_from is not None:
+            log.info("resuming from %s (a previous attempt of this run; resume=false starts over)", resume_from)
     loggers = build_loggers(cfg)
+    if resume_from is not None:
+        kept_from = checkpoint_step(resume_from)
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                kept = keep_csv_rows_on_resume(logger, kept_from)
+                log.info("csv log: kept %d rows logged before step %d", kept, kept_from)
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(logged_config)
     callbacks = [
         ModelCheckpoint(dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0,
                         every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+        FlushLoggersOnCheckpoint(),
+        *(instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback is not None),
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks)
+    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks,
+                                     plugins=checkpoint_plugins(cfg), accumulate_grad_batches=batch_plan(cfg).accumulate)
 
     train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
         fit_started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = time.perf_counter() - fit_started
         if "train/loss" in trainer.callback_metrics:
             final_train_loss = float(trainer.callback_metrics["train/loss"])
-        export_dir = output_dir / "export"
-        model.save_pretrained(export_dir)
-        tokenizer.save_pretrained(export_dir)
+        if trainer.is_global_zero:
+            export_model(module.model, tokenizer, output_dir / "export", cfg.model)
 
     eval_started = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -211,9 +253,11 @@ def run(cfg: DictConfig) -> dict:
         "eval_seconds": round(eval_seconds, 2),
         "wall_seconds": round(time.perf_counter() - started, 2),
         "git_commit": git_commit(),
-        "ckpt_path": cfg.ckpt_path,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "ckpt_path": str(resume_from) if resume_from is not None else cfg.ckpt_path,
+        "config": logged_config,
     }
+    if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
+        return results
     write_jsonl_atomic(output_dir / "generations.jsonl", module.eval_records)
     write_json_atomic(output_dir / "results.json", results)
     log_samples(loggers, module.eval_records)

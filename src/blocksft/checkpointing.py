@@ -1,0 +1,83 @@
+"""Crash safety: atomic checkpoint files, automatic resume, and a CSV log that survives a resume.
+
+A run killed at any moment (SIGKILL included) and started again with the same command and run
+directory continues from ``checkpoints/last.ckpt`` and ends exactly as the uninterrupted run would
+have: every random stream is in the checkpoint (see ``DiffusionSFTModule.on_save_checkpoint`` and
+``DiffusionSFTDataModule.state_dict``), and the CSV log keeps the rows logged before that checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, then renames it into place,
+    so a kill during a write leaves the previous checkpoint intact instead of a truncated file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        super().save_checkpoint(checkpoint, temporary, storage_options)
+        os.replace(temporary, path)
+
+
+class FlushLoggersOnCheckpoint(Callback):
+    """Writes buffered logger rows to disk whenever a checkpoint is saved, so the log on disk always
+    covers at least the steps the last checkpoint covers."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
+def resume_checkpoint(output_dir: str | Path) -> Path | None:
+    """``<output_dir>/checkpoints/last.ckpt`` if a previous attempt of this run left one."""
+    path = Path(output_dir) / LAST_CHECKPOINT
+    return path if path.is_file() else None
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer steps completed when the checkpoint at ``path`` was written."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def read_csv_rows(path: Path, before_step: int) -> tuple[list[str], list[dict]]:
+    """(header, rows with ``step < before_step``) of a Lightning CSV metrics file, or ([], [])."""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        rows = [row for row in reader if row.get("step") and int(float(row["step"])) < before_step]
+    return header, rows
+
+
+def keep_csv_rows_on_resume(logger, before_step: int) -> int:
+    """Lightning's CSV logger deletes an existing ``metrics.csv`` when it opens its folder. On resume,
+    rewrite the rows logged before the checkpoint's step (the rows after it are logged again by the
+    resumed run) and tell the writer their columns. Returns the number of rows kept."""
+    path = Path(logger.log_dir) / "metrics.csv"
+    header, rows = read_csv_rows(path, before_step)
+    writer = logger.experiment  # opening the writer removes the old file
+    if not rows:
+        return 0
+    with path.open("w", newline="") as handle:
+        csv_writer = csv.DictWriter(handle, fieldnames=sorted(header))
+        csv_writer.writeheader()
+        csv_writer.writerows(rows)
+    writer.metrics_keys = sorted(header)
+    return len(rows)
