@@ -4,11 +4,12 @@ See README.md; ``python train.py --help`` lists the config groups.
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from blocksft.cli import quote_numeric_group_overrides
+from blocksft.cli import quote_numeric_group_overrides, unknown_group_option
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -20,4 +21,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = quote_numeric_group_overrides(sys.argv[1:])
+    if (error := unknown_group_option(sys.argv[1:], Path(__file__).parent / "conf")) is not None:
+        print(error, file=sys.stderr)
+        sys.exit(2)
     main()

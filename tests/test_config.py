@@ -105,8 +105,26 @@ def test_bad_value_on_the_command_line_exits_non_zero_with_one_line(tmp_path):
 
 def test_unknown_group_option_lists_the_valid_ones(tmp_path):
     result = run_train(["strategy=nonsense"], tmp_path)
-    assert result.returncode != 0
-    assert "blockwise" in result.stderr and "classical" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "config error: strategy=nonsense is invalid: allowed one of " + ", ".join(options("strategy"))]
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["model=gpt5"], "model=gpt5"), (["data=nope", "seed=1"], "data=nope"), (["-m", "block=8,12"], "block=12"),
+    (["+arm=blockwise_b5"], "arm=blockwise_b5"),
+])
+def test_unknown_options_of_every_group_are_named_in_one_line(argv, error):
+    from blocksft.cli import quote_numeric_group_overrides, unknown_group_option
+    message = unknown_group_option(quote_numeric_group_overrides(argv), CONF)
+    assert message.startswith(f"config error: {error} is invalid: allowed one of ")
+
+
+def test_known_options_sweeps_and_hydra_groups_pass_the_option_check():
+    from blocksft.cli import unknown_group_option
+    argv = ["strategy=blockwise,classical", "block='8'", "model.hidden_size=3", "hydra/launcher=basic",
+            "experiment=paper_gsm8k", "+sweep=main", "debug=null", "seed=choice(1,2)"]
+    assert unknown_group_option(argv, CONF) is None
 
 
 @pytest.mark.parametrize(("experiment", "type_prefix"), [("paper_gsm8k", "GSM"), ("paper_math", "MATH")])

@@ -9,6 +9,7 @@ numeric options of our numerically named groups before Hydra sees the command li
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 NUMERIC_GROUPS = ("block",)
 _NUMERIC_LIST = re.compile(r"^\d+(,\d+)*$")
@@ -23,3 +24,24 @@ def quote_numeric_group_overrides(argv: list[str], groups: tuple[str, ...] = NUM
             arg = f"{key}=" + ",".join(f"'{v}'" for v in value.split(","))
         quoted.append(arg)
     return quoted
+
+
+_SWEEP_SYNTAX = re.compile(r"^(choice|range|interval|glob|sort|shuffle|tag)\(")
+
+
+def unknown_group_option(argv: list[str], conf_dir: Path) -> str | None:
+    """A one-line ``config error`` for the first ``group=option`` naming an option that does not exist
+    in ``conf/<group>/`` (listing the valid ones), or None. Hydra's own message for this spans several
+    lines; groups Hydra itself provides (``hydra/...``) are left to Hydra."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+~")
+        folder = conf_dir / group
+        if not sep or group.startswith("hydra") or "." in group or not folder.is_dir() or _SWEEP_SYNTAX.match(value):
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for option in value.split(","):
+            option = option.strip().strip("'\"")
+            if option and option != "null" and option not in options:
+                return f"config error: {group}={option} is invalid: allowed one of {', '.join(options)}"
+    return None
