@@ -368,5 +368,8 @@ def test_cli_with_no_usable_rows_fails_naming_the_file(tmp_path):
     files = f"{{train:'{FIXTURES / 'jsonl' / 'all_bad.jsonl'}',validation:'{FIXTURES / 'jsonl' / 'validation.jsonl'}'}}"
     result = run_train(["data=jsonl", f"data.source.files={files}", "debug=smoke", f"data.cache_dir={tmp_path / 'cache'}"],
                        tmp_path / "run")
-    assert result.returncode != 0
-    assert f"no usable training rows in {(FIXTURES / 'jsonl' / 'all_bad.jsonl').resolve()}" in result.stderr
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]  # (the lines before it are datasets' progress bars)
+    assert last.startswith("data error: data: no usable training rows in ") and "Traceback" not in result.stderr
+    assert f"no usable training rows in {(FIXTURES / 'jsonl' / 'all_bad.jsonl').resolve()}" in last
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "failed"

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
 from blocksft.config import ConfigError, check_runtime, decode_block_lengths, validate_config
-from blocksft.datamodule import DiffusionSFTDataModule
+from blocksft.datamodule import DataError, DiffusionSFTDataModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
 from blocksft.models import build_model, build_tokenizer, export_model, load_exported
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
@@ -318,6 +318,10 @@ def main(cfg: DictConfig) -> dict | None:
         return run(cfg)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except DataError as error:  # the message names the file; recorded so a sweep report lists the job
+        record_failure(cfg, error)
+        print(f"data error: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
         record_failure(cfg, error)
