@@ -97,3 +97,23 @@ def test_missing_hardware_or_package_stops_before_any_model_is_built(overrides, 
     result = run_train(["debug=smoke", *overrides], tmp_path)
     assert result.returncode == 2
     assert f"config error: {key}=" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ddp_run_killed_and_resumed_ends_like_the_uninterrupted_ddp_run(tmp_path):
+    """Per-rank masking streams and the shared block pools survive a SIGKILL: both ranks resume to the
+    weights of the DDP run that was never interrupted."""
+    run = ["debug=smoke", "strategy=blockwise", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+           "trainer.precision=32-true", "budget.value=12", "checkpoint.every_n_train_steps=4", "data.batch_size=16",
+           "logger=none"]
+    digest = lambda folder: ["+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={folder}"]  # noqa: E731
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    assert run_train([*run, *digest(straight)], straight, timeout=600, env=HELPERS).returncode == 0
+    killed = run_train([*run, "+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=6"], crashed,
+                       timeout=600, env=HELPERS)
+    assert killed.returncode != 0 and not (crashed / "results.json").exists()
+    resumed = run_train([*run, *digest(crashed)], crashed, timeout=600, env=HELPERS)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    for rank in (0, 1):
+        assert (crashed / f"weights_rank{rank}.txt").read_text() == (straight / f"weights_rank{rank}.txt").read_text()
+    results = [json.loads((d / "results.json").read_text()) for d in (straight, crashed)]
+    assert results[0]["active_block_counts"] == results[1]["active_block_counts"]

@@ -186,7 +186,9 @@ class DiffusionSFTModule(L.LightningModule):
         ranks = state.get("rank_states")
         rank = self.trainer.global_rank if self._trainer is not None else 0
         if ranks is not None and rank < len(ranks["mask_generator"]):
-            state = {**state, "mask_generator": ranks["mask_generator"][rank], "torch_rng_state": ranks["torch_rng_state"][rank]}
+            # .clone(): Generator.set_state on a row view (non-zero storage offset) crashes torch 2.13
+            state = {**state, "mask_generator": ranks["mask_generator"][rank].clone(),
+                     "torch_rng_state": ranks["torch_rng_state"][rank].clone()}
         self.mask_generator.set_state(state["mask_generator"])
         self.strategy.load_state_dict(state["strategy"])
         self.supervised_tokens = int(state["supervised_tokens"])
