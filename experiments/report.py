@@ -4,10 +4,10 @@ Usage::
 
     python experiments/report.py <sweep_dir> [--study NAME] [--out DIR]
 
-Reads every ``results.json`` under ``sweep_dir`` (recursively; job directories that only have a
-``.hydra/overrides.yaml`` count as failed jobs) and writes ``report.md``, ``summary.json`` and the
-PNG plots that fit the data (``heatmap.png``, ``bars.png``, ``loss_curves.png``) into ``--out``
-(default ``<sweep_dir>/report``).
+Reads every ``results.json`` under ``sweep_dir`` (recursively, following symlinked job folders, which
+the report marks as linked; job directories that only have a ``.hydra/overrides.yaml`` count as failed
+jobs) and writes ``report.md``, ``summary.json`` and the PNG plots that fit the data (``heatmap.png``,
+``bars.png``, ``loss_curves.png``) into ``--out`` (default ``<sweep_dir>/report``).
 
 The aggregation and claim functions are pure and importable: ``load_runs``, ``aggregate``,
 ``paired_difference``, ``block_grid``, ``claims``, ``write_report``.
@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -173,12 +174,13 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
     per job directory that has ``.hydra/overrides.yaml`` but no ``results.json``; sorted by job path."""
     root = Path(sweep_dir)
     job_dirs: dict[Path, Path | None] = {}
-    for path in root.rglob("results.json"):
-        job_dirs[path.parent] = path
-    for path in root.rglob("overrides.yaml"):
-        if path.parent.name == ".hydra":
+    for path in _walk_files(root, {"results.json", "overrides.yaml"}):
+        if path.name == "results.json":
+            job_dirs[path.parent] = path
+        elif path.parent.name == ".hydra":
             job_dirs.setdefault(path.parent.parent, None)
     runs = []
+    real_root = root.resolve()
     for job_dir, results_path in job_dirs.items():
         job = job_dir.relative_to(root).as_posix()
         raw: dict[str, Any] = {"status": "failed", "error": "no results.json"}
@@ -188,8 +190,24 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
                 raw = loaded if isinstance(loaded, dict) else {"status": "failed", "error": "malformed results.json"}
             except (OSError, ValueError) as exc:
                 raw = {"status": "failed", "error": f"unreadable results.json: {exc}"}
-        runs.append(normalize_run(raw, job, job_dir, read_overrides(job_dir)))
+        run = normalize_run(raw, job, job_dir, read_overrides(job_dir))
+        real = job_dir.resolve()
+        run["linked_from"] = None if real.is_relative_to(real_root) else str(real)
+        runs.append(run)
     return sorted(runs, key=lambda r: r["job"])
+
+
+def _walk_files(root: Path, names: set[str]) -> Iterable[Path]:
+    """Files called one of ``names`` under ``root``, following symlinked folders (a study may link a run
+    of identical configuration from another study) and visiting each real folder once."""
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        yield from (Path(folder) / name for name in files if name in names)
 
 
 def completed(runs: Iterable[Run]) -> list[Run]:
@@ -489,6 +507,7 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "n_completed": len([r for r in runs if r["status"] == "completed"]),
         "n_failed": len(failed),
         "failed": [{"job": r["job"], "error": r["error"], "overrides": r["overrides"]} for r in failed],
+        "linked": {r["job"]: r["linked_from"] for r in runs if r.get("linked_from")},
         "git_commits": dict(Counter(r["git_commit"] for r in runs if r.get("git_commit"))),
         "wall_seconds_total": sum(walls.values()),
         "wall_seconds_per_job": walls,
@@ -570,6 +589,9 @@ def render_markdown(summary: dict[str, Any], runs: Sequence[Run], plots: Sequenc
         share = lambda part: f"{_duration(t[part])} ({100 * t[part] / t['wall']:.0f} %)" if t["wall"] else "n/a"  # noqa: E731
         lines.append(f"- Where the time went ({t['jobs']} jobs): training {share('train')}, decoding and scoring "
                      f"{share('decode')}, other (start-up, data, export) {share('other')}")
+    if s["linked"]:
+        lines.append(f"- Linked jobs: {len(s['linked'])}, symlinks to runs of identical configuration made by another "
+                     "sweep (marked † in the job table; their wall time is counted above)")
     lines.append("")
     if s["failed"]:
         lines += ["## Failed jobs", ""]
@@ -644,7 +666,8 @@ def render_markdown(summary: dict[str, Any], runs: Sequence[Run], plots: Sequenc
 
     lines += ["## Jobs", ""]
     lines += _table(["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall"],
-                    [[f"`{r['job']}`", r["status"], r.get("strategy") or "?", _fmt_key("", r.get("block_size")),
+                    [[f"`{r['job']}`" + (" †" if r.get("linked_from") else ""), r["status"], r.get("strategy") or "?",
+                      _fmt_key("", r.get("block_size")),
                       _fmt_key("", r.get("seed")), r.get("budget_kind") or "?", _pct(r.get("accuracy")),
                       "n/a" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.3f}",
                       _duration(r.get("wall_seconds"))] for r in runs])

@@ -353,3 +353,21 @@ def test_time_breakdown_splits_wall_time_into_training_decoding_and_other():
             {"wall_seconds": None, "train_seconds": None, "eval_seconds": None}]
     assert rep.time_breakdown(runs) == {"jobs": 2, "train": 100.0, "decode": 35.0, "other": 15.0, "wall": 150.0}
     assert rep.time_breakdown(runs[2:]) is None
+
+
+def test_linked_job_folders_are_read_once_and_marked(tmp_path: Path):
+    """A study may symlink a run of identical configuration from another sweep: it is read and marked
+    linked; a symlink loop does not hang or duplicate runs."""
+    other, sweep = tmp_path / "suffix_study", tmp_path / "prefix_study"
+    shared = write_job(other, "blockwise-B8-suffix1.0-seed0", accuracy=0.40, study="ablation_suffix")
+    write_job(sweep, "blockwise-B8-prefix0.5-seed0", prefix=0.5, accuracy=0.30, study="ablation_prefix")
+    (sweep / "blockwise-B8-prefix0.0-seed0").symlink_to(shared, target_is_directory=True)
+    (sweep / "loop").symlink_to(sweep, target_is_directory=True)
+    runs = rep.load_runs(sweep)
+    assert [r["job"] for r in runs] == ["blockwise-B8-prefix0.0-seed0", "blockwise-B8-prefix0.5-seed0"]
+    assert runs[0]["linked_from"] == str(shared.resolve()) and runs[1]["linked_from"] is None
+    summary = rep.write_report(sweep, tmp_path / "out", study="ablation_prefix")
+    assert {g["prefix_mask_rate"]: g["mean"] for g in summary["prefix"]} == pytest.approx({0.0: 0.40, 0.5: 0.30})
+    assert summary["linked"] == {"blockwise-B8-prefix0.0-seed0": str(shared.resolve())}
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "- Linked jobs: 1" in text and "| `blockwise-B8-prefix0.0-seed0` † |" in text
