@@ -178,9 +178,11 @@ def test_invariant_checker_catches_violations():
 def test_masking_section_structure(sections):
     masking = sections["masking"]
     assert masking["invariants_ok"], masking["invariant_violations"]
-    assert set(masking["time"]) == {"ours_classical", "ours_blockwise", "official_blockwise", "loop_blockwise"}
+    assert set(masking["time"]) == {"ours_classical", "ours_blockwise", "official_blockwise", "loop_blockwise",
+                                    "floor_rand_where"}
     assert set(masking["invariant_violations"]) == {"ours_blockwise", "official_blockwise", "loop_blockwise"}
     assert masking["speedup_blockwise_vs_loop"] > 0 and masking["speedup_blockwise_vs_official"] > 0
+    assert masking["speedup_ceiling_vs_loop"] > 0
     assert masking["larger_batch"]["batch_shape"] == [6, 44]
     share = masking["share_of_step"]
     assert share["batch_shape"][0] == 2 and share["batch_shape"][1] > 32  # prompt + response 32
