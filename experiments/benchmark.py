@@ -1388,8 +1388,13 @@ def _render_decoding(d: dict[str, Any]) -> list[str]:
              fmt_time(e["forward_s_per_position"])] for name, e in d["modes"].items()]
     lines += _table(["mode", "time (all prompts)", "problems/s", "forward calls", "NFE / problem",
                      "time outside forward", "forward time / token position"], rows)
+    per_position = {name: e["forward_s_per_position"] for name, e in d["modes"].items()}
     lines += [f"Speed-up batched vs batch-1: **{d['speedup']:.2f}x**; identical tokens: "
-              f"{d['identical_problems']}/{d['num_prompts']} problems.", ""]
+              f"{d['identical_problems']}/{d['num_prompts']} problems. Both modes run the same NFE over the same "
+              "token positions, so batching can only win by making a token position's forward cheaper: "
+              f"{fmt_time(per_position['batch_size_1'])} at batch 1 vs {fmt_time(per_position['batched'])} batched "
+              f"bounds the speed-up at {ratio(per_position['batch_size_1'], per_position['batched']):.2f}x "
+              "when the batch-1 forward already keeps the cores busy.", ""]
     rows = [[e["block_length"], "prefix cache (approx.)" if e.get("prefix_cache") else "exact", e["steps"],
              f"{e['nfe_per_problem']:g}", f"{e['positions_per_problem']:.0f}", f"{e['problems_per_s']:.2f}",
              f"{e['overhead_share']:.1%}"] for e in d["sweep"].values()]

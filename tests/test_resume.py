@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 from conftest import ROOT, run_train
 
-from blocksft.checkpointing import AtomicCheckpointIO, read_csv_rows
+from blocksft.checkpointing import AtomicCheckpointIO, checkpoint_step, read_csv_rows
 from blocksft.data.order import ShuffledBatchStream
 
 # Blockwise (block-sampler pools), dropout (global RNG), several passes over 256 rows (data order).
@@ -107,3 +109,17 @@ def test_rows_per_optimizer_step_do_not_depend_on_devices_or_micro_batch():
     assert step_rows(8, 2, 2) == single
     assert step_rows(4, 4, 2) == single
     assert step_rows(16, 1, 2) == single
+
+
+def test_checkpoint_step_does_not_read_the_weights(tmp_path):
+    """Learning a checkpoint's step before resuming must not read its weights (an 8B model's are 16 GB):
+    reading the step of a 64 MiB checkpoint reads far less than 64 MiB through read() (/proc/self/io)."""
+    path = tmp_path / "last.ckpt"
+    torch.save({"global_step": 7, "state_dict": {"w": torch.ones(16 * 1024 * 1024)}}, path)
+    probe = ("import sys; from blocksft.checkpointing import checkpoint_step as f\n"
+             "def rchar(): return int(open('/proc/self/io').read().split('rchar:')[1].split()[0])\n"
+             "r0 = rchar(); s = f(sys.argv[1]); print(s, (rchar() - r0) // 2**20)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    step, read_mib = map(int, done.stdout.split())
+    assert step == 7 and read_mib < 32, f"reading the step read {read_mib} MiB of the checkpoint"
