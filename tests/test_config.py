@@ -25,6 +25,8 @@ def test_every_option_of_every_group_composes_and_validates(group):
             overrides.append(f"data.response_len={option}")  # a block must fit in the response
         if group == "model" and compose_config(overrides).model.get("requires_remote_code"):
             overrides.append("model.trust_remote_code=true")  # an explicit opt-in, refused without it
+        if group == "data" and option == "jsonl":
+            overrides.append("data.source.files={train: t.jsonl}")  # required (???): no default files
         validate_config(compose_config(overrides))
 
 
@@ -160,3 +162,11 @@ def test_prefix_cache_is_off_by_default_and_refused_for_models_without_a_cache()
     assert compose_config(["decode=semi_ar_cached"]).decode.prefix_cache is True
     with pytest.raises(ConfigError, match="decode.prefix_cache"):
         validate_config(compose_config(["decode=semi_ar_cached", "model=hf_masked_lm", "model.name_or_path=/nonexistent"]))
+
+
+def test_a_required_key_left_unset_fails_in_one_line_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"^data\.source\.files is required but not set"):
+        validate_config(compose_config(["data=jsonl"]))
+    done = run_train(["data=jsonl"], tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and lines[-1].startswith("config error: data.source.files is required"), done.stderr

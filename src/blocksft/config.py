@@ -74,6 +74,10 @@ def validate_data(data: DictConfig) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} is required but not set (it is ??? in its config file); "
+                          f"set it on the command line, e.g. {missing[0]}=...")
     _require(cfg.mode in MODES, "mode", cfg.mode, f"one of {', '.join(MODES)}")
     _require(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
 
