@@ -49,6 +49,8 @@ PAPER = {
 SCALE_NOTE = ("different scale: our tiny char-level model on synthetic arithmetic "
               "vs LLaDA-8B on GSM8K/MATH")
 SUPPORTS, CONTRADICTS = "supports", "contradicts"
+#: Strategies that keep blockwise's masking statistics but break its alignment (conf/strategy/).
+CONTROL_STRATEGIES: tuple[str, ...] = ("blockwise_unaligned", "classical_matched", "blockwise_visible_future")
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -415,6 +417,24 @@ def verdict_suffix(groups: Sequence[Group], knob: str = "suffix_mask_prob", best
     return _inconclusive(min(g["n"] for g in present))
 
 
+def control_comparisons(runs: Sequence[Run], reference: str = "blockwise") -> list[dict[str, Any]]:
+    """Each control strategy against ``reference``: both groups (mean ± std over seeds), the relation
+    of their mean ± std intervals and the seed-paired difference ``reference − control`` with its
+    95% t-interval. ``verdict`` from that interval: above 0 -> supports (alignment matters), below 0
+    -> contradicts, else inconclusive (with 2 seeds the interval is wide: t_{0.975,1} = 12.7)."""
+    groups = {g["strategy"]: g for g in aggregate(runs, ["strategy"])}
+    if reference not in groups:
+        return []
+    out = []
+    for control in sorted(set(groups) - {reference}, key=lambda name: (name not in CONTROL_STRATEGIES, name)):
+        relation = compare_groups(groups[reference], groups[control])
+        paired = paired_difference(runs, treatment=reference, control=control, by=())
+        verdict = verdict_from_ci(paired[0]) if paired else _inconclusive(None)
+        out.append({"control": control, "reference": groups[reference], "group": groups[control],
+                    "relation": relation, "paired": paired[0] if paired else None, "verdict": verdict})
+    return out
+
+
 def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
     """The paper's claims that the study's data speaks to, each with a verdict and its evidence."""
     out = []
@@ -438,6 +458,13 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
         out.append({"claim": "Hiding the future matters: suffix_mask_prob = 1.0 (suffix fully masked) is best",
                     "verdict": verdict_suffix(summary["suffix"]),
                     "evidence": _knob_evidence(summary["suffix"], "suffix_mask_prob")})
+    for c in summary.get("controls") or []:
+        out.append({"claim": f"Blockwise's gain is its alignment, not incidental masking statistics: "
+                             f"blockwise beats {c['control']}",
+                    "verdict": c["verdict"],
+                    "evidence": f"blockwise {_pct_pm(c['reference'])} (n={c['reference']['n']}) vs {c['control']} "
+                                f"{_pct_pm(c['group'])} (n={c['group']['n']}); mean ± std intervals: blockwise "
+                                f"{c['relation']}"})
     return out
 
 
@@ -456,9 +483,11 @@ def study_name(runs: Sequence[Run], sweep_dir: str | Path, study: str | None = N
 
 
 def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
-    """Which specific sections apply: ``main``, ``block_size_consistency``, ``prefix``, ``suffix``.
+    """Which specific sections apply: ``main``, ``block_size_consistency``, ``prefix``, ``suffix``,
+    ``controls``.
 
-    From the study name when it names one, else from the data (what varies)."""
+    From the study name when it names one, else from the data (what varies). A controls study varies
+    ``suffix_mask_prob`` only through ``blockwise_visible_future``, so it gets no suffix section."""
     tokens = set(re.split(r"[^a-z0-9]+", study.lower()))
     done = completed(runs)
     strategies = {r["strategy"] for r in done}
@@ -467,16 +496,19 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
     knobs = varying_knobs(done)
     is_main = "main" in tokens
     is_grid = bool({"consistency", "grid"} & tokens) or "block_size" in study.lower()
-    named = is_main or is_grid
+    is_controls = "controls" in tokens or ("blockwise" in strategies and bool(strategies & set(CONTROL_STRATEGIES)))
+    named = is_main or is_grid or is_controls
     kinds = []
     if is_main or (not named and {"blockwise", "classical"} <= strategies and len(blocks) <= 1):
         kinds.append("main")
     if is_grid or (not named and len(blocks) > 1 and len(lengths) > 1):
         kinds.append("block_size_consistency")
-    if "prefix" in tokens or "prefix_mask_rate" in knobs:
+    if "prefix" in tokens or ("prefix_mask_rate" in knobs and not is_controls):
         kinds.append("prefix")
-    if "suffix" in tokens or "suffix_mask_prob" in knobs:
+    if "suffix" in tokens or ("suffix_mask_prob" in knobs and not is_controls):
         kinds.append("suffix")
+    if is_controls:
+        kinds.append("controls")
     return kinds
 
 
@@ -522,6 +554,7 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         if "prefix" in kinds else [],
         "suffix": aggregate([r for r in done if r["suffix_mask_prob"] is not None], ["suffix_mask_prob"])
         if "suffix" in kinds else [],
+        "controls": control_comparisons(runs) if "controls" in kinds else [],
         "paper": PAPER,
     }
     summary["claims"] = claims(summary)
@@ -647,6 +680,21 @@ def render_markdown(summary: dict[str, Any], runs: Sequence[Run], plots: Sequenc
             lines += [f"## {title}", ""]
             lines += _table([knob, "accuracy", "n seeds"],
                             [[_fmt_key(knob, g[knob]), _pct_pm(g), g["n"]] for g in s[kind]])
+
+    if s.get("controls"):
+        lines += ["## Controls: blockwise vs variants that break its alignment", "",
+                  "Accuracy %, mean ± std over seeds; Δ = blockwise − control paired by seed, 95% t-interval in "
+                  "points of %; verdict from the interval (mean ± std intervals: blockwise above / below / "
+                  "overlap).", ""]
+        rows = []
+        for c in s["controls"]:
+            d = c["paired"] or {}
+            ci = "n/a" if d.get("ci_low") is None else f"[{_pct(d['ci_low'], 2)}, {_pct(d['ci_high'], 2)}]"
+            rows.append([c["control"], f"{_pct_pm(c['group'])} ({c['group']['n']})",
+                         f"{_pct_pm(c['reference'])} ({c['reference']['n']})", _signed(d.get("mean"), 2), ci,
+                         d.get("n_pairs", 0), f"blockwise {c['relation']}", c["verdict"]])
+        lines += _table(["control", "control accuracy (n)", "blockwise accuracy (n)", "Δ mean", "95% CI", "n pairs",
+                         "mean ± std intervals", "verdict"], rows)
 
     lines += ["## Paper comparison", "", f"> **{SCALE_NOTE[0].upper() + SCALE_NOTE[1:]}.** "
               "The numbers are not comparable in absolute terms; only the direction of the effect is.", ""]
@@ -834,7 +882,7 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
     plots = []
     if summary["grid"] and plot_heatmap(summary["grid"], out / "heatmap.png"):
         plots.append("heatmap.png")
-    if (set(summary["kinds"]) & {"main", "prefix", "suffix"} or not summary["grid"]) and plot_bars(
+    if (set(summary["kinds"]) & {"main", "prefix", "suffix", "controls"} or not summary["grid"]) and plot_bars(
             summary["groups"], summary["group_keys"], out / "bars.png", title=name):
         plots.append("bars.png")
     curves = mean_loss_curves(runs, summary["group_keys"])

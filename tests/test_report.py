@@ -371,3 +371,28 @@ def test_linked_job_folders_are_read_once_and_marked(tmp_path: Path):
     assert summary["linked"] == {"blockwise-B8-prefix0.0-seed0": str(shared.resolve())}
     text = (tmp_path / "out" / "report.md").read_text()
     assert "- Linked jobs: 1" in text and "| `blockwise-B8-prefix0.0-seed0` † |" in text
+
+
+def test_controls_study_compares_each_control_with_blockwise_by_seed(tmp_path: Path):
+    root = tmp_path / "controls"
+    arms = {"blockwise": [0.30, 0.32, 0.34], "blockwise_unaligned": [0.20, 0.21, 0.22],
+            "classical_matched": [0.40, 0.42, 0.44], "blockwise_visible_future": [0.31, 0.30, 0.35]}
+    for strategy, values in arms.items():
+        for seed, accuracy in enumerate(values):
+            write_job(root, f"{strategy}-B8-seed{seed}", strategy=strategy, seed=seed, accuracy=accuracy,
+                      suffix=0.0 if strategy == "blockwise_visible_future" else 1.0)
+    summary = rep.write_report(root, tmp_path / "out", study="ablation_controls")
+    assert summary["kinds"] == ["controls"] and summary["suffix"] == []  # visible_future's suffix 0 is not a sweep
+    by_control = {c["control"]: c for c in summary["controls"]}
+    assert list(by_control) == ["blockwise_unaligned", "blockwise_visible_future", "classical_matched"]
+    unaligned = by_control["blockwise_unaligned"]["paired"]  # diffs 0.10, 0.11, 0.12
+    assert unaligned["mean"] == pytest.approx(0.11)
+    assert unaligned["ci_low"] == pytest.approx(0.11 - T2 * 0.01 / math.sqrt(3))
+    assert {name: c["verdict"] for name, c in by_control.items()} == {
+        "blockwise_unaligned": "supports", "classical_matched": "contradicts",
+        "blockwise_visible_future": "inconclusive at n=3 seeds"}
+    assert [c["verdict"] for c in summary["claims"]] == ["supports", "inconclusive at n=3 seeds", "contradicts"]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Controls: blockwise vs variants that break its alignment" in text and "## Suffix ablation" not in text
+    assert "| blockwise_unaligned | 21.0 ± 1.0 (3) | 32.0 ± 2.0 (3) | +11.00 |" in text
+    assert _png_ok(tmp_path / "out" / "bars.png")
