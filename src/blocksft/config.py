@@ -65,7 +65,7 @@ def validate_data(data: DictConfig) -> None:
     _require(_is_int(num_proc) and num_proc > 0, "data.num_proc", num_proc, "a positive integer")
     rows = data.get("max_train_rows")
     _require(rows is None or (_is_int(rows) and rows > 0), "data.max_train_rows", rows, "a positive integer or null")
-    files = data.source.get("files") if not OmegaConf.is_missing(data.source, "files") else None
+    files = data.source.get("files")  # never ???: validate_config rejects unset required keys first
     for split, paths in (files or {}).items():
         paths = list(paths) if isinstance(paths, (list, ListConfig)) else [paths]
         _require(bool(paths) and all(isinstance(f, str) and f for f in paths), f"data.source.files.{split}",
