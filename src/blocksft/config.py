@@ -179,8 +179,7 @@ def validate_model(cfg: DictConfig) -> None:
     _require(model.dtype in DTYPES, "model.dtype", model.dtype, f"one of {', '.join(DTYPES)}")
     _require(model.attention_mask in ATTENTION_MASK_FORMATS, "model.attention_mask", model.attention_mask,
              f"one of {', '.join(ATTENTION_MASK_FORMATS)}")
-    for key in ("requires_remote_code", "add_mask_token", "logits_shift", "split_head", "gradient_checkpointing",
-                "chat_template"):
+    for key in ("requires_remote_code", "add_mask_token", "logits_shift", "split_head", "gradient_checkpointing"):
         _require(isinstance(model[key], bool), f"model.{key}", model[key], "true or false")
     for key in ("eos_token", "lm_head"):
         _require(model[key] is None or isinstance(model[key], str), f"model.{key}", model[key], "a string or null")
