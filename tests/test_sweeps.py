@@ -16,9 +16,9 @@ from blocksft.config import decode_block_lengths, validate_config
 EXPECTED_JOBS = {
     "main": 12,  # 2 strategies x 2 budgets x 3 seeds
     "block_size_consistency": 12,  # blockwise at 4, 8, 16 + classical (= blockwise at 32), x 3 seeds
-    "ablation_prefix": 8,  # 4 rates x 2 seeds
+    "ablation_prefix": 12,  # 4 rates x 3 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
-    "ablation_controls": 8,  # 4 variants x 2 seeds
+    "ablation_controls": 12,  # 4 variants x 3 seeds
 }
 
 
