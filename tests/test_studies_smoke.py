@@ -7,16 +7,13 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 from conftest import ROOT, run_train
-from test_sweeps import EXPECTED_JOBS
-
+from test_sweeps import EXPECTED_JOBS, sweep_jobs
 
 
 def seeds_in_study(study: str) -> int:
     """Number of seeds a study file sweeps (``seed: 0,1,2`` -> 3); the smoke run keeps one."""
-    params = yaml.safe_load((ROOT / "multirun_sweeps" / f"{study}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    return len(str(params["seed"]).split(","))
+    return len({override for job in sweep_jobs(study) for override in job if override.startswith("seed=")})
 
 
 @pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
