@@ -1308,9 +1308,8 @@ def _render_machine(results: dict[str, Any]) -> list[str]:
     busy = max(machine["load_average_at_start"][0], machine.get("load_average_at_end", [0.0])[0] - own)
     if busy >= 0.75 * (machine["cpu_affinity"] or machine["logical_cores"] or 1):
         lines += [f"**Warning:** the machine was shared with other work (1-min load average from other work up to "
-                  f"{busy:.2f} on "
-                  f"{machine['cpu_affinity']} usable cores): absolute timings are inflated and noisy; the side-by-side "
-                  "ratios are less affected but not immune.", ""]
+                  f"{busy:.2f} on {machine['cpu_affinity']} usable cores): absolute timings are inflated and noisy; "
+                  "the side-by-side ratios are less affected but not immune.", ""]
     return lines
 
 
