@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import ModelOutput
 
 KeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: (key, value) [B, heads, L, head_dim]
 
@@ -64,8 +63,14 @@ class TinyDiffusionConfig(PretrainedConfig):
 
 
 @dataclass
-class DiffusionLMOutput(ModelOutput):
-    """``logits`` [B, L, V]; ``past_key_values`` (prefix + these tokens) when ``use_cache=True``."""
+class DiffusionLMOutput:
+    """``logits`` [B, L, V]; ``past_key_values`` (prefix + these tokens) when ``use_cache=True``.
+
+    A plain dataclass we own, not a transformers ``ModelOutput``: transformers 5.x renames the
+    ``past_key_values`` keyword of every ``ModelOutput`` to ``cache`` (5.24 does), and the prefix-cache
+    protocol between this model and ``blocksft.decoding`` must not change with a dependency's
+    release. Attribute access (``.logits``, ``.past_key_values``) is all the decoder and module use.
+    """
 
     logits: torch.Tensor | None = None
     past_key_values: KeyValues | None = None
