@@ -59,6 +59,8 @@ class TinyDiffusionConfig(PretrainedConfig):
         self.rope_theta = rope_theta
         self.dropout = dropout
         self.mask_token_id = mask_token_id
+        # The LM head is its own matrix; transformers 4.x would tie it to the embedding by default.
+        kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
 
 
@@ -163,8 +165,17 @@ class TinyDiffusionLM(PreTrainedModel):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.token_embedding
+
+    def set_input_embeddings(self, embedding: nn.Embedding) -> None:
+        self.token_embedding = embedding
+
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
+
+    def set_output_embeddings(self, head: nn.Linear) -> None:
+        self.lm_head = head
 
     def encode(
         self,
