@@ -20,12 +20,9 @@ from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.order import ShuffledBatchStream
 from blocksft.data.prepare import (PrepareSettings, RowPreparer, prepare_split, resolve_chat_template,
                                     tokenizer_fingerprint)
+from blocksft.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """The data cannot give a run (e.g. no usable training row); the message names the file."""
 
 
 class DiffusionSFTDataModule(L.LightningDataModule):

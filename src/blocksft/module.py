@@ -12,6 +12,7 @@ import torch
 
 from blocksft.answers import score
 from blocksft.decoding import generate
+from blocksft.errors import NonFiniteLossError
 from blocksft.masking import MaskingStrategy
 from blocksft.objective import masked_diffusion_loss
 from blocksft.optim import warmup_cosine_factor
@@ -19,10 +20,6 @@ from blocksft.optim import warmup_cosine_factor
 
 MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first blocks only
 RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN/inf; the run stops and keeps its last good checkpoint."""
 
 
 @dataclass(frozen=True)
