@@ -25,6 +25,13 @@ MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first 
 RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
 
 
+def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
+    """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
+    is_eos = canvas == tokenizer.eos_token_id
+    length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
+    return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score.
@@ -220,10 +227,7 @@ class DiffusionSFTModule(L.LightningModule):
                 self.eval_records.append(record)
 
     def decode_responses(self, canvas: torch.Tensor) -> list[str]:
-        """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
-        is_eos = canvas == self.eos_id
-        length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
-        return self.tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
+        return response_texts(canvas, self.tokenizer)
 
     def on_test_epoch_end(self) -> None:
         for block_length, metrics in self.accuracy_by_decode_block().items():
