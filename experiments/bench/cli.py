@@ -1,4 +1,4 @@
-"""``python -m experiments.bench``: run the benchmark sections, print and write the report.
+"""Run the blocksft benchmark sections on the CPU or a GPU, print the report and write it to --out.
 
     python -m experiments.bench [--quick] [--device auto|cpu|cuda] [--out DIR] [--model EXPORT_DIR]
                                 [--sections 1,2,3,4,5] [--threads N] [--seed N]
