@@ -55,7 +55,7 @@ lock: test-latest
 	  .venv-latest/bin/python -m pip freeze --exclude-editable | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > $(LOCK)
 
 benchmark: setup
-	$(PY) experiments/benchmark.py $(ARGS)
+	$(PY) -m experiments.bench $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache

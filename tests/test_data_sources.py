@@ -22,7 +22,6 @@ from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.sources import HubSource, JsonlSource
 from blocksft.data.tokenizer import CHARACTERS, build_char_tokenizer
 from blocksft.datamodule import DataError, DiffusionSFTDataModule
-from blocksft.run import build_datamodule
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL_START = "Below is an instruction that describes a task."
@@ -38,7 +37,7 @@ def real_config(name: str, tmp_path: Path, data_files: dict[str, str], *extra: s
 
 def setup_module_from(cfg, tokenizer=None) -> DiffusionSFTDataModule:
     validate_config(cfg)
-    datamodule = build_datamodule(cfg, tokenizer or build_char_tokenizer())
+    datamodule = DiffusionSFTDataModule.from_config(cfg, tokenizer or build_char_tokenizer())
     datamodule.setup()
     return datamodule
 

@@ -172,3 +172,22 @@ def test_matched_classical_masks_as_many_tokens_as_blockwise_on_average():
     assert abs(matched.loss_mask.sum(1).float().mean() - blockwise.loss_mask.sum(1).float().mean()) < 0.15
     assert torch.equal(matched.loss_mask, matched.noisy_ids == MASK)  # nothing hidden without loss
     assert matched.eligible_mask.sum(1).tolist() == scope.tolist()
+
+
+def test_sync_ranks_gives_every_rank_the_block_pools_of_one_process():
+    """Two ranks mask halves of a batch; after ``sync_ranks`` (gather/reduce simulated) both hold the
+    pools of every row, as one process masking the whole batch would."""
+    ids, start, scope = make_batch(batch_size=4, response_len=40)
+    index, halves = torch.arange(4), (slice(0, 2), slice(2, 4))
+    ranks = [BlockwiseMasking(8, mask_id=MASK), BlockwiseMasking(8, mask_id=MASK)]
+    for seed, (masking, half) in enumerate(zip(ranks, halves)):
+        masking(ids[half], start[half], scope[half], torch.Generator().manual_seed(seed), index[half])
+    width = max(masking.sampler.used.shape[1] for masking in ranks)
+    pools = torch.stack([masking.sampler.pool_rows(index[half], width) for masking, half in zip(ranks, halves)])
+    indices = torch.stack([index[half] for half in halves])
+    for masking, half in zip(ranks, halves):
+        gathered = iter([pools, indices])  # what all_gather returns on every rank, in call order
+        masking.sync_ranks(index[half], gather=lambda tensor: next(gathered), reduce_max=lambda tensor: torch.tensor(width))
+    assert torch.equal(ranks[0].sampler.used[:4], ranks[1].sampler.used[:4])
+    assert ranks[0].sampler.used[:4].sum(dim=1).tolist() == [1, 1, 1, 1]  # one block drawn per row, on either rank
+    ClassicalMasking(mask_id=MASK).sync_ranks(index, gather=None, reduce_max=None)  # stateless: nothing to share

@@ -1,4 +1,4 @@
-"""experiments/report.py: loading, aggregation, paired CI, block grid, claim verdicts, outputs, CLI.
+"""experiments/reporting (python experiments/report.py): loading, aggregation, paired CI, block grid, claim verdicts, outputs, CLI.
 
 The fixture sweeps are written into tmp_path; every expected number below is computed by hand."""
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from experiments import report as rep  # noqa: E402
+from experiments import reporting as rep  # noqa: E402
 
 T2 = 4.3027  # t_{0.975, df=2}
 

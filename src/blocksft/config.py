@@ -1,33 +1,34 @@
 """Validation of a composed run config, before any model or data is built.
 
-``validate_config(cfg)`` raises ``ConfigError`` whose message is one line naming the key, its
+``validate_config(cfg)`` raises ``ConfigError`` (``blocksft.errors``) whose message is one line naming the key, its
 value and what is allowed; ``train.py`` prints it and exits with status 2.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from blocksft.answers import SCHEMES
-
 from blocksft.data.collate import TAIL_PADDINGS
 from blocksft.data.prepare import CHAT_TEMPLATE_MODES
 from blocksft.distributed import plan_batches, world_size
 from blocksft.decoding import REMASKING_MODES as REMASKINGS
+from blocksft.errors import ConfigError
 from blocksft.masking import BLOCK_SAMPLINGS
+from blocksft.models import MODEL_KINDS
+from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
+from blocksft.models.lora import LORA_EXPORTS
 from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
 from blocksft.optim import WARMUP_TYPES
 
 MODES = ("train", "eval")
 BUDGET_KINDS = ("steps", "tokens")
 TOKEN_COUNTS = ("eligible", "masked")
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message is a single line naming the key."""
 
 
 def decode_block_lengths(cfg: DictConfig) -> tuple[int, ...]:
@@ -159,11 +160,6 @@ def validate_config(cfg: DictConfig) -> None:
 def validate_model(cfg: DictConfig) -> None:
     """Check ``cfg.model`` (kind, HF loading options, LoRA) and the ``trust_remote_code`` opt-in, without
     touching the network or loading weights."""
-    # Deferred: blocksft.models imports this module (ConfigError).
-    from blocksft.models import MODEL_KINDS
-    from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
-    from blocksft.models.lora import LORA_EXPORTS
-
     model = cfg.model
     _require(model.kind in MODEL_KINDS, "model.kind", model.kind, f"one of {', '.join(MODEL_KINDS)}")
     trust = model.get("trust_remote_code", False)
@@ -224,10 +220,6 @@ def _read_json(path: Path) -> dict:
 def check_runtime(cfg: DictConfig) -> None:
     """What this machine must provide for the config (not part of ``validate_config``, so every config
     still composes and validates on a CPU-only machine): the accelerator and strategy packages."""
-    import importlib.util
-
-    import torch
-
     accelerator = cfg.trainer.get("accelerator", "cpu")
     _require(accelerator not in ("gpu", "cuda") or torch.cuda.is_available(), "trainer.accelerator", accelerator,
              "a device this machine has (no CUDA device is visible; use trainer=cpu)")

@@ -13,6 +13,8 @@ from collections import Counter
 import lightning as L
 import torch
 from datasets import Dataset
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from blocksft.answers import SCHEMES
@@ -20,12 +22,10 @@ from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.order import ShuffledBatchStream
 from blocksft.data.prepare import (PrepareSettings, RowPreparer, prepare_split, resolve_chat_template,
                                     tokenizer_fingerprint)
+from blocksft.distributed import BatchPlan, plan_batches, world_size
+from blocksft.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """The data cannot give a run (e.g. no usable training row); the message names the file."""
 
 
 class DiffusionSFTDataModule(L.LightningDataModule):
@@ -81,6 +81,35 @@ class DiffusionSFTDataModule(L.LightningDataModule):
         self.first_dropped: dict[str, str] = {}
         self.cache_reused: dict[str, bool] = {}
         self.batches_consumed = 0  # restored from checkpoints by load_state_dict
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, tokenizer, plan: BatchPlan | None = None) -> DiffusionSFTDataModule:
+        """The data module a run config describes (``data.*``, ``eval.*``, ``seed``); its batches are this
+        device's micro-batches of ``plan`` (default: planned from ``data.batch_size`` and ``trainer``)."""
+        data = cfg.data
+        plan = plan or plan_batches(data.batch_size, data.get("micro_batch_size"), world_size(cfg.trainer))
+        return cls(
+            instantiate(data.source),
+            tokenizer,
+            response_len=data.response_len,
+            max_prompt_len=data.max_prompt_len,
+            batch_size=plan.micro_batch,
+            eval_batch_size=data.eval_batch_size,
+            eval_split=cfg.eval.split,
+            eval_size=cfg.eval.size,
+            prompt_template=data.prompt_template,
+            chat_template=data.get("chat_template", "auto"),
+            question_field=data.question_field,
+            answer_field=data.answer_field,
+            target_field=data.get("target_field"),
+            answer_scheme=data.answer_scheme,
+            tail_padding=data.tail_padding,
+            max_train_rows=data.get("max_train_rows"),
+            num_workers=data.num_workers,
+            num_proc=data.get("num_proc", 1),
+            cache_dir=data.get("cache_dir"),
+            seed=cfg.seed,
+        )
 
     def settings(self, split: str) -> PrepareSettings:
         return PrepareSettings(self.prompt_template, self.chat, self.question_field, self.answer_field,

@@ -13,6 +13,7 @@ Every random draw comes from the ``torch.Generator`` passed in, so a run is repr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,9 +54,8 @@ def _check_rate(name: str, value: float, low_open: bool = False) -> None:
 
 
 class MaskingStrategy:
-    """Base class; subclasses implement ``__call__``. Stateless unless they override the state hooks."""
-
-    name: str = "base"
+    """Base class; subclasses implement ``__call__``. Stateless unless they override the state hooks
+    (``state_dict``/``load_state_dict`` for checkpoints, ``sync_ranks`` for several processes)."""
 
     def __call__(
         self,
@@ -67,9 +67,21 @@ class MaskingStrategy:
     ) -> MaskedBatch:
         raise NotImplementedError
 
+    def mask_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> MaskedBatch:
+        """Mask a collated training batch (``blocksft.data.collate``: its ``loss_scope_len`` is the
+        ``response_len`` of this interface)."""
+        return self(batch["input_ids"], batch["response_start"], batch["loss_scope_len"], generator, batch["index"])
+
     def expected_eligible(self, response_len: torch.Tensor) -> torch.Tensor:
         """Expected eligible (loss-scope) tokens per sample, [B] float; used to size token budgets."""
         return response_len.float()
+
+    def sync_ranks(self, sample_index: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor],
+                   reduce_max: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """After a step on several processes: bring the state this step changed on other ranks here, so
+        every rank holds what a single process would. ``gather(t)`` -> [world, *t.shape] from every rank;
+        ``reduce_max(t)`` -> the maximum over ranks. Stateless strategies have nothing to share."""
+        del sample_index, gather, reduce_max
 
     def state_dict(self) -> dict:
         return {}
@@ -80,8 +92,6 @@ class MaskingStrategy:
 
 class ClassicalMasking(MaskingStrategy):
     """Classical (LLaDA) SFT: p ~ U(eps, 1) per sample, each response token masked w.p. p."""
-
-    name = "classical"
 
     def __init__(self, eps: float = 1e-3, mask_id: int = 0) -> None:
         _check_rate("eps", eps, low_open=True)
@@ -177,8 +187,6 @@ class BlockwiseMasking(MaskingStrategy):
     ``suffix_mask_prob`` (1.0 = fully hidden, the method; 0.0 = fully visible; never in the loss).
     """
 
-    name = "blockwise"
-
     def __init__(
         self,
         block_size: int,
@@ -229,6 +237,14 @@ class BlockwiseMasking(MaskingStrategy):
         num_blocks = (response_len + self.block_size - 1) // self.block_size
         return response_len.float() / num_blocks.clamp_min(1)
 
+    def sync_ranks(self, sample_index, gather, reduce_max) -> None:
+        """Share this step's block-pool updates: each rank adopts the pools of the rows other ranks drew."""
+        if self.sampler.mode != "without_replacement":
+            return
+        width = int(reduce_max(torch.tensor(self.sampler.used.shape[1], device=sample_index.device)))
+        rows = gather(self.sampler.pool_rows(sample_index, width).to(sample_index.device))
+        self.sampler.adopt_pool_rows(gather(sample_index).flatten(), rows.flatten(0, 1))
+
     def state_dict(self) -> dict:
         return {"block_sampler": self.sampler.state_dict()}
 
@@ -241,8 +257,6 @@ class UnalignedBlockMasking(BlockwiseMasking):
     response is) starts at a uniformly random offset instead of a block boundary. Same masking
     statistics as blockwise, no alignment with the decoder's blocks. ``active_block`` reports the
     block that contains the span start."""
-
-    name = "blockwise_unaligned"
 
     def active_span(self, response_len: torch.Tensor, generator: torch.Generator, sample_index) -> tuple:
         span = response_len.clamp_max(self.block_size)
@@ -257,8 +271,6 @@ class MatchedClassicalMasking(ClassicalMasking):
     suffix) with the expected number of masked tokens matched to blockwise: each response token is
     masked with probability p * b / L, where b is the mean block length of the sample's blocks and L
     its response length (so E[masked] = p * b, as for one blockwise block)."""
-
-    name = "classical_matched"
 
     def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0) -> None:
         if block_size <= 0:

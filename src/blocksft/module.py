@@ -1,5 +1,8 @@
 """Lightning module: wires a masking strategy, a backbone, the loss and the decoder. No logic of its own
-beyond bookkeeping (token counters, random streams, per-sample evaluation records)."""
+beyond bookkeeping (token counters, random streams, per-sample evaluation records).
+
+Names: ``self.masking`` is the masking strategy (CLI group ``strategy=``); ``self.trainer.strategy`` is
+Lightning's distribution strategy (DDP, FSDP, DeepSpeed)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ import torch
 
 from blocksft.answers import score
 from blocksft.decoding import generate
+from blocksft.errors import NonFiniteLossError
 from blocksft.masking import MaskingStrategy
-from blocksft.objective import masked_diffusion_loss
+from blocksft.objective import masked_diffusion_step
 from blocksft.optim import warmup_cosine_factor
 
 
@@ -21,8 +25,11 @@ MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first 
 RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN/inf; the run stops and keeps its last good checkpoint."""
+def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
+    """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
+    is_eos = canvas == tokenizer.eos_token_id
+    length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
+    return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class DiffusionSFTModule(L.LightningModule):
         self,
         model: torch.nn.Module,
         tokenizer,
-        strategy: MaskingStrategy,
+        masking: MaskingStrategy,
         *,
         optimizer: functools.partial,
         schedule: ScheduleSettings,
@@ -72,7 +79,7 @@ class DiffusionSFTModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.model, self.tokenizer, self.strategy = model, tokenizer, strategy
+        self.model, self.tokenizer, self.masking = model, tokenizer, masking
         self.optimizer_factory, self.schedule, self.decode = optimizer, schedule, decode
         self.loss_weighting = loss_weighting
         self.token_budget, self.token_count = token_budget, token_count
@@ -102,15 +109,8 @@ class DiffusionSFTModule(L.LightningModule):
         return self.all_gather(tensor) if self._world_size > 1 else tensor.unsqueeze(0)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        masked = self.strategy(
-            batch["input_ids"], batch["response_start"], batch["loss_scope_len"], self.mask_generator, batch["index"]
-        )
-        hidden = self.model.encode(masked.noisy_ids, batch["attention_mask"])
-        rows, cols = masked.loss_mask.nonzero(as_tuple=True)
-        logits = self.model.project(hidden[rows, cols])
-        loss = masked_diffusion_loss(
-            logits, batch["input_ids"][rows, cols], rows, masked.mask_rate, masked.response_len, self.loss_weighting
-        )
+        masked = self.masking.mask_batch(batch, self.mask_generator)
+        loss = masked_diffusion_step(self.model, batch, masked, self.loss_weighting)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"train/loss is {loss.item()} at step {self.global_step}; "
                                      "the last good checkpoint is kept in checkpoints/last.ckpt")
@@ -131,7 +131,7 @@ class DiffusionSFTModule(L.LightningModule):
 
     def _count_tokens(self, masked, sample_index: torch.Tensor) -> None:
         """Counters over all ranks (so a token budget stops every rank at the same step); with several
-        ranks, also share this step's block-pool updates so every rank keeps the same pools."""
+        ranks, the masking strategy shares what this step changed in its state (``sync_ranks``)."""
         counts = torch.stack([masked.loss_mask.sum(), masked.eligible_mask.sum()])
         if self._world_size > 1:
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
@@ -139,12 +139,9 @@ class DiffusionSFTModule(L.LightningModule):
         self.eligible_tokens += int(counts[1])
         if masked.active_block is not None:
             self.active_block_counts.update(self._gather(masked.active_block).flatten().tolist())
-            sampler = getattr(self.strategy, "sampler", None)
-            if self._world_size > 1 and sampler is not None and sampler.mode == "without_replacement":
-                local_width = torch.tensor(sampler.used.shape[1], device=sample_index.device)
-                width = int(self.trainer.strategy.reduce(local_width, reduce_op="max"))
-                rows = self._gather(sampler.pool_rows(sample_index, width).to(sample_index.device))
-                sampler.adopt_pool_rows(self._gather(sample_index).flatten(), rows.flatten(0, 1))
+        if self._world_size > 1:
+            self.masking.sync_ranks(sample_index, self._gather,
+                                    lambda t: self.trainer.strategy.reduce(t, reduce_op="max"))
         if self.token_budget is not None:
             spent = self.supervised_tokens if self.token_count == "masked" else self.eligible_tokens
             if spent >= self.token_budget:
@@ -167,7 +164,7 @@ class DiffusionSFTModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["blocksft"] = {
             "mask_generator": self.mask_generator.get_state(),  # rank 0's; every rank's below
-            "strategy": self.strategy.state_dict(),
+            "strategy": self.masking.state_dict(),  # key kept: checkpoints of earlier versions
             "supervised_tokens": self.supervised_tokens,
             "eligible_tokens": self.eligible_tokens,
             "active_block_counts": dict(self.active_block_counts),
@@ -190,7 +187,7 @@ class DiffusionSFTModule(L.LightningModule):
             state = {**state, "mask_generator": ranks["mask_generator"][rank].clone(),
                      "torch_rng_state": ranks["torch_rng_state"][rank].clone()}
         self.mask_generator.set_state(state["mask_generator"])
-        self.strategy.load_state_dict(state["strategy"])
+        self.masking.load_state_dict(state["strategy"])
         self.supervised_tokens = int(state["supervised_tokens"])
         self.eligible_tokens = int(state["eligible_tokens"])
         self.active_block_counts = Counter(state["active_block_counts"])
@@ -230,10 +227,7 @@ class DiffusionSFTModule(L.LightningModule):
                 self.eval_records.append(record)
 
     def decode_responses(self, canvas: torch.Tensor) -> list[str]:
-        """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
-        is_eos = canvas == self.eos_id
-        length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
-        return self.tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
+        return response_texts(canvas, self.tokenizer)
 
     def on_test_epoch_end(self) -> None:
         for block_length, metrics in self.accuracy_by_decode_block().items():

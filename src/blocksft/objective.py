@@ -47,3 +47,18 @@ def masked_diffusion_loss(
     # 3. Sum per sample, normalise, average over the batch (samples without loss tokens count as 0).
     per_sample = torch.zeros(batch_size, device=logits.device).index_add_(0, sample_of_token, token_loss * weights)
     return (per_sample / normaliser).mean()
+
+
+def masked_diffusion_step(model, batch: dict[str, torch.Tensor], masked, weighting: LossWeighting = "mean_masked") -> torch.Tensor:
+    """The training loss of one masked batch: the step ``DiffusionSFTModule`` trains with and the
+    benchmark times. ``model`` offers ``encode(ids, attention_mask) -> hidden [B, L, H]`` and
+    ``project(hidden [N, H]) -> logits [N, V]``; ``batch`` holds ``input_ids`` and ``attention_mask``
+    [B, L]; ``masked`` is the strategy's ``MaskedBatch``."""
+    # 1. Encode the noisy input up to the LM head.
+    hidden = model.encode(masked.noisy_ids, batch["attention_mask"])
+    # 2. Apply the head at the loss positions only (N of B x L), never over the whole vocabulary grid.
+    rows, cols = masked.loss_mask.nonzero(as_tuple=True)
+    logits = model.project(hidden[rows, cols])
+    # 3. Masked cross-entropy against the clean tokens.
+    return masked_diffusion_loss(logits, batch["input_ids"][rows, cols], rows, masked.mask_rate,
+                                 masked.response_len, weighting)

@@ -1,6 +1,6 @@
 """The task behind ``train.py``: validate, build, train, decode, score, write results.
 
-``run(cfg)`` returns the results dict it also writes to ``<output_dir>/results.json`` (atomically).
+``run(cfg)`` returns the ``RunResult`` it also writes to ``<output_dir>/results.json`` (atomically).
 ``main(cfg)`` wraps it for the command line: a ``ConfigError`` becomes one line on stderr and exit 2;
 loggers (W&B) are always closed, even when the job fails.
 """
@@ -8,7 +8,6 @@ loggers (W&B) are always closed, even when the job fails.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -26,29 +25,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
-from blocksft.config import ConfigError, check_runtime, decode_block_lengths, validate_config
-from blocksft.datamodule import DataError, DiffusionSFTDataModule
+from blocksft.config import check_runtime, decode_block_lengths, validate_config
+from blocksft.datamodule import DiffusionSFTDataModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
+from blocksft.errors import ConfigError, DataError
+from blocksft.masking import MaskingStrategy
 from blocksft.models import build_model, build_tokenizer, export_model, load_exported
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.redact import redact
+from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
 
 log = logging.getLogger("blocksft")
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to a temporary file then rename, so a kill never leaves a half-written file."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(temporary, path)
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with temporary.open("w") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-    os.replace(temporary, path)
 
 
 def git_commit() -> str | None:
@@ -69,9 +56,9 @@ def build_loggers(cfg: DictConfig) -> list:
 
 
 def checkpoint_plugins(cfg: DictConfig) -> list:
-    """Atomic checkpoint writes, except where the strategy writes its own (sharded) checkpoints."""
-    strategy = cfg.trainer.get("strategy")
-    name = strategy if isinstance(strategy, str) else str((strategy or {}).get("_target_", ""))
+    """Atomic checkpoint writes, except where the distribution strategy writes its own (sharded) checkpoints."""
+    distribution = cfg.trainer.get("strategy")
+    name = distribution if isinstance(distribution, str) else str((distribution or {}).get("_target_", ""))
     return [] if "deepspeed" in name.lower() or "fsdp" in name.lower() else [AtomicCheckpointIO()]
 
 
@@ -79,52 +66,25 @@ def batch_plan(cfg: DictConfig) -> BatchPlan:
     return plan_batches(cfg.data.batch_size, cfg.data.get("micro_batch_size"), world_size(cfg.trainer))
 
 
-def build_datamodule(cfg: DictConfig, tokenizer) -> DiffusionSFTDataModule:
-    data = cfg.data
-    return DiffusionSFTDataModule(
-        instantiate(data.source),
-        tokenizer,
-        response_len=data.response_len,
-        max_prompt_len=data.max_prompt_len,
-        batch_size=batch_plan(cfg).micro_batch,
-        eval_batch_size=data.eval_batch_size,
-        eval_split=cfg.eval.split,
-        eval_size=cfg.eval.size,
-        prompt_template=data.prompt_template,
-        chat_template=data.get("chat_template", "auto"),
-        question_field=data.question_field,
-        answer_field=data.answer_field,
-        target_field=data.get("target_field"),
-        answer_scheme=data.answer_scheme,
-        tail_padding=data.tail_padding,
-        max_train_rows=data.get("max_train_rows"),
-        num_workers=data.num_workers,
-        num_proc=data.get("num_proc", 1),
-        cache_dir=data.get("cache_dir"),
-        seed=cfg.seed,
-    )
-
-
-def planned_steps(cfg: DictConfig, strategy, datamodule: DiffusionSFTDataModule) -> tuple[int, int]:
+def planned_steps(cfg: DictConfig, masking: MaskingStrategy, datamodule: DiffusionSFTDataModule) -> tuple[int, int]:
     """(LR-schedule length, trainer max_steps) for the budget. A token budget is converted to an
-    expected step count from the strategy's expected eligible (or masked) tokens per sample."""
+    expected step count from the masking strategy's expected eligible (or masked) tokens per sample."""
     budget = cfg.budget
     if budget.kind == "steps":
         return budget.value, budget.value
     collated = datamodule.train_collator([datamodule.train_set[i] for i in range(min(len(datamodule.train_set), 2048))])
-    per_sample = strategy.expected_eligible(collated["loss_scope_len"]).mean().item()
+    per_sample = masking.expected_eligible(collated["loss_scope_len"]).mean().item()
     if budget.count == "masked":
         per_sample *= (1.0 + cfg.strategy.masking.eps) / 2.0
     expected = math.ceil(budget.value / (per_sample * cfg.data.batch_size))
     return min(expected, budget.max_steps), budget.max_steps
 
 
-def describe_masking(strategy, datamodule: DiffusionSFTDataModule, tokenizer) -> str:
+def describe_masking(masking: MaskingStrategy, datamodule: DiffusionSFTDataModule, tokenizer) -> str:
     """One training row before and after masking (with a copy of the strategy and its own generator,
     so the run's random streams and block pools are untouched): a visual check of the setup."""
     batch = datamodule.train_collator([datamodule.train_set[0]])
-    masked = copy.deepcopy(strategy)(batch["input_ids"], batch["response_start"], batch["loss_scope_len"],
-                                      torch.Generator().manual_seed(0), batch["index"])
+    masked = copy.deepcopy(masking).mask_batch(batch, torch.Generator().manual_seed(0))
     start = int(batch["response_start"][0])
     clean = tokenizer.decode(batch["input_ids"][0, start:].tolist())
     noisy = tokenizer.decode(masked.noisy_ids[0, start:].tolist()).replace(tokenizer.mask_token, "_")
@@ -164,17 +124,18 @@ def run(cfg: DictConfig) -> dict:
     else:
         tokenizer = build_tokenizer(cfg.model)
         model = build_model(cfg.model, tokenizer)
-    strategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
-    datamodule = build_datamodule(cfg, tokenizer)
+    masking: MaskingStrategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
+    plan = batch_plan(cfg)
+    datamodule = DiffusionSFTDataModule.from_config(cfg, tokenizer, plan)
     datamodule.setup("fit")
-    log.info("example training row (%s):\n%s", cfg.strategy.name, describe_masking(strategy, datamodule, tokenizer))
-    schedule_steps, max_steps = planned_steps(cfg, strategy, datamodule) if cfg.mode == "train" else (1, 0)
+    log.info("example training row (%s):\n%s", cfg.strategy.name, describe_masking(masking, datamodule, tokenizer))
+    schedule_steps, max_steps = planned_steps(cfg, masking, datamodule) if cfg.mode == "train" else (1, 0)
 
     block_lengths = decode_block_lengths(cfg)
     module = DiffusionSFTModule(
         model,
         tokenizer,
-        strategy,
+        masking,
         optimizer=instantiate(cfg.optim.optimizer),
         schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
         decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature,
@@ -209,7 +170,7 @@ def run(cfg: DictConfig) -> dict:
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks,
-                                     plugins=checkpoint_plugins(cfg), accumulate_grad_batches=batch_plan(cfg).accumulate)
+                                     plugins=checkpoint_plugins(cfg), accumulate_grad_batches=plan.accumulate)
 
     train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
@@ -225,45 +186,56 @@ def run(cfg: DictConfig) -> dict:
     trainer.test(module, datamodule=datamodule, verbose=False)
     eval_seconds = time.perf_counter() - eval_started
 
-    by_block = module.accuracy_by_decode_block()
-    primary = by_block.get(block_lengths[0], {})
-    results = {
-        "status": "completed",
-        "mode": cfg.mode,
-        "study": cfg.get("study"),
-        "strategy": cfg.strategy.name,
-        "block_size": cfg.block.size,
-        "decode_block_length": block_lengths[0],
-        "seed": cfg.seed,
-        "budget": OmegaConf.to_container(cfg.budget, resolve=True),
-        "steps": trainer.global_step if cfg.mode == "train" else None,
-        "supervised_tokens": module.supervised_tokens,
-        "eligible_tokens": module.eligible_tokens,
-        "accuracy": primary.get("accuracy"),
-        "accuracy_flexible": primary.get("accuracy_flexible"),
-        "accuracy_by_decode_block": {str(k): v["accuracy"] for k, v in by_block.items()},
-        "accuracy_flexible_by_decode_block": {str(k): v.get("accuracy_flexible") for k, v in by_block.items()},
-        "eval_split": cfg.eval.split,
-        "eval_size": len(datamodule.eval_set),
-        "final_train_loss": final_train_loss,
-        "active_block_counts": {str(k): v for k, v in sorted(module.active_block_counts.items())},
-        "dropped_rows": dict(datamodule.dropped),
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": round(train_seconds, 2),
-        "eval_seconds": round(eval_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "git_commit": git_commit(),
-        "ckpt_path": str(resume_from) if resume_from is not None else cfg.ckpt_path,
-        "config": logged_config,
-    }
+    resumed = str(resume_from) if resume_from is not None else cfg.ckpt_path
+    result = completed_result(cfg, module, trainer, datamodule, resumed, logged_config,
+                              {"train": train_seconds, "eval": eval_seconds, "wall": time.perf_counter() - started},
+                              final_train_loss)
     if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
-        return results
+        return result
     write_jsonl_atomic(output_dir / "generations.jsonl", module.eval_records)
-    write_json_atomic(output_dir / "results.json", results)
+    write_result(output_dir / "results.json", result)
     log_samples(loggers, module.eval_records)
-    log.info("accuracy=%s by decode block=%s wall=%.1fs -> %s", results["accuracy"],
-             results["accuracy_by_decode_block"], results["wall_seconds"], output_dir / "results.json")
-    return results
+    log.info("accuracy=%s by decode block=%s wall=%.1fs -> %s", result.accuracy,
+             result.accuracy_by_decode_block, result.wall_seconds, output_dir / "results.json")
+    return result
+
+
+def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Trainer,
+                     datamodule: DiffusionSFTDataModule, ckpt_path: str | None, logged_config: dict,
+                     seconds: dict[str, float], final_train_loss: float | None) -> RunResult:
+    """The record of a finished run: what it trained on, what it scored (per decoding block length),
+    what it cost (``seconds``: train, eval, wall)."""
+    by_block = module.accuracy_by_decode_block()
+    primary = by_block.get(module.decode.block_lengths[0], {})
+    return RunResult(
+        status="completed",
+        mode=cfg.mode,
+        study=cfg.get("study"),
+        strategy=cfg.strategy.name,
+        block_size=cfg.block.size,
+        decode_block_length=module.decode.block_lengths[0],
+        seed=cfg.seed,
+        budget=OmegaConf.to_container(cfg.budget, resolve=True),
+        steps=trainer.global_step if cfg.mode == "train" else None,
+        supervised_tokens=module.supervised_tokens,
+        eligible_tokens=module.eligible_tokens,
+        accuracy=primary.get("accuracy"),
+        accuracy_flexible=primary.get("accuracy_flexible"),
+        accuracy_by_decode_block={str(k): v["accuracy"] for k, v in by_block.items()},
+        accuracy_flexible_by_decode_block={str(k): v.get("accuracy_flexible") for k, v in by_block.items()},
+        eval_split=cfg.eval.split,
+        eval_size=len(datamodule.eval_set),
+        final_train_loss=final_train_loss,
+        active_block_counts={str(k): v for k, v in sorted(module.active_block_counts.items())},
+        dropped_rows=dict(datamodule.dropped),
+        num_parameters=sum(p.numel() for p in module.model.parameters()),
+        train_seconds=round(seconds["train"], 2),
+        eval_seconds=round(seconds["eval"], 2),
+        wall_seconds=round(seconds["wall"], 2),
+        git_commit=git_commit(),
+        ckpt_path=ckpt_path,
+        config=logged_config,
+    )
 
 
 def log_samples(loggers: list, records: list[dict], count: int = 32) -> None:
@@ -287,30 +259,18 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
         return
     path = Path(cfg.paths.output_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {
-        "status": "failed",
-        "error": f"{type(error).__name__}: {error}",
-        "mode": cfg.mode,
-        "strategy": cfg.strategy.name,
-        "block_size": cfg.block.size,
-        "seed": cfg.seed,
-        "git_commit": git_commit(),
-    })
+    write_result(path, RunResult(status=FAILED, error=f"{type(error).__name__}: {error}", mode=cfg.mode,
+                                 strategy=cfg.strategy.name, block_size=cfg.block.size, seed=cfg.seed,
+                                 git_commit=git_commit()))
 
 
-def completed_results(cfg: DictConfig) -> dict | None:
+def completed_results(cfg: DictConfig) -> RunResult | None:
     """The run directory's results.json if it records a completed run of the same mode."""
-    path = Path(cfg.paths.output_dir) / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return results if results.get("status") == "completed" and results.get("mode") == cfg.mode else None
+    result = read_result(Path(cfg.paths.output_dir) / "results.json")
+    return result if result is not None and result.completed and result.mode == cfg.mode else None
 
 
-def main(cfg: DictConfig) -> dict | None:
+def main(cfg: DictConfig) -> RunResult | None:
     if cfg.get("skip_completed", True) and (done := completed_results(cfg)) is not None:
         log.info("skipping: %s already holds a completed results.json", cfg.paths.output_dir)
         return done

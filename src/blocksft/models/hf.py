@@ -27,7 +27,7 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.modeling_outputs import MaskedLMOutput
 
-from blocksft.config import ConfigError
+from blocksft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 from omegaconf import DictConfig, ListConfig
 from torch import nn
 
-from blocksft.config import ConfigError
+from blocksft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,68 @@
+"""Summarise a Hydra multirun sweep: tables, claims, plots.
+
+Usage::
+
+    python experiments/report.py <sweep_dir> [--study NAME] [--out DIR]    (= python -m experiments.reporting)
+
+Reads every ``results.json`` under ``sweep_dir`` (recursively, following symlinked job folders, which
+the report marks as linked; job directories that only have a ``.hydra/overrides.yaml`` count as failed
+jobs) and writes ``report.md``, ``summary.json`` and the PNG plots that fit the data (``heatmap.png``,
+``bars.png``, ``loss_curves.png``) into ``--out`` (default ``<sweep_dir>/report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.reporting.plots import mean_loss_curves, plot_bars, plot_heatmap, plot_loss_curves
+from experiments.reporting.render import render_markdown
+from experiments.reporting.runs import load_runs
+from experiments.reporting.summary import study_name, summarize
+
+
+def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: str | None = None) -> dict[str, Any]:
+    """Load a sweep and write report.md, summary.json and the plots into ``out``; returns the summary."""
+    sweep_dir = Path(sweep_dir)
+    out = Path(out) if out is not None else sweep_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(sweep_dir)
+    name = study_name(runs, sweep_dir, study)
+    summary = summarize(runs, name, sweep_dir)
+    plots = []
+    if summary["grid"] and plot_heatmap(summary["grid"], out / "heatmap.png"):
+        plots.append("heatmap.png")
+    if (set(summary["kinds"]) & {"main", "prefix", "suffix", "controls"} or not summary["grid"]) and plot_bars(
+            summary["groups"], summary["group_keys"], out / "bars.png", title=name):
+        plots.append("bars.png")
+    curves = mean_loss_curves(runs, summary["group_keys"])
+    if plot_loss_curves(curves, out / "loss_curves.png"):
+        plots.append("loss_curves.png")
+    summary["plots"] = plots
+    summary["loss_curve_jobs"] = {label: n for label, (_, _, n) in curves.items()}
+    (out / "report.md").write_text(render_markdown(summary, runs, plots))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python experiments/report.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory (or any folder of runs)")
+    parser.add_argument("--study", default=None, help="study name (default: results' `study` field, else dir name)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <sweep_dir>/report)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"not a directory: {args.sweep_dir}")
+    summary = write_report(args.sweep_dir, args.out, args.study)
+    out = args.out or args.sweep_dir / "report"
+    print(f"{summary['study']}: {summary['n_jobs']} jobs ({summary['n_completed']} completed, "
+          f"{summary['n_failed']} failed) -> {out / 'report.md'}")
+    for claim in summary["claims"]:
+        print(f"  {claim['verdict']}: {claim['claim']}")
+    if not summary["n_jobs"]:
+        print("warning: no results.json or .hydra/overrides.yaml found", file=sys.stderr)
+    return 0

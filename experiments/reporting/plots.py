@@ -1,0 +1,138 @@
+"""The report's PNG plots: block-grid heatmap, accuracy bars, mean training-loss curves."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from blocksft.results import as_float, as_int
+
+from experiments.reporting.runs import Run, completed
+from experiments.reporting.stats import Group
+from experiments.reporting.text import key_label
+
+
+def load_loss_curve(job_dir: str | Path) -> dict[int, float]:
+    """step -> train/loss from ``<job_dir>/csv/**/metrics.csv`` (rows without a loss skipped;
+    several rows of one step averaged). Empty if there is no file."""
+    csv_dir = Path(job_dir) / "csv"
+    files = [csv_dir / "metrics.csv"] if (csv_dir / "metrics.csv").is_file() else sorted(csv_dir.rglob("metrics.csv"))
+    per_step: dict[int, list[float]] = defaultdict(list)
+    for path in files:
+        try:
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    step, loss = as_int(row.get("step")), as_float(row.get("train/loss"))
+                    if step is not None and loss is not None:
+                        per_step[step].append(loss)
+        except (OSError, csv.Error):
+            continue
+    return {step: statistics.fmean(v) for step, v in sorted(per_step.items())}
+
+
+def mean_loss_curves(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, tuple[list[int], list[float], int]]:
+    """label -> (steps, loss averaged over the jobs that logged that step, number of jobs)."""
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    jobs: Counter = Counter()
+    for run in completed(runs):
+        curve = load_loss_curve(run["dir"])
+        if not curve:
+            continue
+        label = key_label(run, keys)
+        jobs[label] += 1
+        for step, loss in curve.items():
+            curves[label][step].append(loss)
+    return {label: (sorted(c), [statistics.fmean(c[s]) for s in sorted(c)], jobs[label])
+            for label, c in sorted(curves.items())}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_heatmap(grid: dict[str, Any], path: Path) -> bool:
+    """Annotated heatmap of the block grid; False if there is nothing to draw."""
+    lengths, rows = grid.get("decode_lengths") or [], grid.get("rows") or []
+    if not lengths or not rows:
+        return False
+    import numpy as np
+
+    plt = _pyplot()
+    data = np.full((len(rows), len(lengths)), np.nan)
+    for i, row in enumerate(rows):
+        for j, length in enumerate(lengths):
+            cell = row["cells"][str(length)]
+            if cell is not None:
+                data[i, j] = 100 * cell["mean"]
+    fig, ax = plt.subplots(figsize=(1.4 * len(lengths) + 2.5, 0.6 * len(rows) + 1.8))
+    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", aspect="auto")
+    finite = data[np.isfinite(data)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for i, row in enumerate(rows):
+        for j, length in enumerate(lengths):
+            if np.isfinite(data[i, j]):
+                cell = row["cells"][str(length)]
+                text = f"{data[i, j]:.1f}" + (f"\n±{100 * cell['std']:.1f}" if cell["std"] is not None else "")
+                weight = "bold" if length in row["best_decode"] else "normal"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, fontweight=weight,
+                        color="black" if data[i, j] > middle else "white")
+    ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
+    ax.set_yticks(range(len(rows)), [row["label"] for row in rows])
+    ax.set_xlabel("decoding block length")
+    ax.set_ylabel("training block size")
+    ax.set_title("accuracy % (mean over seeds)")
+    fig.colorbar(image, ax=ax, label="accuracy %")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_bars(groups: Sequence[Group], keys: Sequence[str], path: Path, title: str = "") -> bool:
+    """Bar per configuration: mean accuracy with std error bars; False if there are no groups."""
+    groups = [g for g in groups if g.get("mean") is not None]
+    if not groups:
+        return False
+    plt = _pyplot()
+    strategies = sorted({str(g.get("strategy")) for g in groups})
+    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(groups) + 2), 4))
+    x = range(len(groups))
+    ax.bar(x, [100 * g["mean"] for g in groups], yerr=[100 * (g["std"] or 0) for g in groups], capsize=4,
+           color=[colors[str(g.get("strategy"))] for g in groups])
+    ax.set_xticks(list(x), [key_label(g, keys).replace(", ", "\n") for g in groups], fontsize=7)
+    ax.set_ylabel("accuracy % (mean ± std over seeds)")
+    ax.set_title(title)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[s]) for s in strategies]
+    ax.legend(handles, strategies, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_loss_curves(curves: dict[str, tuple[list[int], list[float], int]], path: Path) -> bool:
+    """Training-loss curves (mean over seeds); False if no job logged a loss."""
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (steps, losses, n) in curves.items():
+        ax.plot(steps, losses, label=f"{label} (n={n})", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("train/loss (mean over seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+

@@ -1,0 +1,190 @@
+"""report.md: one function per Markdown section, each taking the summary (``summary.summarize``) and
+returning its lines (none when the section does not apply); ``render_markdown`` joins them in order."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any, Sequence
+
+from experiments.reporting.claims import PAPER, SCALE_NOTE
+from experiments.reporting.runs import Run
+from experiments.reporting.text import duration, fmt_key, pct, pct_pm, signed, table
+
+Summary = dict[str, Any]
+
+
+def header(s: Summary) -> list[str]:
+    """Title and the sweep's facts: sections, jobs, commits, wall time and where it went, linked jobs."""
+    lines = [f"# Study report: {s['study']}", "",
+             f"- Sweep: `{s['sweep_dir']}`",
+             f"- Sections: {', '.join(s['kinds']) or 'generic'}",
+             f"- Jobs: {s['n_jobs']} ({s['n_completed']} completed / {s['n_failed']} failed)",
+             "- Git commit(s): " + (", ".join(f"`{c}` ({n} jobs)" for c, n in s["git_commits"].items()) or "n/a")]
+    walls = list(s["wall_seconds_per_job"].values())
+    if walls:
+        lines.append(f"- Wall time: total {duration(s['wall_seconds_total'])} (sum over {len(walls)} jobs); "
+                     f"per job mean {duration(s['wall_seconds_mean'])}, median {duration(statistics.median(walls))}, "
+                     f"min {duration(min(walls))}, max {duration(max(walls))}")
+    if s.get("time_breakdown"):
+        t = s["time_breakdown"]
+        share = lambda part: f"{duration(t[part])} ({100 * t[part] / t['wall']:.0f} %)" if t["wall"] else "n/a"  # noqa: E731
+        lines.append(f"- Where the time went ({t['jobs']} jobs): training {share('train')}, decoding and scoring "
+                     f"{share('decode')}, other (start-up, data, export) {share('other')}")
+    if s["linked"]:
+        lines.append(f"- Linked jobs: {len(s['linked'])}, symlinks to runs of identical configuration made by another "
+                     "sweep (marked † in the job table; their wall time is counted above)")
+    return lines + [""]
+
+
+def failed_jobs(s: Summary) -> list[str]:
+    if not s["failed"]:
+        return []
+    lines = ["## Failed jobs", ""]
+    for fail in s["failed"]:
+        overrides = " ".join(fail["overrides"]) or "n/a"
+        error = (fail["error"] or "").strip().splitlines()
+        lines.append(f"- `{fail['job']}` — overrides: `{overrides}` — error: {error[-1] if error else 'n/a'}")
+    return lines + [""]
+
+
+def accuracy_by_configuration(s: Summary) -> list[str]:
+    keys = s["group_keys"]
+    flexible = {tuple(g.get(k) for k in keys): g for g in s["groups_flexible"]}
+    lines = ["## Accuracy by configuration", "",
+             "Accuracy in %, mean ± std over seeds (std with ddof=1; n/a for a single seed).", ""]
+    return lines + table([*keys, "accuracy", "flexible", "n seeds", "seeds"],
+                         [[*(fmt_key(k, g.get(k)) for k in keys), pct_pm(g),
+                           pct_pm(flexible.get(tuple(g.get(k) for k in keys))), g["n"],
+                           ",".join(str(x) for x in g["seeds"])] for g in s["groups"]])
+
+
+def _ci(diff: dict[str, Any], digits: int = 2) -> str:
+    return "n/a" if diff.get("ci_low") is None else f"[{pct(diff['ci_low'], digits)}, {pct(diff['ci_high'], digits)}]"
+
+
+def main_comparison(s: Summary) -> list[str]:
+    if "main" not in s["kinds"]:
+        return []
+    lines = ["## Main comparison: blockwise − classical", "",
+             "Paired by seed within each budget kind (means over the paired seeds); "
+             "95% t-interval over the paired differences, in points of %.", ""]
+    rows = []
+    for d in s["paired"]:
+        verdict = d["verdict"] + (" (CI includes 0)" if d["verdict"].startswith("inconclusive") else "")
+        rows.append([d.get("budget_kind") or "—", pct(d["treatment_mean"]), pct(d["control_mean"]),
+                     signed(d["mean"], 2), _ci(d), d["n_pairs"], verdict])
+    return lines + table(["budget", "blockwise", "classical", "Δ mean", "95% CI", "n pairs", "verdict"], rows)
+
+
+def block_grid(s: Summary) -> list[str]:
+    grid = s.get("grid")
+    if not grid or not grid["rows"]:
+        return []
+    lengths = grid["decode_lengths"]
+    lines = ["## Block-size consistency: training block × decoding block length", "",
+             "Cell: accuracy % mean ± std (n seeds); best cell per row in bold.", ""]
+    rows = []
+    for row in grid["rows"]:
+        cells = []
+        for length in lengths:
+            cell = row["cells"][str(length)]
+            if cell is None:
+                cells.append("—")
+                continue
+            text = f"{pct_pm(cell)} ({cell['n']})"
+            cells.append(f"**{text}**" if length in row["best_decode"] else text)
+        diag = {True: "yes", False: "no", None: "n/a"}[row["diagonal_is_max"]]
+        rows.append([row["label"], *cells, diag])
+    return lines + table(["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?"], rows)
+
+
+def knob_ablations(s: Summary) -> list[str]:
+    lines = []
+    for kind, knob, title in (("prefix", "prefix_mask_rate", "Prefix ablation"),
+                              ("suffix", "suffix_mask_prob", "Suffix ablation")):
+        if kind in s["kinds"] and s[kind]:
+            lines += [f"## {title}", ""]
+            lines += table([knob, "accuracy", "n seeds"], [[fmt_key(knob, g[knob]), pct_pm(g), g["n"]] for g in s[kind]])
+    return lines
+
+
+def controls(s: Summary) -> list[str]:
+    if not s.get("controls"):
+        return []
+    lines = ["## Controls: blockwise vs variants that break its alignment", "",
+             "Accuracy %, mean ± std over seeds; Δ = blockwise − control paired by seed, 95% t-interval in "
+             "points of %; verdict from the interval (mean ± std intervals: blockwise above / below / "
+             "overlap).", ""]
+    rows = []
+    for c in s["controls"]:
+        d = c["paired"] or {}
+        rows.append([c["control"], f"{pct_pm(c['group'])} ({c['group']['n']})",
+                     f"{pct_pm(c['reference'])} ({c['reference']['n']})", signed(d.get("mean"), 2), _ci(d),
+                     d.get("n_pairs", 0), f"blockwise {c['relation']}", c["verdict"]])
+    return lines + table(["control", "control accuracy (n)", "blockwise accuracy (n)", "Δ mean", "95% CI", "n pairs",
+                          "mean ± std intervals", "verdict"], rows)
+
+
+def paper_comparison(s: Summary) -> list[str]:
+    """The paper's numbers beside ours, then every claim's verdict."""
+    lines = ["## Paper comparison", "", f"> **{SCALE_NOTE[0].upper() + SCALE_NOTE[1:]}.** "
+             "The numbers are not comparable in absolute terms; only the direction of the effect is.", ""]
+    rows = [[f"{p['benchmark']} (paper)", f"{p['blockwise']:.1f}", f"{p['baseline']:.1f} (strongest baseline)",
+             f"{p['blockwise'] - p['baseline']:+.1f}", "n/a", PAPER["source"]] for p in PAPER["rows"]]
+    rows += _our_comparison_rows(s)
+    lines += table(["benchmark", "Blockwise SFT", "baseline", "Δ", "95% CI", "source"], rows)
+    lines += ["### Claims", ""]
+    if s["claims"]:
+        lines += [f"- {c['claim']}: **{c['verdict']}** ({c['evidence']})" for c in s["claims"]]
+    else:
+        lines.append("- No claim of the paper is tested by this study's data.")
+    return lines + [""]
+
+
+def _our_comparison_rows(s: Summary) -> list[list[Any]]:
+    """Our blockwise vs classical numbers for the paper-comparison table."""
+    n_seeds = lambda n: f"this sweep, n={n} seeds"  # noqa: E731
+    rows = []
+    for d in s.get("paired") or []:
+        if d["treatment_mean"] is None or d["control_mean"] is None:
+            continue
+        rows.append([f"synthetic arithmetic (ours, {d.get('budget_kind') or 'equal'} budget)",
+                     pct(d["treatment_mean"]), f"{pct(d['control_mean'])} (classical)",
+                     signed(d["mean"]), _ci(d, 1), n_seeds(d["n_pairs"])])
+    if rows:
+        return rows
+    blockwise = [g for g in s["groups"] if g.get("strategy") == "blockwise"]
+    classical = [g for g in s["groups"] if g.get("strategy") == "classical"]
+    if blockwise:
+        best = max(blockwise, key=lambda g: g["mean"])
+        base = max(classical, key=lambda g: g["mean"]) if classical else None
+        rows.append(["synthetic arithmetic (ours, best blockwise config)", pct_pm(best),
+                     f"{pct_pm(base)} (classical)" if base else "—",
+                     f"{100 * (best['mean'] - base['mean']):+.1f}" if base else "n/a", "n/a", n_seeds(best["n"])])
+    return rows
+
+
+def plots_section(plots: Sequence[str]) -> list[str]:
+    return ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""] if plots else []
+
+
+def jobs(runs: Sequence[Run]) -> list[str]:
+    lines = ["## Jobs", ""]
+    return lines + table(["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall"],
+                         [[f"`{r['job']}`" + (" †" if r.get("linked_from") else ""), r["status"],
+                           r.get("strategy") or "?", fmt_key("", r.get("block_size")), fmt_key("", r.get("seed")),
+                           r.get("budget_kind") or "?", pct(r.get("accuracy")),
+                           "n/a" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.3f}",
+                           duration(r.get("wall_seconds"))] for r in runs])
+
+
+#: The sections of report.md that depend on the summary only, in order.
+SUMMARY_SECTIONS = (header, failed_jobs, accuracy_by_configuration, main_comparison, block_grid, knob_ablations,
+                    controls, paper_comparison)
+
+
+def render_markdown(summary: Summary, runs: Sequence[Run], plots: Sequence[str]) -> str:
+    """The report.md text."""
+    lines = [line for section in SUMMARY_SECTIONS for line in section(summary)]
+    return "\n".join(lines + plots_section(plots) + jobs(runs))

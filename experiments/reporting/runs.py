@@ -1,0 +1,155 @@
+"""Loading a sweep: one row (``Run``) per job, from its ``results.json`` (``blocksft.results.RunResult``)
+and, for a job that left no completed record, from its ``.hydra/overrides.yaml``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from blocksft.results import RunResult, as_float, as_int
+
+Run = dict[str, Any]
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def read_overrides(job_dir: Path) -> list[str]:
+    """The override strings of ``<job_dir>/.hydra/overrides.yaml`` ([] if absent or unreadable)."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    try:
+        import yaml
+
+        loaded = yaml.safe_load(text)
+        if isinstance(loaded, list):
+            return [str(item) for item in loaded]
+    except Exception:  # noqa: BLE001 - fall back to a line parser
+        pass
+    return [_unquote(line.strip()[2:]) for line in text.splitlines() if line.strip().startswith("- ")]
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """Run fields recoverable from override strings (``strategy=blockwise``, ``block='8'``, ``seed=1``...)."""
+    fields: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            continue
+        key, value = item.split("=", 1)
+        key, value = key.lstrip("+~").strip(), _unquote(value)
+        if key in ("strategy", "strategy.name"):
+            fields["strategy"] = value
+        elif key in ("block", "block.size"):
+            fields["block_size"] = as_int(value)
+        elif key == "seed":
+            fields["seed"] = as_int(value)
+        elif key in ("budget", "budget.kind"):
+            fields["budget_kind"] = value
+        elif key == "budget.value":
+            fields["budget_value"] = as_float(value)
+        elif key.endswith("prefix_mask_rate"):
+            fields["prefix_mask_rate"] = as_float(value)
+        elif key.endswith("suffix_mask_prob"):
+            fields["suffix_mask_prob"] = as_float(value)
+        elif key == "study":
+            fields["study"] = None if value in ("null", "") else value
+    return fields
+
+
+def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[str]) -> Run:
+    """One report row from a parsed results.json (any version; see ``RunResult.from_json``). A completed
+    record is read field by field; a failed or missing one is completed from the job's override strings."""
+    result = RunResult.from_json(raw)
+    by_block = {as_int(length): accuracy for length, accuracy in result.accuracy_by_decode_block.items()
+                if accuracy is not None}
+    run: Run = {
+        "job": job,
+        "dir": str(job_dir),
+        "status": "completed" if result.completed else "failed",
+        "error": None if result.completed else result.error,
+        "overrides": overrides,
+        "strategy": result.strategy,
+        "block_size": result.block_size,
+        "decode_block_length": result.decode_block_length,
+        "seed": result.seed,
+        "budget_kind": result.budget.get("kind"),
+        "budget_value": as_float(result.budget.get("value")),
+        "prefix_mask_rate": as_float(result.masking.get("prefix_mask_rate")),
+        "suffix_mask_prob": as_float(result.masking.get("suffix_mask_prob")),
+        "accuracy": result.accuracy,
+        "accuracy_flexible": result.accuracy_flexible,
+        "accuracy_by_decode_block": by_block,
+        "final_train_loss": result.final_train_loss,
+        "steps": result.steps,
+        "wall_seconds": result.wall_seconds,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+        "git_commit": result.git_commit,
+        "study": result.study,
+    }
+    if not result.completed:
+        if run["error"] is None:
+            run["error"] = f"status={result.status}" if result.status else "no results.json"
+        for key, value in parse_overrides(overrides).items():  # what a failed record does not hold
+            if run.get(key) is None and value is not None:
+                run[key] = value
+    if not by_block and run["accuracy"] is not None and run["decode_block_length"] is not None:
+        run["accuracy_by_decode_block"] = {run["decode_block_length"]: run["accuracy"]}
+    return run
+
+def load_runs(sweep_dir: str | Path) -> list[Run]:
+    """Every job under ``sweep_dir``: one normalised dict per ``results.json`` plus one failed entry
+    per job directory that has ``.hydra/overrides.yaml`` but no ``results.json``; sorted by job path."""
+    root = Path(sweep_dir)
+    job_dirs: dict[Path, Path | None] = {}
+    for path in _walk_files(root, {"results.json", "overrides.yaml"}):
+        if path.name == "results.json":
+            job_dirs[path.parent] = path
+        elif path.parent.name == ".hydra":
+            job_dirs.setdefault(path.parent.parent, None)
+    runs = []
+    real_root = root.resolve()
+    for job_dir, results_path in job_dirs.items():
+        job = job_dir.relative_to(root).as_posix()
+        raw: dict[str, Any] = {"status": "failed", "error": "no results.json"}
+        if results_path is not None:
+            try:
+                loaded = json.loads(results_path.read_text())
+                raw = loaded if isinstance(loaded, dict) else {"status": "failed", "error": "malformed results.json"}
+            except (OSError, ValueError) as exc:
+                raw = {"status": "failed", "error": f"unreadable results.json: {exc}"}
+        run = normalize_run(raw, job, job_dir, read_overrides(job_dir))
+        real = job_dir.resolve()
+        run["linked_from"] = None if real.is_relative_to(real_root) else str(real)
+        runs.append(run)
+    return sorted(runs, key=lambda r: r["job"])
+
+
+def _walk_files(root: Path, names: set[str]) -> Iterable[Path]:
+    """Files called one of ``names`` under ``root``, following symlinked folders (a study may link a run
+    of identical configuration from another study) and visiting each real folder once."""
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        yield from (Path(folder) / name for name in files if name in names)
+
+
+def completed(runs: Iterable[Run]) -> list[Run]:
+    """Completed runs that have an accuracy."""
+    return [r for r in runs if r["status"] == "completed" and r["accuracy"] is not None]
+

@@ -1,0 +1,91 @@
+"""Everything a sweep's report says, as one dict (``summary.json``): which study it is, which sections
+apply, the aggregated numbers and the claims."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons
+from experiments.reporting.runs import Run, completed
+from experiments.reporting.stats import (aggregate, block_grid, default_keys, paired_difference, time_breakdown,
+                                         varying_knobs)
+
+
+def study_name(runs: Sequence[Run], sweep_dir: str | Path, study: str | None = None) -> str:
+    """``study`` if given, else the most common ``study`` field of the runs, else the sweep dir name."""
+    if study:
+        return study
+    names = Counter(r["study"] for r in runs if r.get("study"))
+    return names.most_common(1)[0][0] if names else Path(sweep_dir).resolve().name
+
+
+def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
+    """Which specific sections apply: ``main``, ``block_size_consistency``, ``prefix``, ``suffix``,
+    ``controls``.
+
+    From the study name when it names one, else from the data (what varies). A controls study varies
+    ``suffix_mask_prob`` only through ``blockwise_visible_future``, so it gets no suffix section."""
+    tokens = set(re.split(r"[^a-z0-9]+", study.lower()))
+    done = completed(runs)
+    strategies = {r["strategy"] for r in done}
+    blocks = {r["block_size"] for r in done if r["strategy"] != "classical"}
+    lengths = {k for r in done for k in r["accuracy_by_decode_block"]}
+    knobs = varying_knobs(done)
+    is_main = "main" in tokens
+    is_grid = bool({"consistency", "grid"} & tokens) or "block_size" in study.lower()
+    is_controls = "controls" in tokens or ("blockwise" in strategies and bool(strategies & set(CONTROL_STRATEGIES)))
+    named = is_main or is_grid or is_controls
+    kinds = []
+    if is_main or (not named and {"blockwise", "classical"} <= strategies and len(blocks) <= 1):
+        kinds.append("main")
+    if is_grid or (not named and len(blocks) > 1 and len(lengths) > 1):
+        kinds.append("block_size_consistency")
+    if "prefix" in tokens or ("prefix_mask_rate" in knobs and not is_controls):
+        kinds.append("prefix")
+    if "suffix" in tokens or ("suffix_mask_prob" in knobs and not is_controls):
+        kinds.append("suffix")
+    if is_controls:
+        kinds.append("controls")
+    return kinds
+
+
+def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> dict[str, Any]:
+    """All aggregated numbers of a sweep (what ``summary.json`` holds)."""
+    done = completed(runs)
+    failed = [r for r in runs if r["status"] != "completed"]
+    walls = {r["job"]: r["wall_seconds"] for r in runs if r.get("wall_seconds") is not None}
+    kinds = study_kinds(study, runs)
+    keys = default_keys(runs)
+    summary: dict[str, Any] = {
+        "study": study,
+        "sweep_dir": str(sweep_dir),
+        "kinds": kinds,
+        "n_jobs": len(runs),
+        "n_completed": len([r for r in runs if r["status"] == "completed"]),
+        "n_failed": len(failed),
+        "failed": [{"job": r["job"], "error": r["error"], "overrides": r["overrides"]} for r in failed],
+        "linked": {r["job"]: r["linked_from"] for r in runs if r.get("linked_from")},
+        "git_commits": dict(Counter(r["git_commit"] for r in runs if r.get("git_commit"))),
+        "wall_seconds_total": sum(walls.values()),
+        "wall_seconds_per_job": walls,
+        "wall_seconds_mean": statistics.fmean(walls.values()) if walls else None,
+        "time_breakdown": time_breakdown(runs),
+        "group_keys": keys,
+        "groups": aggregate(runs, keys),
+        "groups_flexible": aggregate(runs, keys, metric="accuracy_flexible"),
+        "paired": paired_difference(runs) if "main" in kinds else [],
+        "grid": block_grid(runs) if "block_size_consistency" in kinds else None,
+        "prefix": aggregate([r for r in done if r["prefix_mask_rate"] is not None], ["prefix_mask_rate"])
+        if "prefix" in kinds else [],
+        "suffix": aggregate([r for r in done if r["suffix_mask_prob"] is not None], ["suffix_mask_prob"])
+        if "suffix" in kinds else [],
+        "controls": control_comparisons(runs) if "controls" in kinds else [],
+        "paper": PAPER,
+    }
+    summary["claims"] = claims(summary)
+    return summary
+

@@ -1,0 +1,54 @@
+"""blocksft.results: the results.json schema, its round trip and its tolerance of other versions."""
+
+from __future__ import annotations
+
+import json
+
+from blocksft.results import FAILURE_FIELDS, RunResult, read_result, write_result
+
+COMPLETED_RECORD = {
+    "status": "completed", "mode": "train", "study": "main", "strategy": "blockwise", "block_size": 8,
+    "decode_block_length": 8, "seed": 1, "budget": {"kind": "steps", "value": 2000}, "steps": 2000,
+    "supervised_tokens": 10, "eligible_tokens": 40, "accuracy": 0.25, "accuracy_flexible": 0.5,
+    "accuracy_by_decode_block": {"8": 0.25, "16": 0.125}, "accuracy_flexible_by_decode_block": {"8": 0.5, "16": None},
+    "eval_split": "validation", "eval_size": 16, "final_train_loss": 1.5, "active_block_counts": {"0": 3},
+    "dropped_rows": {}, "num_parameters": 1000, "train_seconds": 1.0, "eval_seconds": 2.0, "wall_seconds": 4.0,
+    "git_commit": "abc", "ckpt_path": None,
+    "config": {"strategy": {"name": "blockwise", "masking": {"prefix_mask_rate": 0.5}}},
+}
+
+
+def test_a_completed_record_round_trips_with_its_keys_in_file_order(tmp_path):
+    result = RunResult.from_json(COMPLETED_RECORD)
+    assert result.completed and result.block_size == 8 and result.accuracy_by_decode_block["16"] == 0.125
+    assert result.masking == {"prefix_mask_rate": 0.5}
+    assert list(result.to_json()) == list(COMPLETED_RECORD) and result.to_json() == COMPLETED_RECORD
+    write_result(tmp_path / "results.json", result)
+    assert json.loads((tmp_path / "results.json").read_text()) == COMPLETED_RECORD
+    assert read_result(tmp_path / "results.json") == result
+
+
+def test_unknown_keys_are_kept_and_wrong_types_become_none():
+    raw = {**COMPLETED_RECORD, "nfe_per_problem": 32, "answer_format_mismatch": False, "seed": "x",
+           "accuracy": "n/a", "budget": [1], "accuracy_by_decode_block": {"8": 0.25, "bad": 1.0}}
+    result = RunResult.from_json(raw)
+    assert result.extra == {"nfe_per_problem": 32, "answer_format_mismatch": False}
+    assert (result.seed, result.accuracy, result.budget) == (None, None, {})
+    assert result.accuracy_by_decode_block == {"8": 0.25}
+    assert result.to_json()["nfe_per_problem"] == 32  # written back unchanged
+
+
+def test_a_failed_record_holds_identity_and_error_only():
+    failed = RunResult(status="failed", error="RuntimeError: boom", mode="train", strategy="classical",
+                       block_size=8, seed=0, git_commit="abc", accuracy=0.5)
+    assert tuple(failed.to_json()) == FAILURE_FIELDS and failed.to_json()["error"] == "RuntimeError: boom"
+    partial = RunResult.from_json({"status": "failed", "error": "RuntimeError: CUDA OOM"})
+    assert not partial.completed and partial.strategy is None and partial.budget == {}
+
+
+def test_read_result_of_missing_or_broken_files(tmp_path):
+    assert read_result(tmp_path / "absent.json") is None
+    (tmp_path / "broken.json").write_text("{not json")
+    assert read_result(tmp_path / "broken.json") is None
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert read_result(tmp_path / "list.json") is None
