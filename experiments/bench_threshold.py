@@ -1,0 +1,192 @@
+"""Confidence-threshold decoding vs exact decoding on the same trained model (a benchmark section).
+
+Decodes the first ``num_problems`` validation problems of the default data with the exact fixed
+schedule (``decode=semi_ar``) and with Fast-dLLM's threshold rule at each threshold
+(``decode=semi_ar_threshold``), in the same batches, repetitions interleaved. Per decoder: forward
+passes per problem (NFE, mean / min / max), positions fed per problem, problems/s (median wall
+time), accuracy, and, against exact decoding, identical generations and changed verdicts. For the
+threshold decoders it also checks batched == batch-1 token for token (and NFE) on the first
+``consistency_problems`` problems.
+
+    python experiments/bench_threshold.py --model outputs/studies/main/classical-B8-seed0-steps/export [--quick]
+
+writes ``experiments/results/benchmark/threshold.{md,json}``. ``measure(...) -> dict`` and
+``render(result) -> str`` are the section's two halves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blocksft.answers import score
+from blocksft.decoding import generate
+from blocksft.eval_metrics import device_description
+from blocksft.models import load_exported
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "experiments" / "results" / "benchmark"
+THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
+
+
+def default_config(overrides: list[str]):
+    """``conf/train.yaml`` composed with ``overrides`` (output paths in the temp dir)."""
+    from hydra import compose, initialize_config_dir
+
+    paths = [f"paths.output_dir={Path(tempfile.gettempdir()) / 'blocksft-bench-threshold'}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=paths + overrides)
+
+
+def validation_batches(tokenizer, num_problems: int, batch_size: int):
+    """The first ``num_problems`` validation problems, collated as ``test_step`` receives them; and the config.
+    Only 64 training rows are generated (they are not used; the arithmetic generator draws the evaluation
+    splits first, so the validation problems are the studies' own)."""
+    import datasets
+
+    from blocksft.run import build_datamodule
+
+    datasets.disable_progress_bars()
+    cfg = default_config([f"eval.size={num_problems}", f"eval.batch_size={batch_size}", "eval.split=validation",
+                          "data.source.sizes.train=64"])
+    datamodule = build_datamodule(cfg, tokenizer)
+    datamodule.setup("test")
+    return list(datamodule.test_dataloader()), cfg
+
+
+def decode_all(model, batches, settings: dict, threshold: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every batch decoded: (canvases [N, gen_length], NFE [N], positions fed [N])."""
+    canvases, nfe, positions = [], [], []
+    for batch in batches:
+        out, stats = generate(model, batch["prompt_ids"], attention_mask=batch["attention_mask"],
+                              confidence_threshold=threshold, return_stats=True, **settings)
+        canvases.append(out[:, batch["prompt_ids"].shape[1]:])
+        nfe.append(stats.nfe)
+        positions.append(stats.positions_fed)
+    return torch.cat(canvases), torch.cat(nfe), torch.cat(positions)
+
+
+def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
+    """Canvas [N, gen_length] -> text up to (excluding) the first EOS (as the module does)."""
+    is_eos = canvas == tokenizer.eos_token_id
+    length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
+    return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
+
+
+def batch_one_check(model, batches, settings: dict, threshold: float, batched: torch.Tensor, nfe: torch.Tensor,
+                    count: int) -> dict:
+    """The first ``count`` problems decoded one at a time (padding removed) against the batched run."""
+    prompts = [ids[mask.bool()] for batch in batches for ids, mask in zip(batch["prompt_ids"], batch["attention_mask"])]
+    same_tokens = same_nfe = 0
+    for i, prompt in enumerate(prompts[:count]):
+        out, stats = generate(model, prompt[None, :], confidence_threshold=threshold, return_stats=True, **settings)
+        same_tokens += bool(torch.equal(out[0, prompt.numel():], batched[i]))
+        same_nfe += int(stats.nfe[0]) == int(nfe[i])
+    checked = min(count, len(prompts))
+    return {"checked": checked, "identical_tokens": same_tokens, "identical_nfe": same_nfe,
+            "holds": same_tokens == same_nfe == checked}
+
+
+def measure(model_path: str, *, num_problems: int = 256, batch_size: int = 256, thresholds=THRESHOLDS,
+            block_length: int | None = None, repeats: int = 2, consistency_problems: int = 16) -> dict[str, Any]:
+    """Exact vs threshold decoding of the same validation problems by the trained export ``model_path``."""
+    model, tokenizer = load_exported(model_path)
+    model.eval()
+    batches, cfg = validation_batches(tokenizer, num_problems, batch_size)
+    settings = {"gen_length": cfg.decode.gen_length, "steps": cfg.decode.steps, "mask_id": tokenizer.mask_token_id,
+                "block_length": block_length or cfg.block.size, "temperature": 0.0, "remasking": "low_confidence"}
+    targets = [target for batch in batches for target in batch["target"]]
+    decoders = {"exact": None, **{f"threshold_{t:g}": float(t) for t in thresholds}}
+    decode_all(model, batches[:1], settings, None)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in decoders}
+    outputs: dict[str, tuple] = {}
+    for _ in range(repeats):
+        for name, threshold in decoders.items():
+            started = time.perf_counter()
+            outputs[name] = decode_all(model, batches, settings, threshold)
+            times[name].append(time.perf_counter() - started)
+    result: dict[str, Any] = {
+        "model": str(model_path), "num_problems": len(targets), "batch_size": batch_size, "repeats": repeats,
+        "settings": {k: v for k, v in settings.items() if k != "mask_id"}, "answer_scheme": cfg.data.answer_scheme,
+        "device": device_description("cpu"), "decoders": {},
+    }
+    verdicts = {}
+    for name, threshold in decoders.items():
+        canvas, nfe, positions = outputs[name]
+        verdicts[name] = [bool(score(text, target, cfg.data.answer_scheme)["correct"])
+                          for text, target in zip(response_texts(canvas, tokenizer), targets)]
+        seconds = statistics.median(times[name])
+        entry = {"confidence_threshold": threshold, "seconds": seconds, "problems_per_s": len(targets) / seconds,
+                 "nfe_per_problem": nfe.float().mean().item(), "nfe_min": int(nfe.min()), "nfe_max": int(nfe.max()),
+                 "positions_per_problem": positions.float().mean().item(),
+                 "accuracy": sum(verdicts[name]) / len(targets),
+                 "identical_to_exact": int((canvas == outputs["exact"][0]).all(dim=1).sum()),
+                 "changed_verdicts": sum(a != b for a, b in zip(verdicts[name], verdicts["exact"]))}
+        if threshold is not None:
+            exact = result["decoders"]["exact"]
+            entry["speedup"] = exact["seconds"] / seconds
+            entry["nfe_reduction"] = exact["nfe_per_problem"] / entry["nfe_per_problem"]
+            entry["batched_equals_batch_one"] = batch_one_check(model, batches, settings, threshold, canvas, nfe,
+                                                                consistency_problems)
+        result["decoders"][name] = entry
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """The section as Markdown: settings, then one row per decoder."""
+    s = result["settings"]
+    lines = [
+        "## Confidence-threshold decoding vs exact decoding (same model)", "",
+        f"Model `{result['model']}`, {result['num_problems']} validation problems in batches of {result['batch_size']}, "
+        f"gen_length {s['gen_length']}, decode block {s['block_length']}, exact schedule {s['steps']} steps, greedy; "
+        f"median of {result['repeats']} interleaved repetitions on {result['device']}. Threshold rule (Fast-dLLM): "
+        "per step commit every masked position of the block with confidence >= threshold, at least the most "
+        "confident; a block ends when none is masked.", "",
+        "| decoder | NFE / problem (min-max) | positions / problem | problems/s | speed-up | accuracy | identical to exact | changed verdicts | batched == batch-1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    n = result["num_problems"]
+    for name, d in result["decoders"].items():
+        check = d.get("batched_equals_batch_one")
+        speedup = f"{d['speedup']:.2f}x" if "speedup" in d else "1"
+        consistency = "n/a" if check is None else (
+            f"{check['identical_tokens']} / {check['checked']} tokens, {check['identical_nfe']} NFE")
+        lines.append(
+            f"| {name} | {d['nfe_per_problem']:.1f} ({d['nfe_min']}-{d['nfe_max']}) | {d['positions_per_problem']:,.0f} | "
+            f"{d['problems_per_s']:.1f} | {speedup} | {d['accuracy']:.1%} | {d['identical_to_exact']} / {n} | "
+            f"{d['changed_verdicts']} | {consistency} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a trained run's export/ folder (or run folder)")
+    parser.add_argument("--quick", action="store_true", help="32 problems, one threshold, one repetition")
+    parser.add_argument("--block-length", type=int, default=None, help="decode block (default: the config's block.size)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    model = Path(args.model)
+    if not (model / "config.json").is_file() and (model / "export" / "config.json").is_file():
+        model = model / "export"
+    if not (model / "config.json").is_file():
+        print(f"error: --model {args.model}: no exported model (config.json) there", file=sys.stderr)
+        return 2
+    options = dict(num_problems=32, batch_size=32, thresholds=(0.9,), repeats=1, consistency_problems=4) if args.quick else {}
+    result = measure(str(model), block_length=args.block_length, **options)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "threshold.json").write_text(json.dumps(result, indent=2))
+    (args.out / "threshold.md").write_text(render(result))
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
