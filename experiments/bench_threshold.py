@@ -11,7 +11,9 @@ threshold decoders it also checks batched == batch-1 token for token (and NFE) o
     python experiments/bench_threshold.py --model outputs/studies/main/classical-B8-seed0-steps/export [--quick]
 
 writes ``experiments/results/benchmark/threshold.{md,json}``. ``measure(...) -> dict`` and
-``render(result) -> str`` are the section's two halves.
+``render(result) -> str`` are the section's two halves. ``--study <sweep folder>`` instead tabulates
+the eval-only study ``multirun_sweeps/threshold_decoding.yaml`` (one job per threshold, each job's
+``results.json`` accuracy and ``decode_cost``) into ``<sweep folder>/threshold_report.md``.
 """
 
 from __future__ import annotations
@@ -166,13 +168,54 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summarize_study(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per completed job of a ``threshold_decoding`` sweep (``multirun_sweeps/threshold_decoding.yaml``):
+    threshold (None = exact), accuracy (strict, flexible) and decode cost, sorted exact first."""
+    rows = []
+    for path in sorted(Path(sweep_dir).glob("*/results.json")):
+        results = json.loads(path.read_text())
+        if results.get("status") != "completed" or not results.get("decode_cost"):
+            continue
+        cost = results["decode_cost"]
+        rows.append({"job": path.parent.name, "confidence_threshold": results["config"]["decode"].get("confidence_threshold"),
+                     "ckpt_path": results.get("ckpt_path"), "accuracy": results["accuracy"],
+                     "accuracy_flexible": results.get("accuracy_flexible"), **cost})
+    return sorted(rows, key=lambda r: (r["confidence_threshold"] is not None, r["confidence_threshold"] or 0.0))
+
+
+def render_study(rows: list[dict[str, Any]]) -> str:
+    """The sweep as Markdown: accuracy and cost per threshold, speed-ups against the exact job."""
+    exact = next((r for r in rows if r["confidence_threshold"] is None), None)
+    lines = ["## Threshold decoding study (eval only, one trained model)", "",
+             f"Model `{rows[0]['ckpt_path'] if rows else 'n/a'}`; {rows[0]['problems'] if rows else 0} problems per job "
+             f"on {rows[0]['device'] if rows else 'n/a'}.", "",
+             "| threshold | accuracy | flexible | NFE / problem (min-max) | positions / problem | problems/s | speed-up vs exact |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rate = r["problems_per_second"]
+        speedup = f"{rate / exact['problems_per_second']:.2f}x" if exact and rate and exact["problems_per_second"] else "n/a"
+        flexible = "n/a" if r["accuracy_flexible"] is None else f"{r['accuracy_flexible']:.1%}"
+        lines.append(f"| {'exact' if r['confidence_threshold'] is None else r['confidence_threshold']} | {r['accuracy']:.1%} | "
+                     f"{flexible} | {r['nfe_per_problem']:.1f} ({r['nfe_min']}-{r['nfe_max']}) | "
+                     f"{r['positions_fed_per_problem']:,.0f} | {rate or 0:.1f} | {speedup} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="a trained run's export/ folder (or run folder)")
+    parser.add_argument("--model", help="a trained run's export/ folder (or run folder)")
+    parser.add_argument("--study", type=Path, help="summarise a threshold_decoding sweep folder instead (no decoding)")
     parser.add_argument("--quick", action="store_true", help="32 problems, one threshold, one repetition")
     parser.add_argument("--block-length", type=int, default=None, help="decode block (default: the config's block.size)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if args.study is not None:
+        rows = summarize_study(args.study)
+        (args.study / "threshold_report.md").write_text(render_study(rows))
+        print(render_study(rows))
+        return 0 if rows else 2
+    if args.model is None:
+        parser.error("--model or --study is required")
     model = Path(args.model)
     if not (model / "config.json").is_file() and (model / "export" / "config.json").is_file():
         model = model / "export"
