@@ -123,3 +123,31 @@ def test_cfg_counts_both_passes(model):
 def test_bad_threshold_arguments(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(model, random_prompts(1, 3), steps=4, gen_length=4, block_length=4, mask_id=MASK_ID, **kwargs)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["decode=semi_ar_threshold", "decode.confidence_threshold=1.5"],
+     "decode.confidence_threshold=1.5 is invalid: allowed null (fixed per-step schedule) or a number in (0, 1]"),
+    (["decode=semi_ar_threshold", "decode.confidence_threshold=0"], "decode.confidence_threshold=0 is invalid"),
+    (["decode=semi_ar_threshold", "decode.remasking=random"],
+     "decode.remasking='random' is invalid: allowed low_confidence with decode.confidence_threshold=0.9"),
+])
+def test_bad_threshold_config_is_a_one_line_error(overrides, message):
+    from conftest import compose_config
+
+    from blocksft.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError) as error:
+        validate_config(compose_config(overrides))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_threshold_option_composes_and_combines_with_the_prefix_cache():
+    from conftest import compose_config
+
+    from blocksft.config import validate_config
+
+    cfg = compose_config(["decode=semi_ar_threshold", "decode.prefix_cache=true"])
+    validate_config(cfg)
+    assert cfg.decode.confidence_threshold == 0.9 and cfg.decode.steps == cfg.decode.gen_length == 32
+    assert compose_config([]).decode.confidence_threshold is None  # the default stays the exact fixed schedule
