@@ -184,7 +184,7 @@ def generate(
     ``model(x)`` (or ``model(x, attention_mask=m)`` when ``attention_mask`` [B, P] is given; it is
     extended with ones over the canvas) must return an object with ``.logits`` [B, L, V]; the logit of
     ``mask_id`` is ignored (never predicted). The model
-    is called exactly ``steps`` times (twice the batch when ``cfg_scale > 0``); put it in eval mode
+    is called exactly ``steps`` times with the fixed schedule (twice the batch when ``cfg_scale > 0``); put it in eval mode
     yourself. Random draws (Gumbel noise, ``"random"`` confidences) all come from ``generator``.
 
     ``cfg_scale > 0`` applies LLaDA's classifier-free guidance: the unconditional pass sees the
