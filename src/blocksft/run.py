@@ -152,8 +152,9 @@ def load_for_eval(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> dict:
     validate_config(cfg)
-    cfg = with_eval_benchmark(cfg)  # mode=eval of a preset: its benchmark's data and split
-    validate_config(cfg)
+    if (evaluated := with_eval_benchmark(cfg)) is not cfg:  # mode=eval of a preset: its benchmark's data and split
+        cfg = evaluated
+        validate_config(cfg)
     check_runtime(cfg)
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
