@@ -67,12 +67,13 @@ def validation_batches(tokenizer, num_problems: int, batch_size: int):
 def decode_all(model, batches, settings: dict, threshold: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every batch decoded: (canvases [N, gen_length], NFE [N], positions fed [N])."""
     canvases, nfe, positions = [], [], []
+    device = next(model.parameters()).device
     for batch in batches:
-        out, stats = generate(model, batch["prompt_ids"], attention_mask=batch["attention_mask"],
+        out, stats = generate(model, batch["prompt_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                               confidence_threshold=threshold, return_stats=True, **settings)
-        canvases.append(out[:, batch["prompt_ids"].shape[1]:])
-        nfe.append(stats.nfe)
-        positions.append(stats.positions_fed)
+        canvases.append(out[:, batch["prompt_ids"].shape[1]:].cpu())
+        nfe.append(stats.nfe.cpu())
+        positions.append(stats.positions_fed.cpu())
     return torch.cat(canvases), torch.cat(nfe), torch.cat(positions)
 
 
@@ -88,9 +89,11 @@ def batch_one_check(model, batches, settings: dict, threshold: float, batched: t
     """The first ``count`` problems decoded one at a time (padding removed) against the batched run."""
     prompts = [ids[mask.bool()] for batch in batches for ids, mask in zip(batch["prompt_ids"], batch["attention_mask"])]
     same_tokens = same_nfe = 0
+    device = next(model.parameters()).device
     for i, prompt in enumerate(prompts[:count]):
-        out, stats = generate(model, prompt[None, :], confidence_threshold=threshold, return_stats=True, **settings)
-        same_tokens += bool(torch.equal(out[0, prompt.numel():], batched[i]))
+        out, stats = generate(model, prompt[None, :].to(device), confidence_threshold=threshold, return_stats=True,
+                              **settings)
+        same_tokens += bool(torch.equal(out[0, prompt.numel():].cpu(), batched[i]))
         same_nfe += int(stats.nfe[0]) == int(nfe[i])
     checked = min(count, len(prompts))
     return {"checked": checked, "identical_tokens": same_tokens, "identical_nfe": same_nfe,
@@ -98,10 +101,12 @@ def batch_one_check(model, batches, settings: dict, threshold: float, batched: t
 
 
 def measure(model_path: str, *, num_problems: int = 256, batch_size: int = 256, thresholds=THRESHOLDS,
-            block_length: int | None = None, repeats: int = 2, consistency_problems: int = 16) -> dict[str, Any]:
-    """Exact vs threshold decoding of the same validation problems by the trained export ``model_path``."""
+            block_length: int | None = None, repeats: int = 2, consistency_problems: int = 16,
+            device: str = "cpu") -> dict[str, Any]:
+    """Exact vs threshold decoding of the same validation problems by the trained export ``model_path``
+    on ``device`` (wall times are synchronised on CUDA)."""
     model, tokenizer = load_exported(model_path)
-    model.eval()
+    model.to(device).eval()
     batches, cfg = validation_batches(tokenizer, num_problems, batch_size)
     settings = {"gen_length": cfg.decode.gen_length, "steps": cfg.decode.steps, "mask_id": tokenizer.mask_token_id,
                 "block_length": block_length or cfg.block.size, "temperature": 0.0, "remasking": "low_confidence"}
@@ -113,12 +118,12 @@ def measure(model_path: str, *, num_problems: int = 256, batch_size: int = 256, 
     for _ in range(repeats):
         for name, threshold in decoders.items():
             started = time.perf_counter()
-            outputs[name] = decode_all(model, batches, settings, threshold)
+            outputs[name] = decode_all(model, batches, settings, threshold)  # (.cpu() waits for the device)
             times[name].append(time.perf_counter() - started)
     result: dict[str, Any] = {
         "model": str(model_path), "num_problems": len(targets), "batch_size": batch_size, "repeats": repeats,
         "settings": {k: v for k, v in settings.items() if k != "mask_id"}, "answer_scheme": cfg.data.answer_scheme,
-        "device": device_description("cpu"), "decoders": {},
+        "device": device_description(device), "decoders": {},
     }
     verdicts = {}
     for name, threshold in decoders.items():
@@ -207,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", type=Path, help="summarise a threshold_decoding sweep folder instead (no decoding)")
     parser.add_argument("--quick", action="store_true", help="32 problems, one threshold, one repetition")
     parser.add_argument("--block-length", type=int, default=None, help="decode block (default: the config's block.size)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.study is not None:
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --model {args.model}: no exported model (config.json) there", file=sys.stderr)
         return 2
     options = dict(num_problems=32, batch_size=32, thresholds=(0.9,), repeats=1, consistency_problems=4) if args.quick else {}
-    result = measure(str(model), block_length=args.block_length, **options)
+    result = measure(str(model), block_length=args.block_length, device=args.device, **options)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "threshold.json").write_text(json.dumps(result, indent=2))
     (args.out / "threshold.md").write_text(render(result))
