@@ -258,12 +258,12 @@ def test_score_math():
     assert r["correct_exact"] is True and r["extracted"] is None and r["correct"] is False
     # wrong
     assert not score(r"\boxed{2}", "3", "math")["correct"]
-    assert set(score("", "1", "math")) == {"extracted", "correct", "correct_exact"}
+    assert set(score("", "1", "math")) == {"extracted", "correct", "correct_exact", "extracted_flexible", "correct_flexible"}
 
 
 def test_score_metamathqa():
     r = score("2 + 3 = 5\nThe answer is: 5", "5", "metamathqa")
-    assert r == {"extracted": "5", "correct": True}
+    assert r == {"extracted": "5", "correct": True, "extracted_flexible": "5", "correct_flexible": True}
     # target given as a full MetaMathQA response
     assert score("The answer is: 5.0", "blah\nThe answer is: 5", "metamathqa")["correct"]
     assert score("The answer is: \\frac12", "\\frac{1}{2}", "metamathqa")["correct"]

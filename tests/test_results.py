@@ -11,7 +11,9 @@ COMPLETED_RECORD = {
     "decode_block_length": 8, "seed": 1, "budget": {"kind": "steps", "value": 2000}, "steps": 2000,
     "supervised_tokens": 10, "eligible_tokens": 40, "accuracy": 0.25, "accuracy_flexible": 0.5,
     "accuracy_by_decode_block": {"8": 0.25, "16": 0.125}, "accuracy_flexible_by_decode_block": {"8": 0.5, "16": None},
-    "eval_split": "validation", "eval_size": 16, "final_train_loss": 1.5, "active_block_counts": {"0": 3},
+    "eval_split": "validation", "eval_size": 16, "answer_scheme": "gsm8k",
+    "decode_cost": {"nfe_per_problem": 32.0}, "decode_cost_by_decode_block": {"8": {"nfe_per_problem": 32.0}},
+    "answer_format_mismatch": False, "answer_format_warning": None, "final_train_loss": 1.5, "active_block_counts": {"0": 3},
     "dropped_rows": {}, "num_parameters": 1000, "train_seconds": 1.0, "eval_seconds": 2.0, "wall_seconds": 4.0,
     "git_commit": "abc", "ckpt_path": None,
     "config": {"strategy": {"name": "blockwise", "masking": {"prefix_mask_rate": 0.5}}},
@@ -29,10 +31,10 @@ def test_a_completed_record_round_trips_with_its_keys_in_file_order(tmp_path):
 
 
 def test_unknown_keys_are_kept_and_wrong_types_become_none():
-    raw = {**COMPLETED_RECORD, "nfe_per_problem": 32, "answer_format_mismatch": False, "seed": "x",
+    raw = {**COMPLETED_RECORD, "nfe_per_problem": 32, "fingerprint_v0": False, "seed": "x",
            "accuracy": "n/a", "budget": [1], "accuracy_by_decode_block": {"8": 0.25, "bad": 1.0}}
     result = RunResult.from_json(raw)
-    assert result.extra == {"nfe_per_problem": 32, "answer_format_mismatch": False}
+    assert result.extra == {"nfe_per_problem": 32, "fingerprint_v0": False}
     assert (result.seed, result.accuracy, result.budget) == (None, None, {})
     assert result.accuracy_by_decode_block == {"8": 0.25}
     assert result.to_json()["nfe_per_problem"] == 32  # written back unchanged

@@ -8,17 +8,22 @@ import sys
 
 import pytest
 from conftest import ROOT, run_train
-from test_sweeps import EXPECTED_JOBS, sweep_jobs
+from test_sweeps import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
 
 
 def seeds_in_study(study: str) -> int:
-    """Number of seeds a study file sweeps (``seed: 0,1,2`` -> 3); the smoke run keeps one."""
-    return len({override for job in sweep_jobs(study) for override in job if override.startswith("seed=")})
+    """Number of seeds a study file sweeps (``seed: 0,1,2`` -> 3; 1 if it sweeps none); the smoke run keeps one."""
+    return max(1, len({override for job in sweep_jobs(study) for override in job if override.startswith("seed=")}))
 
 
 @pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
 def test_smoke_study_runs_and_reports(study, tmp_path):
-    result = run_train(["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}"], tmp_path)
+    trained = []
+    if study in EVAL_ONLY:  # the model it decodes: one smoke training run
+        run = run_train(["debug=smoke"], tmp_path / "trained")
+        assert run.returncode == 0, run.stderr[-3000:]
+        trained = [f"ckpt_path={tmp_path / 'trained'}"]
+    result = run_train(["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}", *trained], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = tmp_path / "studies" / study
     results = [json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")]
@@ -36,3 +41,10 @@ def test_smoke_study_runs_and_reports(study, tmp_path):
     assert summary["plots"], "the report draws at least one plot"
     if study == "block_size_consistency":
         assert (sweep_dir / "report" / "heatmap.png").stat().st_size > 0
+    if study == "threshold_decoding":
+        table = subprocess.run([sys.executable, "-m", "experiments.bench.threshold", "--study", str(sweep_dir)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+        assert table.returncode == 0, table.stderr[-3000:]
+        rows = [line for line in (sweep_dir / "threshold_report.md").read_text().splitlines() if line.startswith("| ")]
+        assert [row.split(" | ")[0] for row in rows[1:]] == ["| exact", "| 0.5", "| 0.7", "| 0.9", "| 0.95"]
+        assert all(r["mode"] == "eval" and r["decode_cost"]["problems"] == 16 for r in results)

@@ -19,7 +19,9 @@ EXPECTED_JOBS = {
     "ablation_prefix": 12,  # 4 rates x 3 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
     "ablation_controls": 12,  # 4 variants x 3 seeds
+    "threshold_decoding": 5,  # eval only: exact + 4 confidence thresholds, one trained model
 }
+EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
 
 
 def sweep_jobs(study: str) -> list[list[str]]:
@@ -40,11 +42,12 @@ def test_study_composes_into_the_expected_valid_jobs(study):
     jobs = sweep_jobs(study)
     assert len(jobs) == EXPECTED_JOBS[study]
     names = set()
+    trained = [f"ckpt_path={ROOT}"] if study in EVAL_ONLY else []  # any existing path passes validation
     for job in jobs:
-        cfg = compose_config([f"+sweep={study}", *job])
+        cfg = compose_config([f"+sweep={study}", *job, *trained])
         validate_config(cfg)
         assert cfg.study == study
-        names.add((cfg.run_name, cfg.budget.kind))
+        names.add((cfg.run_name, cfg.budget.kind, cfg.decode.get("confidence_threshold")))
     assert len(names) == len(jobs), "two jobs of a study would share an output folder"
 
 
@@ -64,3 +67,14 @@ def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_
         strategies.add((cfg.strategy.name, cfg.block.size if cfg.strategy.name == "blockwise" else None))
     assert strategies == {("blockwise", b) for b in (4, 8, 16)} | {("classical", None)}
     assert {compose_config(["+sweep=block_size_consistency", *job]).budget.value for job in sweep_jobs("block_size_consistency")} == {1600}
+
+
+def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold():
+    from blocksft.config import ConfigError
+
+    with pytest.raises(ConfigError, match="^ckpt_path=None is invalid: allowed a run directory"):
+        validate_config(compose_config(["+sweep=threshold_decoding"]))
+    cfgs = [compose_config(["+sweep=threshold_decoding", *job, f"ckpt_path={ROOT}"]) for job in sweep_jobs("threshold_decoding")]
+    assert {cfg.mode for cfg in cfgs} == {"eval"} and {cfg.decode.remasking for cfg in cfgs} == {"low_confidence"}
+    assert [cfg.decode.confidence_threshold for cfg in cfgs] == [None, 0.5, 0.7, 0.9, 0.95]
+    assert len({(cfg.decode.steps, cfg.decode.block_length, cfg.eval.size, cfg.eval.split) for cfg in cfgs}) == 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from experiments.bench import decoding, loss_positions, masking, prefix_cache, throughput
+from experiments.bench import decoding, loss_positions, masking, prefix_cache, threshold, throughput
 from experiments.bench.render import render_machine, render_targets
 from experiments.bench.timing import machine_info
 
@@ -35,6 +35,7 @@ SECTIONS: dict[int, Section] = {section.number: section for section in (
     Section(3, "decoding", decoding.FULL, decoding.QUICK, decoding.measure, decoding.render, decoding.targets),
     Section(4, "throughput", throughput.FULL, throughput.QUICK, throughput.measure, throughput.render),
     Section(5, "prefix_cache", prefix_cache.FULL, prefix_cache.QUICK, prefix_cache.measure, prefix_cache.render),
+    Section(6, "threshold", threshold.FULL, threshold.QUICK, threshold.measure, threshold.render),
 )}
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "math_boxed",
     "normalize_math",
     "the_answer_is",
+    "any_format_answer",
     "answers_equal",
     "reference_answer",
     "score",
@@ -243,6 +244,33 @@ def the_answer_is(text: str) -> str | None:
     return rest or None
 
 
+def _unbox(answer: str | None) -> str | None:
+    """``"$\\boxed{5}$"`` -> ``"5"`` (a final-answer line that boxes its answer); other strings unchanged."""
+    if answer is None:
+        return None
+    return math_boxed(answer) or answer
+
+
+def any_format_answer(text: str) -> str | None:
+    """Format-agnostic final answer: of ``\\boxed{}``, ``The answer is:`` and ``#### n``, the one written
+    last in ``text``; without any of them, the last number (lm-eval's flexible-extract). Used as the
+    flexible score of the ``math`` and ``metamathqa`` schemes, so that a model writing another format
+    than the scorer expects shows up as strict << flexible."""
+    if text is None:
+        return None
+    found = []
+    boxed_at = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if boxed_at >= 0 and (boxed := math_boxed(text)):
+        found.append((boxed_at, boxed))
+    markers = list(_ANSWER_IS_RE.finditer(text))
+    if markers and (stated := the_answer_is(text)):
+        found.append((markers[-1].start(), _unbox(stated)))
+    hashes_at = text.rfind("####")
+    if hashes_at >= 0 and (hashed := gsm8k_strict(text)):
+        found.append((hashes_at, hashed))
+    return max(found)[1] if found else gsm8k_flexible(text)
+
+
 # --------------------------------------------------------------------------- references
 
 _REFERENCE_READERS = {"gsm8k": gsm8k_strict, "math": math_boxed, "metamathqa": the_answer_is}
@@ -253,9 +281,10 @@ def reference_answer(answer_field: str | None, scheme: str) -> str | None:
 
     Read with ``scheme``'s own format first (GSM8K ``#### n``, normalised; MATH the last
     ``\\boxed{}``; MetaMathQA ``The answer is: X``), then with the other two formats in the order
-    of :data:`SCHEMES`, so a GSM8K or MATH reference can score a MetaMathQA-style model. This is the
-    one place that reads references: the data module stores its result as a row's ``target`` and
-    :func:`score` uses it on full answer fields.
+    of :data:`SCHEMES`, so a GSM8K or MATH reference can score a MetaMathQA-style model. A found
+    answer that is itself boxed (a MATH solution ending "the answer is $\\boxed{5}$") is unboxed. This
+    is the one place that reads references: the data module stores its result as a row's ``target``
+    and :func:`score` uses it on full answer fields.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scoring scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
@@ -264,7 +293,7 @@ def reference_answer(answer_field: str | None, scheme: str) -> str | None:
     for name in (scheme, *(s for s in SCHEMES if s != scheme)):
         found = _REFERENCE_READERS[name](answer_field)
         if found:
-            return found
+            return _unbox(found)
     return None
 
 
@@ -331,10 +360,12 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
       * ``"math"``: last ``\\boxed{}``, compared after :func:`normalize_math`
         (or numerically). ``target`` may be a bare answer or a solution containing
         ``\\boxed{}``. Returns ``extracted``, ``correct``, ``correct_exact``
-        (``prediction_text.strip() == target.strip()``).
-      * ``"metamathqa"``: text after the last ``The answer is:``; ``target`` may be
-        a bare answer or a full MetaMathQA response. Returns ``extracted``,
-        ``correct``.
+        (``prediction_text.strip() == target.strip()``), ``extracted_flexible``,
+        ``correct_flexible`` (:func:`any_format_answer`).
+      * ``"metamathqa"``: text after the last ``The answer is:`` (unboxed); ``target``
+        may be a bare answer, a full MetaMathQA response, a GSM8K answer or a MATH
+        solution. Returns ``extracted``, ``correct``, ``extracted_flexible``,
+        ``correct_flexible`` (:func:`any_format_answer`).
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scoring scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
@@ -355,13 +386,11 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
     if scheme == "math":
         ref = reference_answer(target, scheme) or target
         extracted = math_boxed(prediction_text)
-        return {
-            "extracted": extracted,
-            "correct": answers_equal(extracted, ref),
-            "correct_exact": prediction_text.strip() == target.strip(),
-        }
-
-    # metamathqa
-    ref = reference_answer(target, scheme) or target.strip().rstrip(".")
-    extracted = the_answer_is(prediction_text)
-    return {"extracted": extracted, "correct": answers_equal(extracted, ref)}
+        strict = {"extracted": extracted, "correct": answers_equal(extracted, ref),
+                  "correct_exact": prediction_text.strip() == target.strip()}
+    else:  # metamathqa
+        ref = reference_answer(target, scheme) or target.strip().rstrip(".")
+        extracted = _unbox(the_answer_is(prediction_text))
+        strict = {"extracted": extracted, "correct": answers_equal(extracted, ref)}
+    flexible = any_format_answer(prediction_text)
+    return {**strict, "extracted_flexible": flexible, "correct_flexible": answers_equal(flexible, ref)}

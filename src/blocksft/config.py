@@ -6,12 +6,13 @@ value and what is allowed; ``train.py`` prints it and exits with status 2.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.answers import SCHEMES
 from blocksft.data.collate import TAIL_PADDINGS
@@ -36,6 +37,28 @@ def decode_block_lengths(cfg: DictConfig) -> tuple[int, ...]:
     value = cfg.decode.block_length
     values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     return tuple(values)
+
+
+def with_eval_benchmark(cfg: DictConfig) -> DictConfig:
+    """The config an evaluation runs with: in ``mode=eval`` with ``eval.benchmark`` set (the paper
+    presets set GSM8K or MATH test), a copy whose ``data`` is ``eval.benchmark.data`` (resolved in the
+    original config, so ``${data.response_len}`` there means the training data's) and whose
+    ``eval.split`` is ``eval.benchmark.split``; otherwise ``cfg`` itself. Raises ``ConfigError`` for a
+    malformed ``eval.benchmark``."""
+    benchmark = cfg.eval.get("benchmark")
+    if benchmark is None:
+        return cfg
+    _require(isinstance(benchmark, DictConfig) and isinstance(benchmark.get("data"), DictConfig)
+             and isinstance(benchmark.get("split"), str), "eval.benchmark", benchmark,
+             "null or {data: <a data config, e.g. /data@eval.benchmark.data: gsm8k>, split: <its split>}")
+    if cfg.mode != "eval":
+        return cfg
+    data = OmegaConf.to_container(benchmark.data, resolve=True)
+    evaluated = copy.deepcopy(cfg)
+    with open_dict(evaluated):
+        evaluated.data = data
+        evaluated.eval.split = benchmark.split
+    return evaluated
 
 
 def _require(condition: bool, key: str, value, allowed: str) -> None:
@@ -118,6 +141,12 @@ def validate_config(cfg: DictConfig) -> None:
                  f"a multiple of the number of decoding blocks ({num_blocks} for block_length {block_length})")
     _require(_is_number(decode.temperature) and decode.temperature >= 0, "decode.temperature", decode.temperature, "a number >= 0")
     _require(decode.remasking in REMASKINGS, "decode.remasking", decode.remasking, f"one of {', '.join(REMASKINGS)}")
+    threshold = decode.get("confidence_threshold")
+    _require(threshold is None or (_is_number(threshold) and 0 < threshold <= 1), "decode.confidence_threshold",
+             threshold, "null (fixed per-step schedule) or a number in (0, 1]")
+    if threshold is not None:
+        _require(decode.remasking == "low_confidence", "decode.remasking", decode.remasking,
+                 f"low_confidence with decode.confidence_threshold={threshold}")
     prefix_cache = decode.get("prefix_cache", False)
     _require(isinstance(prefix_cache, bool), "decode.prefix_cache", prefix_cache, "true or false")
     if prefix_cache:  # the key/value cache exists in the tiny backbone only; fail before training, not after

@@ -42,11 +42,28 @@ support ``past_key_values`` / ``use_cache`` and say so with ``supports_prefix_ca
 (``blocksft.models.tiny.TinyDiffusionLM`` does); any other model raises ``ValueError`` (no silent
 fall-back to exact decoding, so a result is never mislabelled). Forward calls (NFE) are the same as
 exact decoding; each call after a block's first processes ``L - block_start`` positions instead of ``L``.
+
+**Confidence-threshold decoding (``confidence_threshold=t``, config ``decode=semi_ar_threshold``)**, as
+Fast-dLLM's parallel decoding: at each step every still-masked position of the current block whose
+confidence (softmax probability of its proposal) is ``>= t`` is committed, and always at least the most
+confident one; a block ends as soon as it has no masked position left. ``steps`` then plays no part
+(only its divisibility is checked), and the number of forwards per block is data-dependent, between
+1 and ``block_length``. Rows are independent: a row whose block is complete is still carried through
+the batch's forwards but commits nothing, so batched output equals batch-1 output. It combines with
+``prefix_cache``. Only ``remasking="low_confidence"`` (a threshold on random scores means nothing).
+
+**Cost (``return_stats=True``)** :class:`DecodeStats`, per row: ``nfe``, the forwards the row needed
+(every step of the fixed schedule, so ``steps``; with a threshold, the steps at which its current
+block still had a masked position: what decoding it alone would cost), and ``positions_fed``, the
+positions of the row those forwards processed, left padding excluded (``P_i + gen_length`` per exact
+forward, ``L - block_start`` per cached one; twice that with ``cfg_scale > 0``). Both are therefore the
+same batched and at batch size 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +71,17 @@ import torch.nn.functional as F
 REMASKING_MODES = ("low_confidence", "random")
 
 __all__ = [
-    "REMASKING_MODES", "add_gumbel_noise", "generate", "generate_batched", "num_transfer_tokens", "supports_prefix_cache",
+    "REMASKING_MODES", "DecodeStats", "add_gumbel_noise", "generate", "generate_batched", "num_transfer_tokens",
+    "supports_prefix_cache",
 ]
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    """Per-row decoding cost (see the module docstring): ``nfe`` and ``positions_fed``, long [B]."""
+
+    nfe: torch.Tensor
+    positions_fed: torch.Tensor
 
 
 def num_transfer_tokens(block_mask: torch.Tensor, steps: int) -> torch.Tensor:
@@ -93,7 +119,8 @@ def add_gumbel_noise(
     return logits.exp() / (-torch.log(noise)) ** temperature
 
 
-def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking) -> tuple[int, int]:
+def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking,
+                confidence_threshold=None) -> tuple[int, int]:
     if gen_length <= 0:
         raise ValueError(f"gen_length={gen_length}: must be positive")
     if block_length <= 0:
@@ -109,6 +136,11 @@ def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remaski
         raise ValueError(f"temperature={temperature}: must be >= 0")
     if cfg_scale < 0:
         raise ValueError(f"cfg_scale={cfg_scale}: must be >= 0")
+    if confidence_threshold is not None:
+        if not 0 < confidence_threshold <= 1:
+            raise ValueError(f"confidence_threshold={confidence_threshold}: must be in (0, 1] or None")
+        if remasking != "low_confidence":
+            raise ValueError(f"confidence_threshold={confidence_threshold} needs remasking='low_confidence', got {remasking!r}")
     return num_blocks, steps // num_blocks
 
 
@@ -143,13 +175,16 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     prefix_cache: bool = False,
-) -> torch.LongTensor:
-    """Decode ``gen_length`` tokens after ``prompt`` [B, P]; returns long [B, P + gen_length].
+    confidence_threshold: float | None = None,
+    return_stats: bool = False,
+) -> torch.LongTensor | tuple[torch.LongTensor, DecodeStats]:
+    """Decode ``gen_length`` tokens after ``prompt`` [B, P]; returns long [B, P + gen_length]
+    (and its :class:`DecodeStats` with ``return_stats=True``).
 
     ``model(x)`` (or ``model(x, attention_mask=m)`` when ``attention_mask`` [B, P] is given; it is
     extended with ones over the canvas) must return an object with ``.logits`` [B, L, V]; the logit of
     ``mask_id`` is ignored (never predicted). The model
-    is called exactly ``steps`` times (twice the batch when ``cfg_scale > 0``); put it in eval mode
+    is called exactly ``steps`` times with the fixed schedule (twice the batch when ``cfg_scale > 0``); put it in eval mode
     yourself. Random draws (Gumbel noise, ``"random"`` confidences) all come from ``generator``.
 
     ``cfg_scale > 0`` applies LLaDA's classifier-free guidance: the unconditional pass sees the
@@ -159,11 +194,17 @@ def generate(
     the module docstring); the model is then also called with ``use_cache=True`` (first step of a
     block) or ``past_key_values=...`` (other steps; input ``x[:, block_start:]``).
 
+    ``confidence_threshold=t`` replaces the fixed per-step counts by Fast-dLLM's threshold rule
+    (module docstring); the model is then called until every block is complete, at most
+    ``gen_length`` times.
+
     Raises ``ValueError`` if ``gen_length % block_length != 0``, ``steps % num_blocks != 0``,
-    ``remasking`` is not ``"low_confidence"``/``"random"``, ``temperature``/``cfg_scale`` < 0, or
+    ``remasking`` is not ``"low_confidence"``/``"random"``, ``temperature``/``cfg_scale`` < 0,
+    ``confidence_threshold`` is outside (0, 1] or used without low-confidence remasking, or
     ``prefix_cache`` is asked of a model without ``supports_prefix_cache``.
     """
-    num_blocks, steps_per_block = _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking)
+    num_blocks, steps_per_block = _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking,
+                                              confidence_threshold)
     if prompt.dim() != 2:
         raise ValueError(f"prompt: expected shape [B, P], got {tuple(prompt.shape)}")
     if prefix_cache and not supports_prefix_cache(model):
@@ -187,6 +228,11 @@ def generate(
     if cfg_scale > 0 and full_mask is not None:
         full_mask = torch.cat([full_mask, full_mask], dim=0)
 
+    real_len = (attention_mask.to(device).sum(dim=1).long() if attention_mask is not None
+                else torch.full((batch,), prompt_len, dtype=torch.long, device=device)) + gen_length  # [B]
+    nfe = torch.zeros(batch, dtype=torch.long, device=device)
+    positions_fed = torch.zeros(batch, dtype=torch.long, device=device)
+    passes = 2 if cfg_scale > 0 else 1
     ranks = torch.arange(block_length, device=device)
     for block in range(num_blocks):
         start = prompt_len + block * block_length
@@ -194,8 +240,20 @@ def generate(
         counts = num_transfer_tokens(x[:, start:end] == mask_id, steps_per_block)  # [B, steps_per_block]
         prefix_key_values = None
 
-        for step in range(steps_per_block):
+        step = 0
+        while True:
             candidates = x[:, start:end] == mask_id  # [B, block_length]
+            if confidence_threshold is None:  # fixed schedule: every row takes every step
+                if step == steps_per_block:
+                    break
+                needs_step = torch.ones(batch, dtype=torch.bool, device=device)
+            else:  # threshold: a row needs a step while its block has a masked position
+                needs_step = candidates.any(dim=1)
+                if not needs_step.any():
+                    break
+            fed = real_len if not prefix_cache or step == 0 else torch.full_like(real_len, length - start)
+            nfe += needs_step.long()
+            positions_fed += needs_step.long() * fed * passes
             model_input = x
             if cfg_scale > 0:
                 unconditional = x.clone()
@@ -234,11 +292,17 @@ def generate(
             confidence = confidence.masked_fill(~candidates, float("-inf"))
 
             # 3. per-row top-k with a per-row k: rank the block once, keep ranks below k
-            k = counts[:, step]  # [B]
+            if confidence_threshold is None:
+                k = counts[:, step]  # [B]
+            else:  # every candidate at or above the threshold (they rank first), at least the top one
+                k = (confidence >= confidence_threshold).sum(dim=1).clamp(min=1) * needs_step.long()
             order = confidence.argsort(dim=1, descending=True, stable=True)  # [B, block_length]
             commit = torch.zeros_like(candidates).scatter(1, order, ranks[None, :] < k[:, None])
             x[:, start:end] = torch.where(commit, x0, x[:, start:end])
+            step += 1
 
+    if return_stats:
+        return x, DecodeStats(nfe=nfe, positions_fed=positions_fed)
     return x
 
 
@@ -263,16 +327,20 @@ def generate_batched(
     mask_id: int,
     generator: torch.Generator | None = None,
     prefix_cache: bool = False,
-) -> list[torch.LongTensor]:
-    """Decode prompts of different lengths in one batch; returns one long [gen_length] canvas each.
+    confidence_threshold: float | None = None,
+    return_stats: bool = False,
+) -> list[torch.LongTensor] | tuple[list[torch.LongTensor], DecodeStats]:
+    """Decode prompts of different lengths in one batch; returns one long [gen_length] canvas each
+    (and the batch's :class:`DecodeStats` with ``return_stats=True``).
 
     Prompts (1-D tensors or lists of ids) are left-padded with ``pad_id`` to the longest, with an
-    ``attention_mask`` marking the padding, and passed to :func:`generate` (``prefix_cache`` too). The model must honour
-    ``attention_mask`` (ignore padded keys, count positions over real tokens) for the result to
-    match per-prompt decoding.
+    ``attention_mask`` marking the padding, and passed to :func:`generate` (``prefix_cache`` and
+    ``confidence_threshold`` too). The model must honour ``attention_mask`` (ignore padded keys, count
+    positions over real tokens) for the result to match per-prompt decoding.
     """
     if len(prompts) == 0:
-        return []
+        empty = torch.zeros(0, dtype=torch.long)
+        return ([], DecodeStats(empty, empty)) if return_stats else []
     device = next((p.device for p in prompts if isinstance(p, torch.Tensor)), None)
     if device is None:
         device = _model_device(model)
@@ -296,5 +364,10 @@ def generate_batched(
         attention_mask=attention_mask,
         generator=generator,
         prefix_cache=prefix_cache,
+        confidence_threshold=confidence_threshold,
+        return_stats=return_stats,
     )
+    if return_stats:
+        out, stats = out
+        return [canvas for canvas in out[:, longest:]], stats
     return [canvas for canvas in out[:, longest:]]

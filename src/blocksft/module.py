@@ -7,7 +7,8 @@ Lightning's distribution strategy (DDP, FSDP, DeepSpeed)."""
 from __future__ import annotations
 
 import functools
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import lightning as L
@@ -16,6 +17,7 @@ import torch
 from blocksft.answers import score
 from blocksft.decoding import generate
 from blocksft.errors import NonFiniteLossError
+from blocksft.eval_metrics import decode_cost, device_description
 from blocksft.masking import MaskingStrategy
 from blocksft.objective import masked_diffusion_step
 from blocksft.optim import warmup_cosine_factor
@@ -25,17 +27,23 @@ MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first 
 RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
 
 
+def answer_lengths(canvas: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Generated canvas [B, gen_length] -> long [B]: tokens before the first EOS of each row."""
+    is_eos = canvas == eos_id
+    return torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
+
+
 def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
     """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
-    is_eos = canvas == tokenizer.eos_token_id
-    length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
+    length = answer_lengths(canvas, tokenizer.eos_token_id)
     return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
     """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score.
-    ``prefix_cache`` selects the approximate prefix-KV-cached decoder (see ``blocksft.decoding``)."""
+    ``prefix_cache`` selects the approximate prefix-KV-cached decoder, ``confidence_threshold`` the
+    Fast-dLLM threshold rule instead of the fixed per-step counts (see ``blocksft.decoding``)."""
 
     gen_length: int
     block_lengths: tuple[int, ...]
@@ -43,6 +51,7 @@ class DecodeSettings:
     temperature: float = 0.0
     remasking: str = "low_confidence"
     prefix_cache: bool = False
+    confidence_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class DiffusionSFTModule(L.LightningModule):
         self.active_block_counts: Counter = Counter()
         self.mask_generator = torch.Generator().manual_seed(seed)
         self.eval_records: list[dict] = []
+        self.decode_seconds: defaultdict[int, float] = defaultdict(float)  # per decode block length
         self._rng_state_to_restore: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------- training
@@ -203,11 +213,13 @@ class DiffusionSFTModule(L.LightningModule):
     # ----------------------------------------------------------------------------- evaluation
     def on_test_epoch_start(self) -> None:
         self.eval_records = []
+        self.decode_seconds = defaultdict(float)
 
     def test_step(self, batch: dict, batch_index: int) -> None:
         prompt_ids, attention_mask = batch["prompt_ids"], batch["attention_mask"]
         for block_length in self.decode.block_lengths:
-            output = generate(
+            started = time.perf_counter()
+            output, stats = generate(
                 self.model,
                 prompt_ids,
                 steps=self.decode.steps,
@@ -218,11 +230,19 @@ class DiffusionSFTModule(L.LightningModule):
                 mask_id=self.mask_id,
                 attention_mask=attention_mask,
                 prefix_cache=self.decode.prefix_cache,
+                confidence_threshold=self.decode.confidence_threshold,
+                return_stats=True,
             )
-            texts = self.decode_responses(output[:, prompt_ids.shape[1]:])
-            for prompt, target, index, text in zip(batch["prompt"], batch["target"], batch["index"], texts):
+            if output.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
+                torch.cuda.synchronize(output.device)
+            self.decode_seconds[block_length] += time.perf_counter() - started
+            canvas = output[:, prompt_ids.shape[1]:]
+            texts = self.decode_responses(canvas)
+            answer_tokens = answer_lengths(canvas, self.eos_id).tolist()
+            for row, (prompt, target, index, text) in enumerate(zip(batch["prompt"], batch["target"], batch["index"], texts)):
                 record = {"index": int(index), "decode_block_length": block_length, "prompt": prompt,
-                          "generation": text, "target": target}
+                          "generation": text, "target": target, "nfe": int(stats.nfe[row]),
+                          "positions_fed": int(stats.positions_fed[row]), "answer_tokens": answer_tokens[row]}
                 record.update(score(text, target, self.answer_scheme))
                 self.eval_records.append(record)
 
@@ -230,11 +250,27 @@ class DiffusionSFTModule(L.LightningModule):
         return response_texts(canvas, self.tokenizer)
 
     def on_test_epoch_end(self) -> None:
+        costs = self.decode_cost_by_decode_block()
         for block_length, metrics in self.accuracy_by_decode_block().items():
             prefix = f"{self.eval_name}/"
             suffix = "" if block_length == self.decode.block_lengths[0] else f"@block{block_length}"
-            for name, value in metrics.items():
-                self.log(f"{prefix}{name}{suffix}", value)
+            numbers = {k: v for k, v in costs.get(block_length, {}).items() if isinstance(v, (int, float))}
+            for name, value in {**metrics, **numbers}.items():
+                if value is not None:
+                    self.log(f"{prefix}{name}{suffix}", float(value))
+
+    def decode_cost_by_decode_block(self) -> dict[int, dict]:
+        """{decode block length: :func:`blocksft.eval_metrics.decode_cost`} over ``eval_records``."""
+        device = device_description(self.device)
+        summary: dict[int, dict] = {}
+        for block_length in self.decode.block_lengths:
+            records = [r for r in self.eval_records if r["decode_block_length"] == block_length]
+            if records:
+                summary[block_length] = decode_cost(
+                    [r["nfe"] for r in records], [r["positions_fed"] for r in records],
+                    [r["answer_tokens"] for r in records], self.decode_seconds[block_length],
+                    self.decode.gen_length, device)
+        return summary
 
     def accuracy_by_decode_block(self) -> dict[int, dict[str, float]]:
         """{decode block length: {"accuracy": strict, "accuracy_flexible": ...}} over ``eval_records``."""

@@ -72,6 +72,11 @@ class RunResult:
     accuracy_flexible_by_decode_block: dict = field(default_factory=dict)
     eval_split: str | None = None
     eval_size: int | None = None
+    answer_scheme: str | None = None  # the rule behind ``accuracy`` (``data.answer_scheme``)
+    decode_cost: dict = field(default_factory=dict)  # primary decode block: NFE, positions fed, problems/s, ...
+    decode_cost_by_decode_block: dict = field(default_factory=dict)  # {"8": decode_cost, ...}
+    answer_format_mismatch: bool | None = None  # strict and flexible accuracy differ by > 20 points
+    answer_format_warning: str | None = None
     final_train_loss: float | None = None
     active_block_counts: dict = field(default_factory=dict)  # {"block index": samples}
     dropped_rows: dict = field(default_factory=dict)  # {"split/reason": rows}
@@ -112,9 +117,13 @@ class RunResult:
         values: dict[str, Any] = {name: as_int(raw.get(name)) for name in ints}
         values.update({name: as_float(raw.get(name)) for name in floats})
         values.update({name: _as_str(raw.get(name)) for name in ("status", "mode", "study", "strategy", "eval_split",
-                                                                   "git_commit", "ckpt_path", "error")})
+                                                                   "git_commit", "ckpt_path", "error", "answer_scheme",
+                                                                   "answer_format_warning")})
         values.update({name: _as_dict(raw.get(name)) for name in ("budget", "active_block_counts", "dropped_rows",
-                                                                   "config")})
+                                                                   "config", "decode_cost",
+                                                                   "decode_cost_by_decode_block")})
+        mismatch = raw.get("answer_format_mismatch")
+        values["answer_format_mismatch"] = mismatch if isinstance(mismatch, bool) else None
         values.update({name: _float_map(raw.get(name)) for name in ("accuracy_by_decode_block",
                                                                      "accuracy_flexible_by_decode_block")})
         values["status"] = values["status"] or ""

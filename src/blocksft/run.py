@@ -25,10 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
-from blocksft.config import check_runtime, decode_block_lengths, validate_config
+from blocksft.config import check_runtime, decode_block_lengths, validate_config, with_eval_benchmark
 from blocksft.datamodule import DiffusionSFTDataModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
 from blocksft.errors import ConfigError, DataError
+from blocksft.eval_metrics import evaluation_fields
 from blocksft.masking import MaskingStrategy
 from blocksft.models import build_model, build_tokenizer, export_model, load_exported
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
@@ -111,6 +112,9 @@ def load_for_eval(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> dict:
     validate_config(cfg)
+    if (evaluated := with_eval_benchmark(cfg)) is not cfg:  # mode=eval of a preset: its benchmark's data and split
+        cfg = evaluated
+        validate_config(cfg)
     check_runtime(cfg)
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
@@ -139,7 +143,8 @@ def run(cfg: DictConfig) -> dict:
         optimizer=instantiate(cfg.optim.optimizer),
         schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
         decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature,
-                              cfg.decode.remasking, cfg.decode.get("prefix_cache", False)),
+                              cfg.decode.remasking, cfg.decode.get("prefix_cache", False),
+                              cfg.decode.get("confidence_threshold")),
         loss_weighting=cfg.objective.weighting,
         token_budget=cfg.budget.value if cfg.budget.kind == "tokens" else None,
         token_count=cfg.budget.get("count", "eligible"),
@@ -192,6 +197,8 @@ def run(cfg: DictConfig) -> dict:
                               final_train_loss)
     if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return result
+    if result.answer_format_warning:
+        log.warning("%s", result.answer_format_warning)
     write_jsonl_atomic(output_dir / "generations.jsonl", module.eval_records)
     write_result(output_dir / "results.json", result)
     log_samples(loggers, module.eval_records)
@@ -225,6 +232,9 @@ def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Tra
         accuracy_flexible_by_decode_block={str(k): v.get("accuracy_flexible") for k, v in by_block.items()},
         eval_split=cfg.eval.split,
         eval_size=len(datamodule.eval_set),
+        # decoding cost (NFE, positions fed, problems/s, tokens/s, device) and the answer-format check
+        answer_scheme=cfg.data.answer_scheme,
+        **evaluation_fields(by_block, module.decode_cost_by_decode_block(), module.decode.block_lengths[0]),
         final_train_loss=final_train_loss,
         active_block_counts={str(k): v for k, v in sorted(module.active_block_counts.items())},
         dropped_rows=dict(datamodule.dropped),
