@@ -27,9 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
 from blocksft.config import ConfigError, check_runtime, decode_block_lengths, validate_config
+from blocksft.data.documents import build_document_datamodule
 from blocksft.datamodule import DataError, DiffusionSFTDataModule
+from blocksft.heldout_loss import DocumentLossModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
-from blocksft.models import build_model, build_tokenizer, export_model, load_exported
+from blocksft.models import build_model, export_model, load_exported
+from blocksft.models.init_from import load_initial_model
+from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.redact import redact
 
@@ -81,6 +85,8 @@ def batch_plan(cfg: DictConfig) -> BatchPlan:
 
 def build_datamodule(cfg: DictConfig, tokenizer) -> DiffusionSFTDataModule:
     data = cfg.data
+    if data.get("format") == "documents":
+        return build_document_datamodule(cfg, tokenizer, batch_plan(cfg).micro_batch)
     return DiffusionSFTDataModule(
         instantiate(data.source),
         tokenizer,
@@ -135,14 +141,14 @@ def load_for_eval(cfg: DictConfig):
     """(model, tokenizer) for mode=eval from a run dir, an export folder (merged, or a peft adapter
     naming its base), a .ckpt file, or, with no ckpt_path, the pretrained ``model.name_or_path`` (hf)."""
     if cfg.ckpt_path is None:
-        tokenizer = build_tokenizer(cfg.model)
+        tokenizer = build_run_tokenizer(cfg)
         return build_model(OmegaConf.merge(cfg.model, {"lora": {"enabled": False}}), tokenizer), tokenizer
     path = Path(str(cfg.ckpt_path))
     if path.is_dir():
         export = path / "export"
         is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
         return load_exported(export if is_export else path, cfg.model)
-    tokenizer = build_tokenizer(cfg.model)
+    tokenizer = build_run_tokenizer(cfg)
     model = build_model(cfg.model, tokenizer)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
@@ -159,11 +165,11 @@ def run(cfg: DictConfig) -> dict:
     log.info("config:\n%s", OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    if cfg.mode == "eval":
+    if cfg.mode == "eval" and cfg.model.get("init_from") is None:
         model, tokenizer = load_for_eval(cfg)
-    else:
-        tokenizer = build_tokenizer(cfg.model)
-        model = build_model(cfg.model, tokenizer)
+        model_cfg, started_from = cfg.model, None
+    else:  # model.init_from (an export, run folder or .ckpt), else a fresh model
+        model, tokenizer, model_cfg, started_from = load_initial_model(cfg, train=cfg.mode == "train")
     strategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     datamodule = build_datamodule(cfg, tokenizer)
     datamodule.setup("fit")
@@ -171,7 +177,8 @@ def run(cfg: DictConfig) -> dict:
     schedule_steps, max_steps = planned_steps(cfg, strategy, datamodule) if cfg.mode == "train" else (1, 0)
 
     block_lengths = decode_block_lengths(cfg)
-    module = DiffusionSFTModule(
+    module_class = DocumentLossModule if cfg.data.get("format") == "documents" else DiffusionSFTModule
+    module = module_class(
         model,
         tokenizer,
         strategy,
@@ -219,7 +226,7 @@ def run(cfg: DictConfig) -> dict:
         if "train/loss" in trainer.callback_metrics:
             final_train_loss = float(trainer.callback_metrics["train/loss"])
         if trainer.is_global_zero:
-            export_model(module.model, tokenizer, output_dir / "export", cfg.model)
+            export_model(module.model, tokenizer, output_dir / "export", model_cfg)
 
     eval_started = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -246,6 +253,8 @@ def run(cfg: DictConfig) -> dict:
         "eval_split": cfg.eval.split,
         "eval_size": len(datamodule.eval_set),
         "final_train_loss": final_train_loss,
+        "eval_loss": getattr(module, "eval_loss", None),
+        "init_from": started_from,
         "active_block_counts": {str(k): v for k, v in sorted(module.active_block_counts.items())},
         "dropped_rows": dict(datamodule.dropped),
         "num_parameters": sum(p.numel() for p in model.parameters()),
