@@ -212,8 +212,8 @@ def load_hf_export(model_cfg: DictConfig, source: InitSource, *, train: bool):
             log.info("continuing the adapter of %s (its own r/alpha/targets; model.lora.* sizes are not used)", source.path)
             plain = OmegaConf.merge(settings, {"lora": {"enabled": False}, "gradient_checkpointing": False})
             return build_hf_backbone(model, plain, len(tokenizer), train=True), tokenizer, settings
-        if train:
-            model = model.merge_and_unload()
+        if train:  # full fine-tuning of base + adapter; peft froze the base weights
+            model = model.merge_and_unload().requires_grad_(True)
     return build_hf_backbone(model, settings, len(tokenizer), train=train), tokenizer, settings
 
 
