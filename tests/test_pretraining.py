@@ -91,3 +91,13 @@ def test_pretrain_base_smoke_writes_an_export_that_loads_back(tmp_path):
     assert tokenizer.mask_token == "[MASK]" and tokenizer.eos_token == "[EOS]"
     saved = json.loads((tmp_path / "export" / "blocksft_model.json").read_text())
     assert saved["tokenizer"] == "bpe" and saved["hidden_size"] == model.config.hidden_size
+
+
+def test_corpus_can_mix_in_reasoning_gym_paragraphs():
+    source = ProceduralCorpusSource({"train": 30}, seed=0, formats={"chain": 1.0, "reasoning_gym": 1.0},
+                                    reasoning_gym_tasks=["chain_sum"], reasoning_gym_size=50, **CORPUS)
+    documents = source.load()["train"]
+    assert any("Q: " in text and "\nA: " in text for text in documents)
+    assert any("Result: " in text for text in documents)
+    with pytest.raises(ValueError, match="reasoning_gym_tasks"):
+        ProceduralCorpusSource({"train": 1}, formats={"reasoning_gym": 1.0})
