@@ -2,7 +2,9 @@
 
 Builds the run's model, data and module exactly as ``train.py`` does (``blocksft.run``), then times
 ``--steps`` optimizer steps (training step + backward + AdamW) after ``--warmup`` untimed ones, and
-prints parameters, sequence length, wall and CPU seconds per step. CPU seconds (all threads of this
+prints parameters, sequence length, wall and CPU seconds per step. ``--decode N`` also times one
+decoding pass (``decode.*`` of the config, first block length) over N evaluation prompts of an SFT
+data config. CPU seconds (all threads of this
 process) do not depend on other jobs sharing the machine; wall seconds do, so both are printed, with
 the load average. No output folder, checkpoint or logger is written.
 """
@@ -31,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--decode", type=int, default=0, help="time decoding of this many evaluation prompts")
     args, overrides = parser.parse_known_args()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["paths.output_dir=/tmp/step-cost", *quote_numeric_group_overrides(overrides)])
@@ -60,6 +63,25 @@ def main() -> None:
     print(f"parameters={parameters} batch={batch['input_ids'].shape[0]} sequence={batch['input_ids'].shape[1]} "
           f"threads={torch.get_num_threads()} wall_s_per_step={wall / args.steps:.3f} "
           f"cpu_s_per_step={cpu / args.steps:.3f} loadavg={os.getloadavg()[0]:.1f} last_loss={loss.item():.3f}")
+    if args.decode:
+        time_decoding(cfg, model.eval(), tokenizer, datamodule, args.decode)
+
+
+@torch.no_grad()
+def time_decoding(cfg, model, tokenizer, datamodule, count: int) -> None:
+    from blocksft.config import decode_block_lengths
+    from blocksft.decoding import generate
+
+    batch = datamodule.eval_collator([datamodule.eval_set[i] for i in range(min(count, len(datamodule.eval_set)))])
+    block_length = decode_block_lengths(cfg)[0]
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
+    generate(model, batch["prompt_ids"], steps=cfg.decode.steps, gen_length=cfg.decode.gen_length,
+             block_length=block_length, temperature=cfg.decode.temperature, remasking=cfg.decode.remasking,
+             mask_id=tokenizer.mask_token_id, attention_mask=batch["attention_mask"])
+    wall, cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
+    print(f"decode prompts={batch['prompt_ids'].shape[0]} prompt_width={batch['prompt_ids'].shape[1]} "
+          f"gen_length={cfg.decode.gen_length} steps={cfg.decode.steps} block_length={block_length} "
+          f"wall_s={wall:.2f} cpu_s={cpu:.2f} loadavg={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -101,3 +101,16 @@ def test_corpus_can_mix_in_reasoning_gym_paragraphs():
     assert any("Result: " in text for text in documents)
     with pytest.raises(ValueError, match="reasoning_gym_tasks"):
         ProceduralCorpusSource({"train": 1}, formats={"reasoning_gym": 1.0})
+
+
+def test_pretraining_resumes_from_its_last_checkpoint_with_the_same_bpe_ids(tmp_path):
+    common = ["experiment=pretrain_base", "debug=smoke", "checkpoint.every_n_train_steps=3", "skip_completed=false"]
+    first = run_train([*common, "budget.value=6"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    vocabulary = (tmp_path / "export" / "tokenizer.json").read_text()
+    resumed = run_train([*common, "budget.value=9"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 9 and results["ckpt_path"].endswith("last.ckpt")
+    assert (tmp_path / "export" / "tokenizer.json").read_text() == vocabulary  # retrained BPE: same ids

@@ -29,8 +29,8 @@ from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint
 from blocksft.config import ConfigError, check_runtime, decode_block_lengths, validate_config
 from blocksft.data.documents import build_document_datamodule
 from blocksft.datamodule import DataError, DiffusionSFTDataModule
-from blocksft.heldout_loss import DocumentLossModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
+from blocksft.heldout_loss import DocumentLossModule
 from blocksft.models import build_model, export_model, load_exported
 from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
