@@ -27,6 +27,8 @@ def test_every_option_of_every_group_composes_and_validates(group):
             overrides.append("model.trust_remote_code=true")  # an explicit opt-in, refused without it
         if group == "data" and option == "jsonl":
             overrides.append("data.source.files={train: t.jsonl}")  # required (???): no default files
+        if group == "strategy" and option == "pretrain":
+            overrides.append("data=pretrain_corpus")  # whole-document masking needs documents
         validate_config(compose_config(overrides))
 
 

@@ -98,6 +98,8 @@ def validate_data(data: DictConfig) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
+    from blocksft.data.documents import validate_documents  # deferred: it imports the data module
+
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} is required but not set (it is ??? in its config file); "
@@ -115,6 +117,7 @@ def validate_config(cfg: DictConfig) -> None:
         value = cfg.data[key]
         _require(_is_int(value) and value > 0, f"data.{key}", value, "a positive integer")
     validate_data(cfg.data)
+    validate_documents(cfg)
 
     masking = cfg.strategy.masking
     if "eps" in masking:
@@ -179,8 +182,8 @@ def validate_config(cfg: DictConfig) -> None:
     _require(_is_int(cfg.eval.batch_size) and cfg.eval.batch_size > 0, "eval.batch_size", cfg.eval.batch_size, "a positive integer")
 
     if cfg.mode == "eval" and cfg.model.kind != "hf":
-        _require(cfg.ckpt_path is not None, "ckpt_path", cfg.ckpt_path,
-                 "a run directory, export folder or .ckpt file (mode=eval needs one unless model.kind=hf)")
+        _require(cfg.ckpt_path is not None or cfg.model.get("init_from") is not None, "ckpt_path", cfg.ckpt_path,
+                 "a run directory, export folder or .ckpt file (mode=eval needs one unless model.kind=hf or model.init_from is set)")
     if cfg.ckpt_path is not None:
         _require(Path(str(cfg.ckpt_path)).exists(), "ckpt_path", cfg.ckpt_path, "an existing path")
     validate_model(cfg)
@@ -196,6 +199,12 @@ def validate_model(cfg: DictConfig) -> None:
     reason = _remote_code_reason(cfg)
     _require(trust or reason is None, "model.trust_remote_code", trust,
              f"true ({reason}; set model.trust_remote_code=true to run it)")
+    from blocksft.models.init_from import validate_init_from
+    from blocksft.models.tokenizers import validate_tokenizer_choice
+
+    if model.kind == "tiny":
+        validate_tokenizer_choice(model)
+    validate_init_from(cfg)
     if model.kind != "hf":
         return
     name = model.name_or_path

@@ -288,3 +288,17 @@ class MatchedClassicalMasking(ClassicalMasking):
         loss_mask = eligible & (draws < token_rate[:, None])
         noisy_ids = torch.where(loss_mask, self.mask_id, input_ids)
         return MaskedBatch(noisy_ids, loss_mask, eligible, rate, response_len)
+
+
+class SequenceMasking(ClassicalMasking):
+    """LLaDA's pretraining masking: the whole sequence masked at t ~ U(eps, 1) (each token w.p. t), every
+    masked token in the loss; with ``objective.weighting=elbo`` the loss is LLaDA's 1/t-weighted
+    cross-entropy normalised by the sequence length. Rows must have no prompt (``response_start == 0``,
+    ``data.format=documents``): the sequence is the response."""
+
+    name = "pretrain"
+
+    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
+        if bool((response_start != 0).any()):
+            raise ValueError("strategy=pretrain masks whole documents: rows must have no prompt (data.format=documents)")
+        return super().__call__(input_ids, response_start, response_len, generator, sample_index)

@@ -78,6 +78,8 @@ class RunResult:
     answer_format_mismatch: bool | None = None  # strict and flexible accuracy differ by > 20 points
     answer_format_warning: str | None = None
     final_train_loss: float | None = None
+    eval_loss: float | None = None  # held-out masked-diffusion loss (pretraining on documents), else None
+    init_from: dict | None = None  # model.init_from: {"path", "kind", "sha256": {file: digest}}, else None
     active_block_counts: dict = field(default_factory=dict)  # {"block index": samples}
     dropped_rows: dict = field(default_factory=dict)  # {"split/reason": rows}
     num_parameters: int | None = None
@@ -113,7 +115,8 @@ class RunResult:
         known = {f.name for f in fields(cls)} - {"extra"}
         ints = ("block_size", "decode_block_length", "seed", "steps", "supervised_tokens", "eligible_tokens",
                 "eval_size", "num_parameters")
-        floats = ("accuracy", "accuracy_flexible", "final_train_loss", "train_seconds", "eval_seconds", "wall_seconds")
+        floats = ("accuracy", "accuracy_flexible", "final_train_loss", "eval_loss", "train_seconds", "eval_seconds",
+                  "wall_seconds")
         values: dict[str, Any] = {name: as_int(raw.get(name)) for name in ints}
         values.update({name: as_float(raw.get(name)) for name in floats})
         values.update({name: _as_str(raw.get(name)) for name in ("status", "mode", "study", "strategy", "eval_split",
@@ -122,6 +125,7 @@ class RunResult:
         values.update({name: _as_dict(raw.get(name)) for name in ("budget", "active_block_counts", "dropped_rows",
                                                                    "config", "decode_cost",
                                                                    "decode_cost_by_decode_block")})
+        values["init_from"] = _as_dict(raw["init_from"]) if isinstance(raw.get("init_from"), dict) else None
         mismatch = raw.get("answer_format_mismatch")
         values["answer_format_mismatch"] = mismatch if isinstance(mismatch, bool) else None
         values.update({name: _float_map(raw.get(name)) for name in ("accuracy_by_decode_block",

@@ -26,12 +26,16 @@ from omegaconf import DictConfig, OmegaConf
 from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
 from blocksft.config import check_runtime, decode_block_lengths, validate_config, with_eval_benchmark
+from blocksft.data.documents import datamodule_from_config
 from blocksft.datamodule import DiffusionSFTDataModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
 from blocksft.errors import ConfigError, DataError
 from blocksft.eval_metrics import evaluation_fields
+from blocksft.heldout_loss import DocumentLossModule
 from blocksft.masking import MaskingStrategy
-from blocksft.models import build_model, build_tokenizer, export_model, load_exported
+from blocksft.models import build_model, export_model, load_exported
+from blocksft.models.init_from import load_initial_model
+from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.redact import redact
 from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
@@ -96,14 +100,14 @@ def load_for_eval(cfg: DictConfig):
     """(model, tokenizer) for mode=eval from a run dir, an export folder (merged, or a peft adapter
     naming its base), a .ckpt file, or, with no ckpt_path, the pretrained ``model.name_or_path`` (hf)."""
     if cfg.ckpt_path is None:
-        tokenizer = build_tokenizer(cfg.model)
+        tokenizer = build_run_tokenizer(cfg)
         return build_model(OmegaConf.merge(cfg.model, {"lora": {"enabled": False}}), tokenizer), tokenizer
     path = Path(str(cfg.ckpt_path))
     if path.is_dir():
         export = path / "export"
         is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
         return load_exported(export if is_export else path, cfg.model)
-    tokenizer = build_tokenizer(cfg.model)
+    tokenizer = build_run_tokenizer(cfg)
     model = build_model(cfg.model, tokenizer)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
@@ -123,20 +127,21 @@ def run(cfg: DictConfig) -> dict:
     log.info("config:\n%s", OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    if cfg.mode == "eval":
+    if cfg.mode == "eval" and cfg.model.get("init_from") is None:
         model, tokenizer = load_for_eval(cfg)
-    else:
-        tokenizer = build_tokenizer(cfg.model)
-        model = build_model(cfg.model, tokenizer)
+        model_cfg, started_from = cfg.model, None
+    else:  # model.init_from (an export, run folder or .ckpt), else a fresh model
+        model, tokenizer, model_cfg, started_from = load_initial_model(cfg, train=cfg.mode == "train")
     masking: MaskingStrategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     plan = batch_plan(cfg)
-    datamodule = DiffusionSFTDataModule.from_config(cfg, tokenizer, plan)
+    datamodule = datamodule_from_config(cfg, tokenizer, plan)
     datamodule.setup("fit")
     log.info("example training row (%s):\n%s", cfg.strategy.name, describe_masking(masking, datamodule, tokenizer))
     schedule_steps, max_steps = planned_steps(cfg, masking, datamodule) if cfg.mode == "train" else (1, 0)
 
     block_lengths = decode_block_lengths(cfg)
-    module = DiffusionSFTModule(
+    module_class = DocumentLossModule if cfg.data.get("format") == "documents" else DiffusionSFTModule
+    module = module_class(
         model,
         tokenizer,
         masking,
@@ -185,7 +190,7 @@ def run(cfg: DictConfig) -> dict:
         if "train/loss" in trainer.callback_metrics:
             final_train_loss = float(trainer.callback_metrics["train/loss"])
         if trainer.is_global_zero:
-            export_model(module.model, tokenizer, output_dir / "export", cfg.model)
+            export_model(module.model, tokenizer, output_dir / "export", model_cfg)
 
     eval_started = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -194,7 +199,7 @@ def run(cfg: DictConfig) -> dict:
     resumed = str(resume_from) if resume_from is not None else cfg.ckpt_path
     result = completed_result(cfg, module, trainer, datamodule, resumed, logged_config,
                               {"train": train_seconds, "eval": eval_seconds, "wall": time.perf_counter() - started},
-                              final_train_loss)
+                              final_train_loss, started_from)
     if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return result
     if result.answer_format_warning:
@@ -209,9 +214,10 @@ def run(cfg: DictConfig) -> dict:
 
 def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Trainer,
                      datamodule: DiffusionSFTDataModule, ckpt_path: str | None, logged_config: dict,
-                     seconds: dict[str, float], final_train_loss: float | None) -> RunResult:
-    """The record of a finished run: what it trained on, what it scored (per decoding block length),
-    what it cost (``seconds``: train, eval, wall)."""
+                     seconds: dict[str, float], final_train_loss: float | None,
+                     started_from: dict | None = None) -> RunResult:
+    """The record of a finished run: what it started from (``model.init_from``), what it trained on,
+    what it scored (per decoding block length), what it cost (``seconds``: train, eval, wall)."""
     by_block = module.accuracy_by_decode_block()
     primary = by_block.get(module.decode.block_lengths[0], {})
     return RunResult(
@@ -236,6 +242,8 @@ def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Tra
         answer_scheme=cfg.data.answer_scheme,
         **evaluation_fields(by_block, module.decode_cost_by_decode_block(), module.decode.block_lengths[0]),
         final_train_loss=final_train_loss,
+        eval_loss=getattr(module, "eval_loss", None),
+        init_from=started_from,
         active_block_counts={str(k): v for k, v in sorted(module.active_block_counts.items())},
         dropped_rows=dict(datamodule.dropped),
         num_parameters=sum(p.numel() for p in module.model.parameters()),

@@ -28,7 +28,7 @@ AutoModel.register(TinyDiffusionConfig, TinyDiffusionLM)
 log = logging.getLogger(__name__)
 
 MODEL_KINDS = ("tiny", "hf")
-TOKENIZER_KINDS = ("char",)
+TOKENIZER_KINDS = ("char", "auto")  # auto = char here; models.tokenizers resolves init_from, bpe and folders
 EXPORT_CONFIG = "blocksft_model.json"
 
 

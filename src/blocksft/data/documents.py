@@ -1,0 +1,110 @@
+"""Plain documents for masked-diffusion pretraining (``data.format=documents``).
+
+A document is one text field (``data.text_field``) with no prompt: it becomes the whole sequence,
+``[document][EOS][EOS tail ...]`` of exactly ``data.response_len`` tokens, so a training row has
+``response_start = 0`` and the masking strategy sees the full sequence (``strategy=pretrain``:
+LLaDA's pretraining objective). Documents longer than ``response_len - 1`` tokens are dropped
+(``document_longer_than_response_len``), never cut; empty ones are dropped as ``empty_document``.
+
+``DocumentDataModule`` reuses the SFT data module's stream, resume state and Arrow cache; its test
+loader yields training-layout batches of the held-out split, scored by a held-out loss
+(``blocksft.heldout_loss``), not by decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datasets import Dataset
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from blocksft.data.prepare import prepare_split
+from blocksft.datamodule import DiffusionSFTDataModule
+from blocksft.distributed import BatchPlan
+from blocksft.errors import ConfigError
+
+DATA_FORMATS = ("prompt_response", "documents")
+
+
+@dataclass(frozen=True)
+class DocumentSettings:
+    """Everything that decides a prepared document besides the tokenizer and the rows (cache key)."""
+
+    text_field: str
+    response_len: int
+
+
+class DocumentPreparer:
+    """Batched ``datasets.map`` function: documents -> the prepared-row schema of
+    ``blocksft.data.prepare`` (empty prompt, the document as the answer)."""
+
+    def __init__(self, tokenizer, settings: DocumentSettings, origin_label: str) -> None:
+        self.tokenizer, self.settings, self.origin_label = tokenizer, settings, origin_label
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        texts = [text if isinstance(text, str) else "" for text in batch[self.settings.text_field]]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        reasons = ["empty_document" if not text.strip() else
+                   "document_longer_than_response_len" if len(row) + 1 > self.settings.response_len else ""
+                   for text, row in zip(texts, ids)]
+        size = len(indices)
+        return {"prompt": [""] * size, "target": [""] * size, "prompt_ids": [[] for _ in range(size)],
+                "answer_ids": [row if not reason else [] for row, reason in zip(ids, reasons)],
+                "drop_reason": reasons, "origin": [f"{self.origin_label} row {i}" for i in indices]}
+
+
+class DocumentDataModule(DiffusionSFTDataModule):
+    """Training and held-out batches of documents (see the module docstring)."""
+
+    def __init__(self, source, tokenizer, *, text_field: str = "text", **kwargs) -> None:
+        super().__init__(source, tokenizer, question_field=text_field, answer_field=text_field,
+                         prompt_template="{question}", chat_template=False, max_prompt_len=1, **kwargs)
+        self.text_field = text_field
+
+    def _prepare(self, raw: Dataset, split: str, tokenizer_hash: str) -> Dataset:
+        preparer = DocumentPreparer(self.tokenizer, DocumentSettings(self.text_field, self.response_len),
+                                    self.source.describe(split))
+        prepared = prepare_split(raw, preparer, split=split, tokenizer_hash=tokenizer_hash,
+                                 cache_dir=self.cache_dir, num_proc=self.num_proc)
+        self.dropped.update(prepared.dropped)
+        self.first_dropped.update(prepared.first_dropped)
+        self.cache_reused[split] = prepared.cache_reused
+        return prepared.dataset
+
+    def test_dataloader(self) -> DataLoader:
+        """The held-out documents in order, in the training layout (for the held-out loss)."""
+        return DataLoader(self.eval_set.with_format(columns=["prompt_ids", "answer_ids", "index"]),
+                          batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.train_collator)
+
+
+def datamodule_from_config(cfg: DictConfig, tokenizer, plan: BatchPlan) -> DiffusionSFTDataModule:
+    """The run's data module: plain documents (``data.format=documents``, pretraining) or prompt/response rows."""
+    if cfg.data.get("format") == "documents":
+        return build_document_datamodule(cfg, tokenizer, plan.micro_batch)
+    return DiffusionSFTDataModule.from_config(cfg, tokenizer, plan)
+
+
+def build_document_datamodule(cfg: DictConfig, tokenizer, micro_batch: int) -> DocumentDataModule:
+    data = cfg.data
+    return DocumentDataModule(
+        instantiate(data.source), tokenizer, text_field=data.text_field, response_len=data.response_len,
+        batch_size=micro_batch, eval_batch_size=data.eval_batch_size, eval_split=cfg.eval.split,
+        eval_size=cfg.eval.size, max_train_rows=data.get("max_train_rows"), num_workers=data.num_workers,
+        num_proc=data.get("num_proc", 1), cache_dir=data.get("cache_dir"), seed=cfg.seed)
+
+
+def validate_documents(cfg: DictConfig) -> None:
+    """``data.format`` and what it implies: documents need ``data.text_field``; ``strategy=pretrain``
+    (whole-sequence masking) needs documents."""
+    data_format = cfg.data.get("format", "prompt_response")
+    if data_format not in DATA_FORMATS:
+        raise ConfigError(f"data.format={data_format!r} is invalid: allowed one of {', '.join(DATA_FORMATS)}")
+    if data_format == "documents":
+        field = cfg.data.get("text_field")
+        if not isinstance(field, str) or not field:
+            raise ConfigError(f"data.text_field={field!r} is invalid: allowed a non-empty field name (data.format=documents)")
+    elif cfg.strategy.name == "pretrain":
+        raise ConfigError(f"strategy=pretrain is invalid with data.format={data_format}: allowed data.format=documents "
+                          "(pretraining masks whole documents; e.g. experiment=pretrain_base)")
