@@ -61,6 +61,33 @@ def test_strategies_instantiate(name):
     assert type(instantiate(cfg.strategy.masking, mask_id=1)).__name__.lower().startswith(name)
 
 
+NEW_STRATEGIES = {"blockwise_all_blocks": "AllBlocksMasking", "blockwise_complementary": "ComplementaryMasking"}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_STRATEGIES))
+@pytest.mark.parametrize("rows", ["batch", "expand"])
+def test_multirow_strategies_compose_with_every_knob(name, rows):
+    overrides = [f"strategy={name}", "block=4", f"strategy.masking.rows={rows}", "strategy.masking.p_min=0.1",
+                 "strategy.masking.p_max=0.9", "strategy.masking.tail_eos_in_loss=2"]
+    cfg = compose_config(overrides)
+    validate_config(cfg)
+    strategy = instantiate(cfg.strategy.masking, mask_id=1)
+    assert type(strategy).__name__ == NEW_STRATEGIES[name] and cfg.strategy.name == name
+    assert (strategy.block_size, strategy.rows, strategy.p_min, strategy.p_max, strategy.tail_eos_in_loss) == (4, rows, 0.1, 0.9, 2)
+
+
+@pytest.mark.parametrize("name", ["classical", "blockwise", "blockwise_unaligned", "classical_matched",
+                                  "blockwise_visible_future", "blockwise_all_blocks", "blockwise_complementary"])
+def test_rate_range_and_eos_tail_compose_for_every_strategy(name):
+    default = instantiate(compose_config([f"strategy={name}"]).strategy.masking, mask_id=1)
+    assert (default.p_min, default.p_max, default.tail_eos_in_loss) == (1e-3, 1.0, None)  # today's behaviour
+    cfg = compose_config([f"strategy={name}", "strategy.masking.p_min=0.3", "strategy.masking.p_max=0.8",
+                          "strategy.masking.tail_eos_in_loss=0"])
+    validate_config(cfg)
+    strategy = instantiate(cfg.strategy.masking, mask_id=1)
+    assert (strategy.p_min, strategy.p_max, strategy.tail_eos_in_loss) == (0.3, 0.8, 0)
+
+
 def test_resolved_config_prints_readably():
     text = OmegaConf.to_yaml(compose_config(), resolve=True)
     assert "name: classical" in text and "gen_length: 32" in text and "block_length: 8" in text
@@ -79,6 +106,16 @@ def test_resolved_config_prints_readably():
         ("strategy=blockwise strategy.masking.prefix_mask_rate=1.2", "strategy.masking.prefix_mask_rate"),
         ("strategy=blockwise strategy.masking.suffix_mask_prob=-0.5", "strategy.masking.suffix_mask_prob"),
         ("strategy=blockwise strategy.masking.block_sampling=cyclic", "strategy.masking.block_sampling"),
+        ("strategy.masking.p_min=0.6 strategy.masking.p_max=0.4", "strategy.masking.p_min"),
+        ("strategy=blockwise strategy.masking.p_min=0.5 strategy.masking.p_max=0.5", "strategy.masking.p_min"),
+        ("strategy.masking.eps=0.5 strategy.masking.p_max=0.3", "strategy.masking.p_min"),
+        ("strategy.masking.p_min=0", "strategy.masking.p_min"),
+        ("strategy=blockwise_all_blocks strategy.masking.p_max=1.2", "strategy.masking.p_max"),
+        ("strategy.masking.tail_eos_in_loss=-1", "strategy.masking.tail_eos_in_loss"),
+        ("strategy=classical_matched strategy.masking.tail_eos_in_loss=1.5", "strategy.masking.tail_eos_in_loss"),
+        ("strategy=blockwise_all_blocks strategy.masking.rows=all", "strategy.masking.rows"),
+        ("strategy=blockwise_complementary data.batch_size=15", "data.batch_size"),
+        ("strategy=blockwise_complementary data.batch_size=12 data.micro_batch_size=3", "data.batch_size"),
         ("budget.value=0", "budget.value"),
         ("budget=tokens budget.count=all", "budget.count"),
         ("decode.remasking=greedy", "decode.remasking"),

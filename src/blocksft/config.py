@@ -22,6 +22,7 @@ from blocksft.decoding import REMASKING_MODES as REMASKINGS
 from blocksft.errors import ConfigError
 from blocksft.masking import BLOCK_SAMPLINGS
 from blocksft.models import MODEL_KINDS
+from blocksft.multirow import ROW_PLANS
 from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
 from blocksft.models.lora import LORA_EXPORTS
 from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
@@ -96,6 +97,19 @@ def validate_data(data: DictConfig) -> None:
                  paths, "a path or a non-empty list of paths")
 
 
+def _validate_rate_range_and_tail(masking: DictConfig) -> None:
+    """``p_min``/``p_max`` (p ~ U(p_min, p_max); p_min null = eps) and ``tail_eos_in_loss``."""
+    p_min, p_max = masking.get("p_min"), masking.get("p_max", 1.0)
+    _require(p_min is None or (_is_number(p_min) and 0.0 < p_min < 1.0), "strategy.masking.p_min", p_min,
+             "null (= eps) or a number in the open interval (0, 1)")
+    _require(_is_number(p_max) and 0.0 < p_max <= 1.0, "strategy.masking.p_max", p_max, "a number in (0, 1]")
+    low = masking.get("eps", 1e-3) if p_min is None else p_min
+    _require(low < p_max, "strategy.masking.p_min", low, f"below strategy.masking.p_max={p_max} (p_min >= p_max)")
+    tail = masking.get("tail_eos_in_loss")
+    _require(tail is None or (_is_int(tail) and tail >= 0), "strategy.masking.tail_eos_in_loss", tail,
+             "null (every EOS of the tail) or an integer >= 0")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
     from blocksft.data.documents import validate_documents  # deferred: it imports the data module
@@ -126,6 +140,18 @@ def validate_config(cfg: DictConfig) -> None:
         if key in masking:
             value = masking[key]
             _require(_is_number(value) and 0.0 <= value <= 1.0, f"strategy.masking.{key}", value, "a number in [0, 1]")
+    _validate_rate_range_and_tail(masking)
+    if "rows" in masking:
+        rows = masking.rows
+        _require(rows in ROW_PLANS, "strategy.masking.rows", rows, f"one of {', '.join(ROW_PLANS)}")
+        if rows == "batch" and str(masking.get("_target_", "")).endswith("ComplementaryMasking"):
+            try:
+                micro = plan_batches(cfg.data.batch_size, cfg.data.get("micro_batch_size"), world_size(cfg.trainer)).micro_batch
+            except ValueError:
+                micro = 0  # a bad batch plan is reported below, with its own key
+            _require(micro % 2 == 0, "data.batch_size", cfg.data.batch_size,
+                     f"a batch with an even number of rows per device and micro-step (now {micro}) "
+                     "for complementary mask pairs with strategy.masking.rows=batch")
     if "block_sampling" in masking:
         _require(masking.block_sampling in BLOCK_SAMPLINGS, "strategy.masking.block_sampling", masking.block_sampling, f"one of {', '.join(BLOCK_SAMPLINGS)}")
     _require(cfg.objective.weighting in WEIGHTINGS, "objective.weighting", cfg.objective.weighting, f"one of {', '.join(WEIGHTINGS)}")

@@ -125,7 +125,9 @@ class DiffusionSFTModule(L.LightningModule):
             raise NonFiniteLossError(f"train/loss is {loss.item()} at step {self.global_step}; "
                                      "the last good checkpoint is kept in checkpoints/last.ckpt")
         self._count_tokens(masked, batch["index"])
-        batch_size = batch["input_ids"].shape[0]
+        batch_size = masked.noisy_ids.shape[0]  # rows: the batch's samples, or more/fewer (blocksft.multirow)
+        self.log("train/rows", float(batch_size), batch_size=batch_size)
+        self.log("train/source_samples", float(masked.num_source_samples), batch_size=batch_size)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/mask_rate", masked.mask_rate.mean(), batch_size=batch_size)
         self.log("train/masked_fraction", masked.loss_mask.sum() / masked.eligible_mask.sum().clamp_min(1), batch_size=batch_size)

@@ -54,11 +54,12 @@ def masked_diffusion_step(model, batch: dict[str, torch.Tensor], masked, weighti
     benchmark times. ``model`` offers ``encode(ids, attention_mask) -> hidden [B, L, H]`` and
     ``project(hidden [N, H]) -> logits [N, V]``; ``batch`` holds ``input_ids`` and ``attention_mask``
     [B, L]; ``masked`` is the strategy's ``MaskedBatch``."""
-    # 1. Encode the noisy input up to the LM head.
-    hidden = model.encode(masked.noisy_ids, batch["attention_mask"])
-    # 2. Apply the head at the loss positions only (N of B x L), never over the whole vocabulary grid.
+    # 1. Encode the noisy input up to the LM head (a strategy may give several rows per sample:
+    #    ``rows_of`` lays the per-sample tensors out as its rows).
+    hidden = model.encode(masked.noisy_ids, masked.rows_of(batch["attention_mask"]))
+    # 2. Apply the head at the loss positions only (N of R x L), never over the whole vocabulary grid.
     rows, cols = masked.loss_mask.nonzero(as_tuple=True)
     logits = model.project(hidden[rows, cols])
     # 3. Masked cross-entropy against the clean tokens.
-    return masked_diffusion_loss(logits, batch["input_ids"][rows, cols], rows, masked.mask_rate,
+    return masked_diffusion_loss(logits, masked.rows_of(batch["input_ids"])[rows, cols], rows, masked.mask_rate,
                                  masked.response_len, weighting)

@@ -80,7 +80,7 @@ def planned_steps(cfg: DictConfig, masking: MaskingStrategy, datamodule: Diffusi
     collated = datamodule.train_collator([datamodule.train_set[i] for i in range(min(len(datamodule.train_set), 2048))])
     per_sample = masking.expected_eligible(collated["loss_scope_len"]).mean().item()
     if budget.count == "masked":
-        per_sample *= (1.0 + cfg.strategy.masking.eps) / 2.0
+        per_sample *= masking.expected_mask_rate()
     expected = math.ceil(budget.value / (per_sample * cfg.data.batch_size))
     return min(expected, budget.max_steps), budget.max_steps
 
@@ -88,12 +88,15 @@ def planned_steps(cfg: DictConfig, masking: MaskingStrategy, datamodule: Diffusi
 def describe_masking(masking: MaskingStrategy, datamodule: DiffusionSFTDataModule, tokenizer) -> str:
     """One training row before and after masking (with a copy of the strategy and its own generator,
     so the run's random streams and block pools are untouched): a visual check of the setup."""
-    batch = datamodule.train_collator([datamodule.train_set[0]])
+    batch = datamodule.train_collator([datamodule.train_set[0]] * 2)  # two copies: strategies that pair rows
     masked = copy.deepcopy(masking).mask_batch(batch, torch.Generator().manual_seed(0))
     start = int(batch["response_start"][0])
     clean = tokenizer.decode(batch["input_ids"][0, start:].tolist())
-    noisy = tokenizer.decode(masked.noisy_ids[0, start:].tolist()).replace(tokenizer.mask_token, "_")
-    return f"response: {clean!r}\nmasked:   {noisy!r} (p={float(masked.mask_rate[0]):.2f})"
+    lines = [f"response: {clean!r}"]
+    for row in range(1 if masked.source_row is None else 2):  # several rows per sample: show two of them
+        noisy = tokenizer.decode(masked.noisy_ids[row, start:].tolist()).replace(tokenizer.mask_token, "_")
+        lines.append(f"masked:   {noisy!r} (p={float(masked.mask_rate[row]):.2f})")
+    return "\n".join(lines)
 
 
 def load_for_eval(cfg: DictConfig):
