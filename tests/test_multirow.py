@@ -247,3 +247,22 @@ def test_smoke_run_of_each_new_strategy_logs_rows_and_source_samples(strategy, r
         assert sources == [8.0] * 10  # 8 pairs of rows
     rates = [float(row["train/mask_rate"]) for row in steps]
     assert all(0.1 <= r <= 0.9 for r in rates)
+
+
+# ---------------------------------------------------------------------------------- budget accounting
+@pytest.mark.parametrize("cls, rows", [(BlockwiseMasking, None), (AllBlocksMasking, "batch"), (AllBlocksMasking, "expand"),
+                                       (ComplementaryMasking, "batch"), (ComplementaryMasking, "expand")])
+def test_expected_tokens_per_batch_slot_match_what_a_step_spends(cls, rows):
+    """Token budgets size their step count as expected_eligible(scope).mean() x batch size (x E[p] for
+    ``budget.count=masked``): the tokens a step really spends must match."""
+    strategy = make(cls, **({} if rows is None else {"rows": rows}), p_min=0.2, p_max=0.6)
+    generator, eligible, supervised, steps = torch.Generator().manual_seed(0), 0, 0, 200
+    for step in range(steps):
+        ids, start, scope = make_batch(batch_size=16, seed=step)
+        out = strategy(ids, start, scope, generator, torch.arange(16) + 16 * step)
+        eligible += int(out.eligible_mask.sum())
+        supervised += int(out.loss_mask.sum())
+    ids, start, scope = make_batch(batch_size=4000, seed=10_000)
+    expected = strategy.expected_eligible(scope).mean().item() * 16 * steps
+    assert abs(eligible / expected - 1) < 0.06
+    assert abs(supervised / (expected * strategy.expected_mask_rate()) - 1) < 0.08
