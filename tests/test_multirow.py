@@ -266,3 +266,20 @@ def test_expected_tokens_per_batch_slot_match_what_a_step_spends(cls, rows):
     expected = strategy.expected_eligible(scope).mean().item() * 16 * steps
     assert abs(eligible / expected - 1) < 0.06
     assert abs(supervised / (expected * strategy.expected_mask_rate()) - 1) < 0.08
+
+
+def test_complementary_run_killed_and_resumed_gives_the_same_bits(tmp_path):
+    """Complementary masks keep blockwise's block pools: a SIGKILLed run resumes to the same weights."""
+    from conftest import ROOT, run_train
+
+    run = ["debug=smoke", "strategy=blockwise_complementary", "budget.value=20", "checkpoint.every_n_train_steps=10",
+           "seed=3", "logger=csv", "strategy.masking.tail_eos_in_loss=1"]
+    kill = ["+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=15"]
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    assert run_train(run, straight).returncode == 0
+    killed = run_train([*run, *kill], crashed, env={"PYTHONPATH": str(ROOT / "tests" / "helpers")})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run_train(run, crashed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    weights = [(d / "export" / "model.safetensors").read_bytes() for d in (straight, crashed)]
+    assert weights[0] == weights[1]
