@@ -31,7 +31,11 @@ from blocksft.datamodule import DataError, DiffusionSFTDataModule
 from blocksft.distributed import BatchPlan, plan_batches, world_size
 from blocksft.models import build_model, build_tokenizer, export_model, load_exported
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
+from blocksft.progress import progress_callbacks
 from blocksft.redact import redact
+from blocksft.run_identity import (apply_run_record, check_folder, completed_results, identity_fields, job_identity,
+                                   read_json, remove_unclaimed_folder,
+                                   restore_hydra_files, short_hash, write_run_record)
 
 log = logging.getLogger("blocksft")
 
@@ -156,7 +160,8 @@ def run(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     logged_config = redact(OmegaConf.to_container(cfg, resolve=True))
-    log.info("config:\n%s", OmegaConf.to_yaml(logged_config))
+    _, digest = job_identity(cfg)
+    log.info("config (%s):\n%s", short_hash(digest), OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     if cfg.mode == "eval":
@@ -208,9 +213,12 @@ def run(cfg: DictConfig) -> dict:
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks,
+    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty())
+    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
+                                     callbacks=callbacks + progress, enable_progress_bar=progress_bar,
                                      plugins=checkpoint_plugins(cfg), accumulate_grad_batches=batch_plan(cfg).accumulate)
 
+    write_run_record(output_dir, logged_config, digest, git_commit())  # the folder belongs to this config from here
     train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
         fit_started = time.perf_counter()
@@ -256,6 +264,7 @@ def run(cfg: DictConfig) -> dict:
         "ckpt_path": str(resume_from) if resume_from is not None else cfg.ckpt_path,
         "config": logged_config,
     }
+    results.update(identity_fields(cfg, digest))
     if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return results
     write_jsonl_atomic(output_dir / "generations.jsonl", module.eval_records)
@@ -283,9 +292,9 @@ def close_loggers() -> None:
 def record_failure(cfg: DictConfig, error: BaseException) -> None:
     """Write ``results.json`` with ``status: failed`` so a sweep report can list the failed job
     (never over a completed result)."""
-    if completed_results(cfg) is not None:
-        return
     path = Path(cfg.paths.output_dir) / "results.json"
+    if (read_json(path) or {}).get("status") == "completed":
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {
         "status": "failed",
@@ -298,25 +307,24 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
     })
 
 
-def completed_results(cfg: DictConfig) -> dict | None:
-    """The run directory's results.json if it records a completed run of the same mode."""
-    path = Path(cfg.paths.output_dir) / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return results if results.get("status") == "completed" and results.get("mode") == cfg.mode else None
-
-
 def main(cfg: DictConfig) -> dict | None:
-    if cfg.get("skip_completed", True) and (done := completed_results(cfg)) is not None:
-        log.info("skipping: %s already holds a completed results.json", cfg.paths.output_dir)
-        return done
+    """The command-line task: checks the job (its values, and that its folder holds no other config's
+    run), skips it if its folder holds a completed run of this config, else runs it. A ``ConfigError``
+    is one line on stderr and exit 2, and removes the folder if this command only just created it."""
+    cfg = apply_run_record(cfg)  # mode=eval of a recorded run: labels and model from that run
+    output_dir = Path(cfg.paths.output_dir)
     try:
+        validate_config(cfg)
+        view, digest = job_identity(cfg)
+        check_folder(output_dir, view, digest)
+        if cfg.get("skip_completed", True) and (done := completed_results(output_dir, cfg.mode, digest)) is not None:
+            log.info("skipping: %s already holds a completed results.json of this config (%s)", output_dir,
+                     short_hash(digest))
+            return done
         return run(cfg)
     except ConfigError as error:
+        remove_unclaimed_folder(output_dir, Path(cfg.paths.log_dir))
+        restore_hydra_files(output_dir)
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
     except DataError as error:  # the message names the file; recorded so a sweep report lists the job
