@@ -89,7 +89,8 @@ def test_check_folder_accepts_the_owner_and_refuses_others(tmp_path):
 
 def test_fingerprint_ignores_output_and_logging_keys_only():
     base = job_identity(compose_config(["debug=smoke"]))[1]
-    same = ["logger=none", "paths.log_dir=/elsewhere", "progress.every_n_steps=7", "checkpoint.every_n_train_steps=3"]
+    same = ["logger=none", "paths.log_dir=/elsewhere", "progress.every_n_steps=7", "checkpoint.every_n_train_steps=3",
+            "+callbacks.kill._target_=callbacks.KillAtStep", "data.num_workers=1"]
     assert job_identity(compose_config(["debug=smoke", *same]))[1] == base
     for changed in ("optim.optimizer.lr=0.01", "data.source.sizes.train=128", "decode.steps=16", "mode=eval"):
         assert job_identity(compose_config(["debug=smoke", changed]))[1] != base, changed

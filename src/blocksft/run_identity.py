@@ -35,9 +35,11 @@ from blocksft.redact import redact
 RUN_RECORD = "run_config.json"
 RESULTS = "results.json"
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
-#: how data is cached or loaded in parallel, and how often it checkpoints (resume is exact).
+#: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
+#: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
+#: callback that crashed it is the same run; a callback that changes training must go in a real key).
 IGNORED_KEYS: tuple[str, ...] = (
-    "hydra", "paths", "logger", "progress", "skip_completed", "resume", "run_name", "checkpoint",
+    "hydra", "paths", "logger", "progress", "skip_completed", "resume", "run_name", "checkpoint", "callbacks",
     "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "data.num_workers", "data.num_proc", "data.cache_dir", "data.source.cache_dir",
 )
