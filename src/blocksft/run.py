@@ -218,7 +218,8 @@ def run(cfg: DictConfig) -> dict:
                                      callbacks=callbacks + progress, enable_progress_bar=progress_bar,
                                      plugins=checkpoint_plugins(cfg), accumulate_grad_batches=batch_plan(cfg).accumulate)
 
-    write_run_record(output_dir, logged_config, digest, git_commit())  # the folder belongs to this config from here
+    if trainer.is_global_zero:  # the folder belongs to this config from here on
+        write_run_record(output_dir, logged_config, digest, git_commit())
     train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
         fit_started = time.perf_counter()

@@ -137,7 +137,7 @@ def write_run_record(folder: Path, config: dict, digest: str, git_commit: str | 
     if path.is_file():
         return
     hydra_files = {p.name: redact(p.read_text()) for p in sorted((folder / ".hydra").glob("*.yaml"))}
-    temporary = path.with_suffix(".json.tmp")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_text(json.dumps({"config_fingerprint": digest, "git_commit": git_commit, "config": config,
                                      "hydra_files": hydra_files}, indent=2, default=str))
     os.replace(temporary, path)
