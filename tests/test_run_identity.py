@@ -183,8 +183,9 @@ def test_require_path_names_the_key_and_the_accepted_kinds(tmp_path):
 # ----------------------------------------------------------------------------------- 6. progress without a TTY
 
 def test_redirected_output_gets_progress_lines_with_total_loss_rate_and_eta(trained):
-    _, result = trained
+    run_dir, result = trained
     output = result.stdout + result.stderr
+    assert "train step 10/10 (100%)" in (run_dir / "train.log").read_text(), "the log file shows progress too"
     lines = [line for line in output.splitlines() if "train step " in line]
     assert [line.split("train step ")[1].split()[0] for line in lines] == ["5/10", "10/10"], lines
     assert all(" loss " in line and "supervised tok/s" in line and "ETA " in line for line in lines)
