@@ -157,6 +157,7 @@ def run(cfg: DictConfig) -> dict:
     validate_config(cfg)
     check_runtime(cfg)
     started = time.perf_counter()
+    commit = git_commit()  # read at the start: the code this run imported, whatever the checkout becomes later
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     logged_config = redact(OmegaConf.to_container(cfg, resolve=True))
@@ -219,7 +220,7 @@ def run(cfg: DictConfig) -> dict:
                                      plugins=checkpoint_plugins(cfg), accumulate_grad_batches=batch_plan(cfg).accumulate)
 
     if trainer.is_global_zero:  # the folder belongs to this config from here on
-        write_run_record(output_dir, logged_config, digest, git_commit())
+        write_run_record(output_dir, logged_config, digest, commit)
     train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
         fit_started = time.perf_counter()
@@ -261,7 +262,7 @@ def run(cfg: DictConfig) -> dict:
         "train_seconds": round(train_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
         "wall_seconds": round(time.perf_counter() - started, 2),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "ckpt_path": str(resume_from) if resume_from is not None else cfg.ckpt_path,
         "config": logged_config,
     }
