@@ -11,6 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from blocksft.cli import quote_numeric_group_overrides
+from blocksft.run_identity import register_resolvers
+
+register_resolvers()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -183,10 +183,12 @@ def test_paper_experiments_set_the_papers_recipe(experiment, type_prefix):
 
 
 @pytest.mark.parametrize("data", ["gsm8k", "math"])
-def test_paper_experiment_evaluation_command_composes(data):
+def test_paper_experiment_evaluation_command_composes(data, tmp_path):
     experiment = "paper_gsm8k" if data == "gsm8k" else "paper_math"
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "adapter_config.json").write_text("{}")  # a run folder with a LoRA adapter export
     cfg = compose_config([f"experiment={experiment}", "mode=eval", f"data={data}", "data.source.type_prefix=null",
-                          "eval.split=test", f"ckpt_path={ROOT}"])
+                          "eval.split=test", f"ckpt_path={tmp_path}"])
     validate_config(cfg)
     assert cfg.data.name == data and cfg.data.source.type_prefix is None
 

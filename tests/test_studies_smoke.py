@@ -25,7 +25,8 @@ def test_smoke_study_runs_and_reports(study, tmp_path):
         trained = [f"ckpt_path={tmp_path / 'trained'}"]
     result = run_train(["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}", *trained], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    sweep_dir = tmp_path / "studies" / study
+    assert not (tmp_path / "studies").exists(), "a smoke sweep must not write into the real study's folder"
+    sweep_dir = tmp_path / "debug" / "studies" / study
     results = [json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")]
     assert len(results) == EXPECTED_JOBS[study] // seeds_in_study(study)
     assert all(r["status"] == "completed" and r["study"] == study for r in results)

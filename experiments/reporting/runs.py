@@ -121,6 +121,8 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
     runs = []
     real_root = root.resolve()
     for job_dir, results_path in job_dirs.items():
+        if "eval" in job_dir.relative_to(root).parts[:-1]:
+            continue  # <job>/eval/<settings>: a mode=eval scoring of a job, not another job
         job = job_dir.relative_to(root).as_posix()
         raw: dict[str, Any] = {"status": "failed", "error": "no results.json"}
         if results_path is not None:

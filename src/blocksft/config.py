@@ -20,6 +20,7 @@ from blocksft.data.prepare import CHAT_TEMPLATE_MODES
 from blocksft.distributed import plan_batches, world_size
 from blocksft.decoding import REMASKING_MODES as REMASKINGS
 from blocksft.errors import ConfigError
+from blocksft.path_kinds import require_path
 from blocksft.masking import BLOCK_SAMPLINGS
 from blocksft.models import MODEL_KINDS
 from blocksft.multirow import ROW_PLANS
@@ -27,10 +28,14 @@ from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
 from blocksft.models.lora import LORA_EXPORTS
 from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
 from blocksft.optim import WARMUP_TYPES
+from blocksft.progress import BAR_MODES
 
 MODES = ("train", "eval")
 BUDGET_KINDS = ("steps", "tokens")
 TOKEN_COUNTS = ("eligible", "masked")
+#: What ``ckpt_path`` may be in each mode (blocksft.path_kinds): train resumes from a checkpoint file
+#: (a run folder resumes by itself); eval loads a run's export, an export folder or a checkpoint.
+CKPT_PATH_KINDS = {"train": ("checkpoint",), "eval": ("run_dir", "export", "checkpoint")}
 
 
 def decode_block_lengths(cfg: DictConfig) -> tuple[int, ...]:
@@ -207,11 +212,16 @@ def validate_config(cfg: DictConfig) -> None:
     _require(eval_size is None or (_is_int(eval_size) and eval_size > 0), "eval.size", eval_size, "a positive integer or null")
     _require(_is_int(cfg.eval.batch_size) and cfg.eval.batch_size > 0, "eval.batch_size", cfg.eval.batch_size, "a positive integer")
 
+    progress = cfg.get("progress") or {}
+    _require(progress.get("bar", "auto") in BAR_MODES, "progress.bar", progress.get("bar"), "auto, true or false")
+    every = progress.get("every_n_steps", 100)
+    _require(_is_int(every) and every >= 0, "progress.every_n_steps", every, "an integer >= 0 (0 = no log lines)")
+
     if cfg.mode == "eval" and cfg.model.kind != "hf":
         _require(cfg.ckpt_path is not None or cfg.model.get("init_from") is not None, "ckpt_path", cfg.ckpt_path,
                  "a run directory, export folder or .ckpt file (mode=eval needs one unless model.kind=hf or model.init_from is set)")
     if cfg.ckpt_path is not None:
-        _require(Path(str(cfg.ckpt_path)).exists(), "ckpt_path", cfg.ckpt_path, "an existing path")
+        require_path("ckpt_path", cfg.ckpt_path, CKPT_PATH_KINDS[cfg.mode])
     validate_model(cfg)
 
 

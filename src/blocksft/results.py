@@ -89,6 +89,9 @@ class RunResult:
     git_commit: str | None = None
     ckpt_path: str | None = None
     config: dict = field(default_factory=dict)  # the resolved, redacted config
+    config_fingerprint: str | None = None  # sha256 of the result-bearing config (blocksft.run_identity)
+    decode: dict = field(default_factory=dict)  # the evaluation's decode settings
+    trained_run: dict | None = None  # mode=eval of a recorded run: {"dir", "config_fingerprint", "config"}
     error: str | None = None  # failed runs: "<ExceptionType>: <message>"
     extra: dict = field(default_factory=dict)  # keys of a newer or older schema, kept as read
 
@@ -121,11 +124,12 @@ class RunResult:
         values.update({name: as_float(raw.get(name)) for name in floats})
         values.update({name: _as_str(raw.get(name)) for name in ("status", "mode", "study", "strategy", "eval_split",
                                                                    "git_commit", "ckpt_path", "error", "answer_scheme",
-                                                                   "answer_format_warning")})
+                                                                   "answer_format_warning", "config_fingerprint")})
         values.update({name: _as_dict(raw.get(name)) for name in ("budget", "active_block_counts", "dropped_rows",
                                                                    "config", "decode_cost",
-                                                                   "decode_cost_by_decode_block")})
-        values["init_from"] = _as_dict(raw["init_from"]) if isinstance(raw.get("init_from"), dict) else None
+                                                                   "decode_cost_by_decode_block", "decode")})
+        for name in ("init_from", "trained_run"):  # None when absent (a fresh start, a training run)
+            values[name] = _as_dict(raw[name]) if isinstance(raw.get(name), dict) else None
         mismatch = raw.get("answer_format_mismatch")
         values["answer_format_mismatch"] = mismatch if isinstance(mismatch, bool) else None
         values.update({name: _float_map(raw.get(name)) for name in ("accuracy_by_decode_block",

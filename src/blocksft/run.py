@@ -37,8 +37,12 @@ from blocksft.models import build_model, export_model, load_exported
 from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
+from blocksft.progress import progress_callbacks
 from blocksft.redact import redact
 from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
+from blocksft.run_identity import (apply_run_record, check_folder, completed_results, identity_fields, job_identity,
+                                   read_json, remove_unclaimed_folder, restore_hydra_files, short_hash,
+                                   write_run_record)
 
 log = logging.getLogger("blocksft")
 
@@ -124,10 +128,12 @@ def run(cfg: DictConfig) -> dict:
         validate_config(cfg)
     check_runtime(cfg)
     started = time.perf_counter()
+    commit = git_commit()  # read at the start: the code this run imported, whatever the checkout becomes later
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     logged_config = redact(OmegaConf.to_container(cfg, resolve=True))
-    log.info("config:\n%s", OmegaConf.to_yaml(logged_config))
+    _, digest = job_identity(cfg)
+    log.info("config (%s):\n%s", short_hash(digest), OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     if cfg.mode == "eval" and cfg.model.get("init_from") is None:
@@ -182,9 +188,13 @@ def run(cfg: DictConfig) -> dict:
     ]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False, callbacks=callbacks,
+    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty())
+    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
+                                     callbacks=callbacks + progress, enable_progress_bar=progress_bar,
                                      plugins=checkpoint_plugins(cfg), accumulate_grad_batches=plan.accumulate)
 
+    if trainer.is_global_zero:  # the folder belongs to this config from here on
+        write_run_record(output_dir, logged_config, digest, commit)
     train_seconds, final_train_loss = 0.0, None
     if cfg.mode == "train":
         fit_started = time.perf_counter()
@@ -202,7 +212,7 @@ def run(cfg: DictConfig) -> dict:
     resumed = str(resume_from) if resume_from is not None else cfg.ckpt_path
     result = completed_result(cfg, module, trainer, datamodule, resumed, logged_config,
                               {"train": train_seconds, "eval": eval_seconds, "wall": time.perf_counter() - started},
-                              final_train_loss, started_from)
+                              final_train_loss, started_from, commit, identity_fields(cfg, digest))
     if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return result
     if result.answer_format_warning:
@@ -218,9 +228,10 @@ def run(cfg: DictConfig) -> dict:
 def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Trainer,
                      datamodule: DiffusionSFTDataModule, ckpt_path: str | None, logged_config: dict,
                      seconds: dict[str, float], final_train_loss: float | None,
-                     started_from: dict | None = None) -> RunResult:
+                     started_from: dict | None, commit: str | None, identity: dict) -> RunResult:
     """The record of a finished run: what it started from (``model.init_from``), what it trained on,
-    what it scored (per decoding block length), what it cost (``seconds``: train, eval, wall)."""
+    what it scored (per decoding block length), what it cost (``seconds``: train, eval, wall), the
+    code it ran (``commit``, read at its start) and its identity (``run_identity.identity_fields``)."""
     by_block = module.accuracy_by_decode_block()
     primary = by_block.get(module.decode.block_lengths[0], {})
     return RunResult(
@@ -253,9 +264,10 @@ def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Tra
         train_seconds=round(seconds["train"], 2),
         eval_seconds=round(seconds["eval"], 2),
         wall_seconds=round(seconds["wall"], 2),
-        git_commit=git_commit(),
+        git_commit=commit,
         ckpt_path=ckpt_path,
         config=logged_config,
+        **identity,
     )
 
 
@@ -276,28 +288,33 @@ def close_loggers() -> None:
 def record_failure(cfg: DictConfig, error: BaseException) -> None:
     """Write ``results.json`` with ``status: failed`` so a sweep report can list the failed job
     (never over a completed result)."""
-    if completed_results(cfg) is not None:
-        return
     path = Path(cfg.paths.output_dir) / "results.json"
+    if (read_json(path) or {}).get("status") == "completed":
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     write_result(path, RunResult(status=FAILED, error=f"{type(error).__name__}: {error}", mode=cfg.mode,
                                  strategy=cfg.strategy.name, block_size=cfg.block.size, seed=cfg.seed,
                                  git_commit=git_commit()))
 
 
-def completed_results(cfg: DictConfig) -> RunResult | None:
-    """The run directory's results.json if it records a completed run of the same mode."""
-    result = read_result(Path(cfg.paths.output_dir) / "results.json")
-    return result if result is not None and result.completed and result.mode == cfg.mode else None
-
-
 def main(cfg: DictConfig) -> RunResult | None:
-    if cfg.get("skip_completed", True) and (done := completed_results(cfg)) is not None:
-        log.info("skipping: %s already holds a completed results.json", cfg.paths.output_dir)
-        return done
+    """The command-line task: checks the job (its values, and that its folder holds no other config's
+    run), skips it if its folder holds a completed run of this config, else runs it. A ``ConfigError``
+    is one line on stderr and exit 2, and removes the folder if this command only just created it."""
+    cfg = apply_run_record(cfg)  # mode=eval of a recorded run: labels and model from that run
+    output_dir = Path(cfg.paths.output_dir)
     try:
+        validate_config(cfg)
+        view, digest = job_identity(cfg)
+        check_folder(output_dir, view, digest)
+        if cfg.get("skip_completed", True) and (done := completed_results(output_dir, cfg.mode, digest)) is not None:
+            log.info("skipping: %s already holds a completed results.json of this config (%s)", output_dir,
+                     short_hash(digest))
+            return RunResult.from_json(done)
         return run(cfg)
     except ConfigError as error:
+        remove_unclaimed_folder(output_dir, Path(cfg.paths.log_dir))
+        restore_hydra_files(output_dir)
         print(f"config error: {error}", file=sys.stderr)
         sys.exit(2)
     except DataError as error:  # the message names the file; recorded so a sweep report lists the job

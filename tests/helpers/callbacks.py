@@ -34,3 +34,20 @@ class DumpWeightsDigest(Callback):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         Path(self.folder, f"weights_rank{trainer.global_rank}.txt").write_text(digest.hexdigest())
+
+
+class KillOnceAtStep(Callback):
+    """SIGKILLs its own process at ``step`` of the job whose output folder name contains ``job``, once:
+    it first creates ``marker``, and never kills while ``marker`` exists (so the same command re-run
+    after the kill goes through)."""
+
+    def __init__(self, step: int, job: str, marker: str) -> None:
+        self.step, self.job, self.marker = step, job, marker
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from pathlib import Path
+
+        if trainer.global_step >= self.step and self.job in Path(trainer.default_root_dir).name:
+            if not Path(self.marker).exists():
+                Path(self.marker).touch()
+                os.kill(os.getpid(), signal.SIGKILL)

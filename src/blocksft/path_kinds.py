@@ -1,0 +1,50 @@
+"""User-facing path arguments: is the path the kind of thing the key accepts?
+
+``require_path(key, value, kinds)`` returns the kind it found, or raises ``ConfigError`` with one line
+naming the key, what the path is, and the accepted kinds, e.g.::
+
+    ckpt_path='runs/x/export' is invalid: allowed a Lightning checkpoint file (.ckpt) (got a folder)
+
+Any config key can use it (``ckpt_path``; ``model.init_from`` when it exists) with its own kinds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from blocksft.errors import ConfigError
+
+
+def _is_export(path: Path) -> bool:
+    return path.is_dir() and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file())
+
+
+#: kind -> (description for the error line, test)
+PATH_KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
+    "checkpoint": ("a Lightning checkpoint file (.ckpt)", lambda p: p.is_file() and p.suffix == ".ckpt"),
+    "run_dir": ("a run folder holding export/", lambda p: _is_export(p / "export")),
+    "export": ("a save_pretrained folder (config.json or adapter_config.json)", _is_export),
+}
+
+
+def describe(path: Path) -> str:
+    if not path.exists():
+        return "nothing exists at that path"
+    if path.is_dir():
+        return "a folder" + (" without export/ (its checkpoints/last.ckpt is a checkpoint file)"
+                             if (path / "checkpoints" / "last.ckpt").is_file() else "")
+    return f"a {path.suffix or 'extensionless'} file"
+
+
+def require_path(key: str, value, kinds: tuple[str, ...]) -> str:
+    """The first of ``kinds`` that ``value`` is; else ``ConfigError`` naming ``key`` and the kinds."""
+    unknown = [kind for kind in kinds if kind not in PATH_KINDS]
+    if unknown:
+        raise ValueError(f"unknown path kinds {unknown}; known: {sorted(PATH_KINDS)}")
+    path = Path(str(value))
+    for kind in kinds:
+        if PATH_KINDS[kind][1](path):
+            return kind
+    allowed = " or ".join(PATH_KINDS[kind][0] for kind in kinds)
+    raise ConfigError(f"{key}={str(value)!r} is invalid: allowed {allowed} (got {describe(path)})")

@@ -1,0 +1,326 @@
+"""What a run *is*, so that runs never mislabel, shadow or overwrite each other.
+
+* ``job_identity(cfg)``: the resolved config without the keys that cannot change a result (output
+  paths, loggers, progress display, cache and worker settings: ``IGNORED_KEYS``), redacted, and its
+  SHA-256 ``fingerprint``. ``short_hash`` (8 hex digits) names folders.
+* ``RUN_RECORD`` (``run_config.json``) is written into a run folder when the run starts: the resolved
+  config and its fingerprint. A folder belongs to the config that wrote it; ``check_folder`` refuses
+  (``ConfigError``, one line naming the differing keys) any other config, so a job is never skipped,
+  resumed or overwritten on the strength of another config's files.
+* ``apply_run_record(cfg)``: ``mode=eval`` of a recorded run takes strategy, block, seed, study and
+  model from that run's record (never ``model.trust_remote_code``, which stays an explicit opt-in);
+  ``eval_dir`` names its folder ``<run>/eval/<decode settings>-<hash>``.
+* ``register_resolvers()``: ``${config_hash:}``, ``${job_dir:<path>}`` and ``${job_subdir:<name>}``
+  for ``conf/hydra`` and the study files. Hydra resolves the run/sweep folder before it creates it,
+  so ``job_dir``/``job_subdir`` validate the job there: a bad value or a folder holding another
+  config's run ends the command with one ``config error`` line (exit 2) before any folder exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from blocksft.config import decode_block_lengths, validate_config
+from blocksft.errors import ConfigError
+from blocksft.redact import redact
+
+RUN_RECORD = "run_config.json"
+RESULTS = "results.json"
+#: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
+#: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
+#: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
+#: callback that crashed it is the same run; a callback that changes training must go in a real key).
+IGNORED_KEYS: tuple[str, ...] = (
+    "hydra", "paths", "logger", "progress", "skip_completed", "resume", "run_name", "checkpoint", "callbacks",
+    "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
+    "data.num_workers", "data.num_proc", "data.cache_dir", "data.source.cache_dir",
+)
+#: Keys ``mode=eval`` takes from the evaluated run's record (what was trained, and its labels).
+TRAINED_KEYS: tuple[str, ...] = ("strategy", "block", "seed", "study", "model")
+
+
+# ----------------------------------------------------------------------------------- fingerprint
+
+def identity_view(container: dict) -> dict:
+    """A copy of a resolved config container without ``IGNORED_KEYS``."""
+    view = copy.deepcopy(container)
+    for dotted in IGNORED_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = view
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return view
+
+
+def fingerprint(view: dict) -> str:
+    """SHA-256 of the canonical JSON of an identity view."""
+    return hashlib.sha256(json.dumps(view, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def short_hash(digest: str) -> str:
+    return digest[:8]
+
+
+def job_identity(cfg: DictConfig) -> tuple[dict, str]:
+    """(identity view, fingerprint) of a composed config. The ignored keys are removed before resolving,
+    so this works before Hydra knows the output folder (``paths.output_dir`` is not resolved)."""
+    pruned = copy.deepcopy(cfg)
+    with open_dict(pruned):
+        for dotted in IGNORED_KEYS:
+            parent, _, leaf = dotted.rpartition(".")
+            node = OmegaConf.select(pruned, parent) if parent else pruned
+            if isinstance(node, DictConfig) and leaf in node:
+                del node[leaf]
+    view = redact(OmegaConf.to_container(pruned, resolve=True))
+    return view, fingerprint(view)
+
+
+def differing_keys(old: dict, new: dict, limit: int = 3) -> str:
+    """``a.b: 1 -> 2, c: x -> (unset)``: the first ``limit`` leaf keys whose values differ."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    keys = sorted(k for k in flat_old.keys() | flat_new.keys() if flat_old.get(k, _UNSET) != flat_new.get(k, _UNSET))
+    shown = [f"{k}: {_show(flat_old.get(k, _UNSET))} -> {_show(flat_new.get(k, _UNSET))}" for k in keys[:limit]]
+    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+_UNSET = object()
+
+
+def _show(value) -> str:
+    return "(unset)" if value is _UNSET else json.dumps(value, default=str)
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict = {}
+    for key, value in node.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- records
+
+def read_json(path: Path) -> dict | None:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def folder_record(folder: str | Path) -> tuple[dict, str] | None:
+    """(identity view, fingerprint) of the run that owns ``folder``: its ``run_config.json``, else the
+    config a ``results.json`` of an older version recorded; None for a folder no run has claimed."""
+    for name in (RUN_RECORD, RESULTS):
+        record = read_json(Path(folder) / name)
+        if record is not None and isinstance(record.get("config"), dict):
+            view = identity_view(record["config"])
+            return view, record.get("config_fingerprint") or fingerprint(view)
+    return None
+
+
+def write_run_record(folder: Path, config: dict, digest: str, git_commit: str | None) -> None:
+    """Claim ``folder`` for this config (kept as is when the same config resumes there), with a copy of
+    the ``.hydra/*.yaml`` files Hydra wrote for it (see ``restore_hydra_files``)."""
+    path = folder / RUN_RECORD
+    if path.is_file():
+        return
+    hydra_files = {p.name: redact(p.read_text()) for p in sorted((folder / ".hydra").glob("*.yaml"))}
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps({"config_fingerprint": digest, "git_commit": git_commit, "config": config,
+                                     "hydra_files": hydra_files}, indent=2, default=str))
+    os.replace(temporary, path)
+
+
+def restore_hydra_files(folder: str | Path) -> None:
+    """Put back the ``.hydra/*.yaml`` of the run that owns ``folder``. Hydra writes them for every command
+    before the task starts, so a command refused in that folder (``hydra.run.dir`` given explicitly)
+    would otherwise leave the owner's folder describing the refused config."""
+    record = read_json(Path(folder) / RUN_RECORD) or {}
+    for name, text in (record.get("hydra_files") or {}).items():
+        (Path(folder) / ".hydra" / name).write_text(text)
+
+
+def check_folder(folder: str | Path, view: dict, digest: str) -> None:
+    """Raise ``ConfigError`` if ``folder`` belongs to a run of another config (refuse; never reuse)."""
+    owner = folder_record(folder)
+    if owner is None or owner[1] == digest:
+        return
+    raise ConfigError(
+        f"paths.output_dir={str(folder)!r} is invalid: allowed a folder that is empty or holds a run of this "
+        f"config (it holds config {short_hash(owner[1])}, this job is {short_hash(digest)}; "
+        f"{differing_keys(owner[0], view)}); move that folder away or choose another output folder")
+
+
+def remove_unclaimed_folder(folder: str | Path, stop_at: str | Path) -> None:
+    """Remove ``folder`` if it holds only what Hydra writes at a job's start (``.hydra/``, ``*.log``), i.e.
+    a job that was rejected before it ran; then its parents, while empty, up to ``stop_at`` (kept)."""
+    folder = Path(folder)
+    if not folder.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder / ".hydra", ignore_errors=True)
+    for log_file in folder.glob("*.log"):
+        log_file.unlink()
+    stop, current = Path(os.path.abspath(stop_at)), Path(os.path.abspath(folder))
+    try:
+        current.rmdir()
+        current = current.parent
+        while current != stop and current.is_relative_to(stop):
+            current.rmdir()
+            current = current.parent
+    except OSError:  # not empty (another run's folder): keep it
+        return
+
+
+def completed_results(folder: str | Path, mode: str, digest: str) -> dict | None:
+    """The folder's results.json if it records a completed run of this mode and this config."""
+    results = read_json(Path(folder) / RESULTS)
+    if results is None or results.get("status") != "completed" or results.get("mode") != mode:
+        return None
+    owner = folder_record(folder)
+    return results if owner is not None and owner[1] == digest else None
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+def trained_run_dir(ckpt_path: str | Path) -> Path:
+    """The run folder a ``ckpt_path`` belongs to: ``<run>``, ``<run>/export`` or ``<run>/checkpoints/x.ckpt``."""
+    path = Path(str(ckpt_path))
+    if path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent
+    if path.is_dir() and path.name == "export":
+        return path.parent
+    return path
+
+
+def trained_record(cfg: DictConfig) -> tuple[Path, dict] | None:
+    """(run folder, its recorded config) of the run ``mode=eval`` loads, if that run left a record."""
+    if cfg.get("mode") != "eval" or cfg.get("ckpt_path") is None:
+        return None
+    run_dir = trained_run_dir(cfg.ckpt_path)
+    for name in (RUN_RECORD, RESULTS):
+        record = read_json(run_dir / name)
+        config = record.get("config") if record else None
+        if isinstance(config, dict) and config.get("mode", "train") == "train":
+            return run_dir, config
+    return None
+
+
+def apply_run_record(cfg: DictConfig) -> DictConfig:
+    """For ``mode=eval`` of a recorded run, a copy of ``cfg`` whose ``TRAINED_KEYS`` come from the run's
+    record, so the labels (strategy, block size, seed, study) and the model are the run's own; decoding
+    follows the run's block unless ``decode.block_length`` is set. Other configs are returned as is."""
+    found = trained_record(cfg)
+    if found is None:
+        return cfg
+    _, trained = found
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        trust = cfg.model.get("trust_remote_code", False)
+        for key in TRAINED_KEYS:
+            if key in trained:
+                cfg[key] = trained[key]
+        if "model" in trained:
+            cfg.model.trust_remote_code = trust  # an opt-in is never taken from a file on disk
+    return cfg
+
+
+def decode_label(cfg: DictConfig) -> str:
+    """The evaluation settings in a folder name: ``arithmetic-validation256-B8-steps32`` (+ temperature,
+    remasking and prefix cache when not the defaults)."""
+    decode = cfg.decode
+    label = (f"{cfg.data.name}-{cfg.eval.split}{cfg.eval.size if cfg.eval.size is not None else 'all'}"
+             f"-B{'_'.join(str(b) for b in decode_block_lengths(cfg))}-steps{decode.steps}")
+    if decode.temperature:
+        label += f"-temp{decode.temperature}"
+    if decode.remasking != "low_confidence":
+        label += f"-{decode.remasking}"
+    if decode.get("prefix_cache", False):
+        label += "-cached"
+    return label
+
+
+def eval_dir(cfg: DictConfig) -> Path | None:
+    """``<run>/eval/<decode label>-<hash>`` for ``mode=eval`` of a recorded run (``cfg`` with the record
+    applied), else None."""
+    found = trained_record(cfg)
+    if found is None:
+        return None
+    return found[0] / "eval" / f"{decode_label(cfg)}-{short_hash(job_identity(cfg)[1])}"
+
+
+# ---------------------------------------------------------------------------------- Hydra resolvers
+
+def _task_config(root: DictConfig) -> DictConfig:
+    """The job's task config (the Hydra node removed) with a recorded run's keys applied for eval."""
+    task = copy.deepcopy(root)
+    with open_dict(task):
+        task.pop("hydra", None)
+    return apply_run_record(task)
+
+
+def _checked(root: DictConfig, folder: str | Path) -> None:
+    """Validate the job and its folder before Hydra creates it; one line and exit 2 on a bad config."""
+    task = _task_config(root)
+    try:
+        validate_config(task)
+        view, digest = job_identity(task)
+        check_folder(folder, view, digest)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _job_dir(default: str, *, _root_: DictConfig) -> str:
+    task = _task_config(_root_)
+    folder = str(eval_dir(task) or default)
+    _checked(_root_, folder)
+    return folder
+
+
+def _job_subdir(name: str, *, _root_: DictConfig) -> str:
+    _checked(_root_, Path(str(OmegaConf.select(_root_, "hydra.sweep.dir"))) / name)
+    return name
+
+
+def _config_hash(*, _root_: DictConfig) -> str:
+    return short_hash(job_identity(_task_config(_root_))[1])
+
+
+def register_resolvers() -> None:
+    """Register ``config_hash``, ``job_dir`` and ``job_subdir`` (idempotent)."""
+    for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("job_subdir", _job_subdir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function, use_cache=False)
+
+
+def identity_fields(cfg: DictConfig, digest: str) -> dict[str, Any]:
+    """What ``results.json`` records about the run's identity: its fingerprint, the decode settings, and
+    for an evaluation the evaluated run (folder, fingerprint, training config)."""
+    decode = cfg.decode
+    fields: dict[str, Any] = {
+        "config_fingerprint": digest,
+        "decode": {"block_lengths": list(decode_block_lengths(cfg)), "steps": decode.steps,
+                   "temperature": decode.temperature, "remasking": decode.remasking,
+                   "prefix_cache": decode.get("prefix_cache", False), "gen_length": decode.gen_length,
+                   "confidence_threshold": decode.get("confidence_threshold")},
+    }
+    found = trained_record(cfg)
+    if found is not None:
+        run_dir, trained = found
+        owner = folder_record(run_dir)
+        fields["trained_run"] = {"dir": str(run_dir), "config_fingerprint": owner[1] if owner else None,
+                                 "config": trained}
+    return fields
