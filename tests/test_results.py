@@ -18,6 +18,7 @@ COMPLETED_RECORD = {
     "dropped_rows": {}, "num_parameters": 1000, "train_seconds": 1.0, "eval_seconds": 2.0, "wall_seconds": 4.0,
     "git_commit": "abc", "ckpt_path": None,
     "config": {"strategy": {"name": "blockwise", "masking": {"prefix_mask_rate": 0.5}}},
+    "config_fingerprint": "f" * 64, "decode": {"block_lengths": [8, 16], "steps": 32}, "trained_run": None,
 }
 
 
