@@ -104,13 +104,15 @@ def test_corpus_can_mix_in_reasoning_gym_paragraphs():
 
 
 def test_pretraining_resumes_from_its_last_checkpoint_with_the_same_bpe_ids(tmp_path):
+    """A longer budget is another config (its own folder, blocksft.run_identity): it continues from the
+    first run's checkpoint through ``ckpt_path`` and retrains the same BPE vocabulary."""
     common = ["experiment=pretrain_base", "debug=smoke", "checkpoint.every_n_train_steps=3", "skip_completed=false"]
-    first = run_train([*common, "budget.value=6"], tmp_path)
+    first = run_train([*common, "budget.value=6"], tmp_path / "first")
     assert first.returncode == 0, first.stderr[-3000:]
-    vocabulary = (tmp_path / "export" / "tokenizer.json").read_text()
-    resumed = run_train([*common, "budget.value=9"], tmp_path)
+    vocabulary = (tmp_path / "first" / "export" / "tokenizer.json").read_text()
+    checkpoint = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = run_train([*common, "budget.value=9", f"ckpt_path={checkpoint}"], tmp_path / "longer")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stderr + resumed.stdout
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["steps"] == 9 and results["ckpt_path"].endswith("last.ckpt")
-    assert (tmp_path / "export" / "tokenizer.json").read_text() == vocabulary  # retrained BPE: same ids
+    results = json.loads((tmp_path / "longer" / "results.json").read_text())
+    assert results["steps"] == 9 and results["ckpt_path"] == str(checkpoint)
+    assert (tmp_path / "longer" / "export" / "tokenizer.json").read_text() == vocabulary  # retrained BPE: same ids

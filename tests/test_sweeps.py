@@ -37,12 +37,21 @@ def test_every_study_file_is_listed():
     assert sorted(p.stem for p in (ROOT / "multirun_sweeps").glob("*.yaml")) == sorted(EXPECTED_JOBS)
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> str:
+    """A folder that passes ``ckpt_path``'s path-kind check for evaluation: a run folder holding export/."""
+    run_dir = tmp_path_factory.mktemp("trained_run")
+    (run_dir / "export").mkdir()
+    (run_dir / "export" / "config.json").write_text("{}")
+    return str(run_dir)
+
+
 @pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
-def test_study_composes_into_the_expected_valid_jobs(study):
+def test_study_composes_into_the_expected_valid_jobs(study, trained_run):
     jobs = sweep_jobs(study)
     assert len(jobs) == EXPECTED_JOBS[study]
     names = set()
-    trained = [f"ckpt_path={ROOT}"] if study in EVAL_ONLY else []  # any existing path passes validation
+    trained = [f"ckpt_path={trained_run}"] if study in EVAL_ONLY else []
     for job in jobs:
         cfg = compose_config([f"+sweep={study}", *job, *trained])
         validate_config(cfg)
@@ -69,12 +78,13 @@ def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_
     assert {compose_config(["+sweep=block_size_consistency", *job]).budget.value for job in sweep_jobs("block_size_consistency")} == {1600}
 
 
-def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold():
+def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(trained_run):
     from blocksft.config import ConfigError
 
     with pytest.raises(ConfigError, match="^ckpt_path=None is invalid: allowed a run directory"):
         validate_config(compose_config(["+sweep=threshold_decoding"]))
-    cfgs = [compose_config(["+sweep=threshold_decoding", *job, f"ckpt_path={ROOT}"]) for job in sweep_jobs("threshold_decoding")]
+    cfgs = [compose_config(["+sweep=threshold_decoding", *job, f"ckpt_path={trained_run}"])
+            for job in sweep_jobs("threshold_decoding")]
     assert {cfg.mode for cfg in cfgs} == {"eval"} and {cfg.decode.remasking for cfg in cfgs} == {"low_confidence"}
     assert [cfg.decode.confidence_threshold for cfg in cfgs] == [None, 0.5, 0.7, 0.9, 0.95]
     assert len({(cfg.decode.steps, cfg.decode.block_length, cfg.eval.size, cfg.eval.split) for cfg in cfgs}) == 1

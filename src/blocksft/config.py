@@ -16,18 +16,21 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.answers import SCHEMES
 from blocksft.data.collate import TAIL_PADDINGS
+from blocksft.data.documents import validate_documents
 from blocksft.data.prepare import CHAT_TEMPLATE_MODES
-from blocksft.distributed import plan_batches, world_size
 from blocksft.decoding import REMASKING_MODES as REMASKINGS
+from blocksft.distributed import plan_batches, world_size
 from blocksft.errors import ConfigError
-from blocksft.path_kinds import require_path
 from blocksft.masking import BLOCK_SAMPLINGS
 from blocksft.models import MODEL_KINDS
-from blocksft.multirow import ROW_PLANS
 from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
+from blocksft.models.init_from import validate_init_from
 from blocksft.models.lora import LORA_EXPORTS
+from blocksft.models.tokenizers import validate_tokenizer_choice
+from blocksft.multirow import ROW_PLANS
 from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
 from blocksft.optim import WARMUP_TYPES
+from blocksft.path_kinds import require_path
 from blocksft.progress import BAR_MODES
 
 MODES = ("train", "eval")
@@ -117,8 +120,6 @@ def _validate_rate_range_and_tail(masking: DictConfig) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
-    from blocksft.data.documents import validate_documents  # deferred: it imports the data module
-
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} is required but not set (it is ??? in its config file); "
@@ -235,9 +236,6 @@ def validate_model(cfg: DictConfig) -> None:
     reason = _remote_code_reason(cfg)
     _require(trust or reason is None, "model.trust_remote_code", trust,
              f"true ({reason}; set model.trust_remote_code=true to run it)")
-    from blocksft.models.init_from import validate_init_from
-    from blocksft.models.tokenizers import validate_tokenizer_choice
-
     if model.kind == "tiny":
         validate_tokenizer_choice(model)
     validate_init_from(cfg)

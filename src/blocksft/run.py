@@ -121,7 +121,7 @@ def load_for_eval(cfg: DictConfig):
     return model, tokenizer
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> RunResult:
     validate_config(cfg)
     if (evaluated := with_eval_benchmark(cfg)) is not cfg:  # mode=eval of a preset: its benchmark's data and split
         cfg = evaluated

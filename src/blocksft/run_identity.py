@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.config import decode_block_lengths, validate_config
 from blocksft.errors import ConfigError
@@ -43,10 +43,15 @@ IGNORED_KEYS: tuple[str, ...] = (
     "hydra", "paths", "logger", "progress", "skip_completed", "resume", "run_name", "checkpoint", "callbacks",
     "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "data.num_workers", "data.num_proc", "data.cache_dir", "data.source.cache_dir",
+    # the paper presets' evaluation data (``eval.benchmark.data``, a data group of its own)
+    "eval.benchmark.data.num_workers", "eval.benchmark.data.num_proc", "eval.benchmark.data.cache_dir",
+    "eval.benchmark.data.source.cache_dir",
 )
 #: Keys ``mode=eval`` takes from the evaluated run's record (what was trained, and its labels).
 TRAINED_KEYS: tuple[str, ...] = ("strategy", "block", "seed", "study", "model")
 
+
+IGNORED_VALUE = "<not part of the fingerprint>"
 
 # ----------------------------------------------------------------------------------- fingerprint
 
@@ -73,16 +78,22 @@ def short_hash(digest: str) -> str:
 
 
 def job_identity(cfg: DictConfig) -> tuple[dict, str]:
-    """(identity view, fingerprint) of a composed config. The ignored keys are removed before resolving,
-    so this works before Hydra knows the output folder (``paths.output_dir`` is not resolved)."""
+    """(identity view, fingerprint) of a composed config. The ignored keys are neutralised before
+    resolving, so this works before Hydra knows the output folder (``paths.output_dir`` is not
+    resolved): an ignored group is removed, an ignored value becomes a placeholder (a value that
+    interpolates it, e.g. ``eval.benchmark.data.source.cache_dir: ${data.cache_dir}``, then resolves to the
+    same placeholder for every run), and the ignored keys are dropped from the resolved view."""
     pruned = copy.deepcopy(cfg)
     with open_dict(pruned):
         for dotted in IGNORED_KEYS:
             parent, _, leaf = dotted.rpartition(".")
             node = OmegaConf.select(pruned, parent) if parent else pruned
             if isinstance(node, DictConfig) and leaf in node:
-                del node[leaf]
-    view = redact(OmegaConf.to_container(pruned, resolve=True))
+                if isinstance(node._get_node(leaf), DictConfig | ListConfig):
+                    del node[leaf]
+                else:
+                    node[leaf] = IGNORED_VALUE
+    view = identity_view(redact(OmegaConf.to_container(pruned, resolve=True)))
     return view, fingerprint(view)
 
 
@@ -220,8 +231,9 @@ def trained_record(cfg: DictConfig) -> tuple[Path, dict] | None:
 
 def apply_run_record(cfg: DictConfig) -> DictConfig:
     """For ``mode=eval`` of a recorded run, a copy of ``cfg`` whose ``TRAINED_KEYS`` come from the run's
-    record, so the labels (strategy, block size, seed, study) and the model are the run's own; decoding
-    follows the run's block unless ``decode.block_length`` is set. Other configs are returned as is."""
+    record, so the labels (strategy, block size, seed, study) and the model are the run's own (the study
+    only when the command names none: an eval-only study keeps its own name); decoding follows the run's
+    block unless ``decode.block_length`` is set. Other configs are returned as is."""
     found = trained_record(cfg)
     if found is None:
         return cfg
@@ -230,6 +242,8 @@ def apply_run_record(cfg: DictConfig) -> DictConfig:
     with open_dict(cfg):
         trust = cfg.model.get("trust_remote_code", False)
         for key in TRAINED_KEYS:
+            if key == "study" and cfg.get("study") is not None:
+                continue  # an evaluation study (multirun_sweeps/threshold_decoding.yaml) labels its own jobs
             if key in trained:
                 cfg[key] = trained[key]
         if "model" in trained:

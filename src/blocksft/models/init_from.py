@@ -23,8 +23,12 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer
 
 from blocksft.errors import ConfigError
+from blocksft.models import build_hf_backbone, build_model, load_exported
+from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
+from blocksft.models.tokenizers import build_configured_tokenizer, build_run_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +161,6 @@ def _check_tokenizer_matches(cfg: DictConfig, source: InitSource) -> None:
     if choice == "bpe":
         raise _fail(cfg.model.init_from, "an export used with model.tokenizer=auto, char or a tokenizer folder "
                                          "(model.tokenizer=bpe trains a new vocabulary; auto uses the export's)")
-    from transformers import AutoTokenizer
-
-    from blocksft.models.tokenizers import build_configured_tokenizer
-
     wanted = build_configured_tokenizer(cfg.model)
     saved = AutoTokenizer.from_pretrained(source.path)
     if wanted.get_vocab() != saved.get_vocab():
@@ -194,9 +194,6 @@ def hf_settings(model_cfg: DictConfig, source: InitSource) -> DictConfig:
 
 def load_hf_export(model_cfg: DictConfig, source: InitSource, *, train: bool):
     """(backbone, tokenizer, settings) of an HF export or peft adapter, ready to train (``train``) or score."""
-    from blocksft.models import build_hf_backbone
-    from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
-
     settings = hf_settings(model_cfg, source)
     config = load_hf_config(settings.name_or_path, settings)
     tokenizer = load_hf_tokenizer(str(source.path), config, settings)
@@ -246,9 +243,6 @@ def load_initial_model(cfg: DictConfig, *, train: bool):
 
     Without ``model.init_from``: the tokenizer the config names and a freshly built model (the tiny
     model at random init, or the pretrained ``model.name_or_path``)."""
-    from blocksft.models import build_model, load_exported
-    from blocksft.models.tokenizers import build_run_tokenizer
-
     value = cfg.model.get("init_from")
     if value is None:
         tokenizer = build_run_tokenizer(cfg)

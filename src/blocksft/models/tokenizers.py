@@ -20,7 +20,9 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from blocksft.data.bpe import MIN_VOCAB_SIZE
 from blocksft.errors import ConfigError
+from blocksft.models import build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,6 @@ def validate_tokenizer_choice(model_cfg: DictConfig) -> None:
     choice = model_cfg.get("tokenizer", "auto")
     if choice in TOKENIZER_NAMES:
         if choice == "bpe":
-            from blocksft.data.bpe import MIN_VOCAB_SIZE
-
             size = model_cfg.bpe.vocab_size
             if not isinstance(size, int) or isinstance(size, bool) or size < MIN_VOCAB_SIZE:
                 raise ConfigError(f"model.bpe.vocab_size={size!r} is invalid: allowed an integer >= {MIN_VOCAB_SIZE}")
@@ -46,8 +46,6 @@ def validate_tokenizer_choice(model_cfg: DictConfig) -> None:
 def build_configured_tokenizer(model_cfg: DictConfig):
     """The tokenizer ``model_cfg`` names, except ``bpe`` (which needs the data: see ``build_run_tokenizer``)."""
     if model_cfg.kind == "hf":
-        from blocksft.models import build_tokenizer
-
         return build_tokenizer(model_cfg)
     choice = model_cfg.get("tokenizer", "auto")
     if choice in ("auto", "char"):
