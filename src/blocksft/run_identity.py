@@ -286,8 +286,13 @@ def _task_config(root: DictConfig) -> DictConfig:
 
 
 def _checked(root: DictConfig, folder: str | Path) -> None:
-    """Validate the job and its folder before Hydra creates it; one line and exit 2 on a bad config."""
+    """Validate the job and its folder before Hydra creates it; one line and exit 2 on a bad config.
+    An evaluation that does not name its run yet (``mode=eval`` without ``ckpt_path``: an eval-only study
+    composed before the command line's ``ckpt_path`` reaches it) is left to the task, which validates it
+    before any work and removes a folder it only just created."""
     task = _task_config(root)
+    if task.get("mode") == "eval" and task.get("ckpt_path") is None and task.model.get("init_from") is None:
+        return
     try:
         validate_config(task)
         view, digest = job_identity(task)
