@@ -20,7 +20,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from blocksft.data.bpe import MIN_VOCAB_SIZE
+from blocksft.data.bpe import MIN_VOCAB_SIZE, PIECES as NUMBER_MODES
 from blocksft.errors import ConfigError
 from blocksft.models import build_tokenizer
 
@@ -37,6 +37,9 @@ def validate_tokenizer_choice(model_cfg: DictConfig) -> None:
             size = model_cfg.bpe.vocab_size
             if not isinstance(size, int) or isinstance(size, bool) or size < MIN_VOCAB_SIZE:
                 raise ConfigError(f"model.bpe.vocab_size={size!r} is invalid: allowed an integer >= {MIN_VOCAB_SIZE}")
+            numbers = model_cfg.bpe.get("numbers", "whole")
+            if numbers not in NUMBER_MODES:
+                raise ConfigError(f"model.bpe.numbers={numbers!r} is invalid: allowed {', '.join(NUMBER_MODES)}")
         return
     if not isinstance(choice, str) or not (Path(choice).expanduser() / "tokenizer.json").is_file():
         raise ConfigError(f"model.tokenizer={choice!r} is invalid: allowed {', '.join(TOKENIZER_NAMES)} or a folder "
@@ -76,7 +79,7 @@ def build_run_tokenizer(cfg: DictConfig):
         from blocksft.data.bpe import train_bpe_tokenizer
 
         texts = training_texts(cfg, cfg.model.bpe.max_texts)
-        tokenizer = train_bpe_tokenizer(texts, cfg.model.bpe.vocab_size)
+        tokenizer = train_bpe_tokenizer(texts, cfg.model.bpe.vocab_size, cfg.model.bpe.get("numbers", "whole"))
         log.info("trained a BPE tokenizer of %d ids on %d training texts", len(tokenizer), len(texts))
         return tokenizer
     return build_configured_tokenizer(cfg.model)
