@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
 from blocksft.config import ConfigError, validate_config
-from blocksft.data.bpe import train_bpe_tokenizer
+from blocksft.data.bpe import WHOLE_NUMBERS, train_bpe_tokenizer
 from blocksft.data.tokenizer import SPECIAL_TOKENS
 from blocksft.models.tokenizers import build_run_tokenizer
 
@@ -27,7 +27,7 @@ def bpe(corpus):
     return train_bpe_tokenizer(corpus, 512)
 
 
-def test_bpe_is_deterministic_keeps_special_ids_and_splits_digits(corpus, bpe, tmp_path):
+def test_bpe_is_deterministic_keeps_special_ids_and_makes_numbers_one_token(corpus, bpe, tmp_path):
     assert train_bpe_tokenizer(corpus, 512).get_vocab() == bpe.get_vocab()
     assert [bpe.pad_token_id, bpe.mask_token_id, bpe.eos_token_id, bpe.unk_token_id] == [0, 1, 2, 3]
     assert [bpe.pad_token, bpe.mask_token, bpe.eos_token, bpe.unk_token] == list(SPECIAL_TOKENS.values())
@@ -35,10 +35,21 @@ def test_bpe_is_deterministic_keeps_special_ids_and_splits_digits(corpus, bpe, t
     ids = bpe(text, add_special_tokens=False)["input_ids"]
     assert bpe.decode(ids) == text and len(ids) < len(text) / 1.5
     pieces = bpe.convert_ids_to_tokens(ids)
-    assert all(sum(ch.isdigit() for ch in piece) <= 1 for piece in pieces)  # one digit per token
-    assert " apples" in pieces
+    assert {"17", " 17", " 25", " 42"} <= set(pieces) and " apples" in pieces
+    for number in range(WHOLE_NUMBERS):  # with and without a leading space (the start of an answer line)
+        assert len(bpe(f"{number}", add_special_tokens=False)["input_ids"]) == 1
+        assert len(bpe(f" {number}", add_special_tokens=False)["input_ids"]) == 1
+    assert bpe.decode(bpe(" 12345", add_special_tokens=False)["input_ids"]) == " 12345"  # longer: several pieces
     bpe.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_bpe_digits_mode_gives_one_token_per_digit_and_a_bad_mode_names_the_key(corpus):
+    digits = train_bpe_tokenizer(corpus[:500], 512, numbers="digits")
+    pieces = digits.convert_ids_to_tokens(digits("17 + 25 = 42", add_special_tokens=False)["input_ids"])
+    assert all(sum(ch.isdigit() for ch in piece) <= 1 for piece in pieces)
+    with pytest.raises(ConfigError, match=r"^model.bpe.numbers='roman' is invalid: allowed whole, digits$"):
+        validate_config(compose_config(["model.tokenizer=bpe", "model.bpe.numbers=roman"]))
 
 
 def test_model_tokenizer_bpe_trains_on_the_runs_documents_and_bad_values_name_the_key(tmp_path):

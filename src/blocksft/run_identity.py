@@ -14,6 +14,8 @@
   for ``conf/hydra`` and the study files. Hydra resolves the run/sweep folder before it creates it,
   so ``job_dir``/``job_subdir`` validate the job there: a bad value or a folder holding another
   config's run ends the command with one ``config error`` line (exit 2) before any folder exists.
+  Also ``${project_root:}``: the repository holding ``src/blocksft``, so files shipped with the
+  project (the pretrained base) are found from any working directory.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from blocksft.config import decode_block_lengths, validate_config
 from blocksft.errors import ConfigError
 from blocksft.redact import redact
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUN_RECORD = "run_config.json"
 RESULTS = "results.json"
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
@@ -318,9 +321,14 @@ def _config_hash(*, _root_: DictConfig) -> str:
     return short_hash(job_identity(_task_config(_root_))[1])
 
 
+def _project_root() -> str:
+    return str(PROJECT_ROOT)
+
+
 def register_resolvers() -> None:
-    """Register ``config_hash``, ``job_dir`` and ``job_subdir`` (idempotent)."""
-    for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("job_subdir", _job_subdir)):
+    """Register ``config_hash``, ``job_dir``, ``job_subdir`` and ``project_root`` (idempotent)."""
+    for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("job_subdir", _job_subdir),
+                           ("project_root", _project_root)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=False)
 
