@@ -17,7 +17,7 @@ from blocksft.masking import BlockCausalMasking, BlockwiseMasking, block_causal_
 from blocksft.models.hf import HFBackbone
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
 from blocksft.objective import masked_diffusion_step
-from blocksft.run_identity import job_identity
+from blocksft.run_identity import apply_run_record, decode_label, job_identity
 
 MASK_ID, VOCAB = 1, 24
 
@@ -229,6 +229,20 @@ def test_strategy_composes_and_decoding_follows_it_unless_set():
     validate_config(mismatch)
     for strategy_name in ("classical", "blockwise", "blockwise_complementary"):
         assert compose_config([f"strategy={strategy_name}"]).decode.attention == "full"
+
+
+def test_an_evaluation_of_a_block_causal_run_decodes_block_causally(tmp_path):
+    from omegaconf import OmegaConf
+
+    record = compose_config(["debug=smoke", "strategy=blockwise_block_causal"])
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "config.json").write_text("{}")
+    (tmp_path / "run_config.json").write_text(json.dumps({"config": OmegaConf.to_container(record, resolve=False)}))
+    cfg = apply_run_record(compose_config(["mode=eval", f"ckpt_path={tmp_path}"]))
+    assert cfg.strategy.name == "blockwise_block_causal" and cfg.decode.attention == "block_causal"
+    assert decode_label(cfg).endswith("-blockcausal")
+    ablation = apply_run_record(compose_config(["mode=eval", f"ckpt_path={tmp_path}", "decode.attention=full"]))
+    assert ablation.decode.attention == "full" and not decode_label(ablation).endswith("-blockcausal")
 
 
 def test_default_fingerprints_do_not_carry_the_new_key():
