@@ -77,7 +77,8 @@ def test_multirow_strategies_compose_with_every_knob(name, rows):
 
 
 @pytest.mark.parametrize("name", ["classical", "blockwise", "blockwise_unaligned", "classical_matched",
-                                  "blockwise_visible_future", "blockwise_all_blocks", "blockwise_complementary"])
+                                  "blockwise_visible_future", "blockwise_all_blocks", "blockwise_complementary",
+                                  "blockwise_block_causal"])
 def test_rate_range_and_eos_tail_compose_for_every_strategy(name):
     default = instantiate(compose_config([f"strategy={name}"]).strategy.masking, mask_id=1)
     assert (default.p_min, default.p_max, default.tail_eos_in_loss) == (1e-3, 1.0, None)  # today's behaviour
@@ -116,6 +117,10 @@ def test_resolved_config_prints_readably():
         ("strategy=blockwise_all_blocks strategy.masking.rows=all", "strategy.masking.rows"),
         ("strategy=blockwise_complementary data.batch_size=15", "data.batch_size"),
         ("strategy=blockwise_complementary data.batch_size=12 data.micro_batch_size=3", "data.batch_size"),
+        ("strategy=blockwise_block_causal strategy.masking.p_min=0.7 strategy.masking.p_max=0.7", "strategy.masking.p_min"),
+        ("decode.attention=causal", "decode.attention"),
+        ("strategy=blockwise_block_causal model=hf_masked_lm model.name_or_path=/x", "strategy=blockwise_block_causal"),
+        ("decode.attention=block_causal model=llada_8b model.trust_remote_code=true", "decode.attention=block_causal"),
         ("budget.value=0", "budget.value"),
         ("budget=tokens budget.count=all", "budget.count"),
         ("decode.remasking=greedy", "decode.remasking"),
@@ -196,6 +201,15 @@ def test_paper_experiment_evaluation_command_composes(data, tmp_path):
 def test_issue_example_composes_llada_gsm8k_deepspeed():
     cfg = compose_config(["model=llada_8b", "data=gsm8k", "trainer=deepspeed"])
     assert cfg.model.name_or_path == "GSAI-ML/LLaDA-8B-Instruct" and cfg.trainer.strategy.stage == 2
+
+
+def test_decode_attention_is_full_by_default_and_follows_a_block_causal_strategy():
+    assert compose_config().decode.attention == "full"
+    for decode in ("semi_ar", "semi_ar_cached", "semi_ar_threshold"):
+        cfg = compose_config(["strategy=blockwise_block_causal", f"decode={decode}"])
+        validate_config(cfg)
+        assert cfg.decode.attention == "block_causal"
+    validate_config(compose_config(["strategy=blockwise_block_causal", "model=dream_7b", "model.trust_remote_code=true"]))
 
 
 def test_prefix_cache_is_off_by_default_and_refused_for_models_without_a_cache():

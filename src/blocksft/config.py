@@ -18,6 +18,7 @@ from blocksft.answers import SCHEMES
 from blocksft.data.collate import TAIL_PADDINGS
 from blocksft.data.documents import validate_documents
 from blocksft.data.prepare import CHAT_TEMPLATE_MODES
+from blocksft.decoding import ATTENTION_MODES
 from blocksft.decoding import REMASKING_MODES as REMASKINGS
 from blocksft.distributed import plan_batches, world_size
 from blocksft.errors import ConfigError
@@ -118,6 +119,32 @@ def _validate_rate_range_and_tail(masking: DictConfig) -> None:
              "null (every EOS of the tail) or an integer >= 0")
 
 
+def _validate_attention(cfg: DictConfig) -> None:
+    """``strategy.attention`` agrees with the masking class; block-causal training (``mode=train``) or
+    ``decode.attention=block_causal`` needs a backbone that takes a per-example [B, L, L] mask: the tiny
+    model, or a Hugging Face model configured to take a boolean [B, 1, L, L] mask (``model.attention_mask=4d``)."""
+    block_causal_masking = str(cfg.strategy.masking.get("_target_", "")).endswith("BlockCausalMasking")
+    trained = cfg.strategy.get("attention", "full")
+    _require(trained == ("block_causal" if block_causal_masking else "full"), "strategy.attention", trained,
+             f"{'block_causal' if block_causal_masking else 'full'} for strategy.masking._target_="
+             f"{cfg.strategy.masking.get('_target_')}")
+    attention = cfg.decode.get("attention", "full")
+    _require(attention in ATTENTION_MODES, "decode.attention", attention, f"one of {', '.join(ATTENTION_MODES)}")
+    model = cfg.model
+    if model.get("kind") != "hf" or model.get("attention_mask") == "4d":
+        return
+    if block_causal_masking and cfg.mode == "train":
+        who = f"strategy={cfg.strategy.get('name')}"
+    elif attention == "block_causal":
+        who = "decode.attention=block_causal"
+    else:
+        return
+    raise ConfigError(f"{who} needs a backbone that takes a per-example 2-D attention mask; "
+                      f"model.name_or_path={model.get('name_or_path')} does not (model.attention_mask="
+                      f"{model.get('attention_mask')}: a [B, L] key mask; use model=tiny, or "
+                      "model.attention_mask=4d for a model that takes a boolean [B, 1, L, L] mask)")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -182,6 +209,7 @@ def validate_config(cfg: DictConfig) -> None:
     if threshold is not None:
         _require(decode.remasking == "low_confidence", "decode.remasking", decode.remasking,
                  f"low_confidence with decode.confidence_threshold={threshold}")
+    _validate_attention(cfg)
     prefix_cache = decode.get("prefix_cache", False)
     _require(isinstance(prefix_cache, bool), "decode.prefix_cache", prefix_cache, "true or false")
     if prefix_cache:  # the key/value cache exists in the tiny backbone only; fail before training, not after

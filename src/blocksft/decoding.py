@@ -52,6 +52,18 @@ confident one; a block ends as soon as it has no masked position left. ``steps``
 the batch's forwards but commits nothing, so batched output equals batch-1 output. It combines with
 ``prefix_cache``. Only ``remasking="low_confidence"`` (a threshold on random scores means nothing).
 
+**Block-causal attention (``attention="block_causal"``, config ``decode.attention``)**, the decoding of a
+model trained with ``strategy=blockwise_block_causal`` (``blocksft.masking.BlockCausalMasking``): while
+block k is decoded, the canvas after it is cut off (the model runs on ``x[:, :block_end]``), and a
+per-example mask [B, block_end, block_end] lets the prefix (prompt + finished blocks) attend only within
+itself and the block attend to the prefix and itself: exactly the training view, so there is no
+train/decode mismatch. The prefix never sees the block, so its key/values do not change while the block
+is decoded: with ``prefix_cache=True`` they are computed once per block (first step, on the prefix + the
+block) and the other steps run on the block alone; the tokens are the same as without the cache (exact,
+not an approximation). The model must take a per-example mask (``supports_attention_mask_2d = True``:
+the tiny model, ``HFBackbone`` with ``model.attention_mask=4d``); any other model raises ``ValueError``.
+Forwards process ``P_i + block_end - P`` positions (``block_length`` per cached step after the first).
+
 **Cost (``return_stats=True``)** :class:`DecodeStats`, per row: ``nfe``, the forwards the row needed
 (every step of the fixed schedule, so ``steps``; with a threshold, the steps at which its current
 block still had a masked position: what decoding it alone would cost), and ``positions_fed``, the
@@ -69,10 +81,11 @@ import torch
 import torch.nn.functional as F
 
 REMASKING_MODES = ("low_confidence", "random")
+ATTENTION_MODES = ("full", "block_causal")
 
 __all__ = [
-    "REMASKING_MODES", "DecodeStats", "add_gumbel_noise", "generate", "generate_batched", "num_transfer_tokens",
-    "supports_prefix_cache",
+    "ATTENTION_MODES", "REMASKING_MODES", "DecodeStats", "add_gumbel_noise", "generate", "generate_batched",
+    "num_transfer_tokens", "supports_attention_mask_2d", "supports_prefix_cache",
 ]
 
 
@@ -144,6 +157,21 @@ def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remaski
     return num_blocks, steps // num_blocks
 
 
+def supports_attention_mask_2d(model) -> bool:
+    """Whether ``model`` takes a per-example ``attention_mask`` [B, L, L] (``attention="block_causal"``)."""
+    return bool(getattr(model, "supports_attention_mask_2d", False))
+
+
+def block_causal_mask(key_mask: torch.Tensor | None, rows: int, block_start: int, block_end: int,
+                      device: torch.device) -> torch.Tensor:
+    """The per-example mask of the canvas cut at ``block_end``: [rows, block_end, block_end] bool, the
+    prefix (positions before ``block_start``) attending within itself, the block to the prefix and itself;
+    ``key_mask`` [rows, >= block_end] (1 = real token) removes left padding from the keys."""
+    in_block = torch.arange(block_end, device=device) >= block_start
+    allowed = (in_block[None, :] <= in_block[:, None])[None].expand(rows, -1, -1)
+    return allowed if key_mask is None else allowed & key_mask[:, None, :block_end].bool()
+
+
 def supports_prefix_cache(model) -> bool:
     """Whether ``model`` declares ``past_key_values`` / ``use_cache`` support for ``prefix_cache=True``."""
     return bool(getattr(model, "supports_prefix_cache", False))
@@ -177,6 +205,7 @@ def generate(
     prefix_cache: bool = False,
     confidence_threshold: float | None = None,
     return_stats: bool = False,
+    attention: str = "full",
 ) -> torch.LongTensor | tuple[torch.LongTensor, DecodeStats]:
     """Decode ``gen_length`` tokens after ``prompt`` [B, P]; returns long [B, P + gen_length]
     (and its :class:`DecodeStats` with ``return_stats=True``).
@@ -198,15 +227,25 @@ def generate(
     (module docstring); the model is then called until every block is complete, at most
     ``gen_length`` times.
 
+    ``attention="block_causal"`` cuts the canvas after the current block and passes a per-example
+    ``attention_mask`` [B, block_end, block_end] (module docstring); with ``prefix_cache`` it is exact.
+
     Raises ``ValueError`` if ``gen_length % block_length != 0``, ``steps % num_blocks != 0``,
     ``remasking`` is not ``"low_confidence"``/``"random"``, ``temperature``/``cfg_scale`` < 0,
     ``confidence_threshold`` is outside (0, 1] or used without low-confidence remasking, or
-    ``prefix_cache`` is asked of a model without ``supports_prefix_cache``.
+    ``prefix_cache`` is asked of a model without ``supports_prefix_cache``, ``attention`` is not
+    ``"full"``/``"block_causal"`` or ``"block_causal"`` is asked of a model without ``supports_attention_mask_2d``.
     """
     num_blocks, steps_per_block = _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking,
                                               confidence_threshold)
     if prompt.dim() != 2:
         raise ValueError(f"prompt: expected shape [B, P], got {tuple(prompt.shape)}")
+    if attention not in ATTENTION_MODES:
+        raise ValueError(f"attention={attention!r}: must be one of {ATTENTION_MODES}")
+    block_causal = attention == "block_causal"
+    if block_causal and not supports_attention_mask_2d(model):
+        raise ValueError(f"attention='block_causal' needs a model that takes a per-example [B, L, L] attention_mask "
+                         f"(supports_attention_mask_2d = True); {type(model).__name__} does not: use attention='full'")
     if prefix_cache and not supports_prefix_cache(model):
         raise ValueError(
             f"prefix_cache=True (decode=semi_ar_cached) needs a model with key/value cache support "
@@ -251,7 +290,10 @@ def generate(
                 needs_step = candidates.any(dim=1)
                 if not needs_step.any():
                     break
-            fed = real_len if not prefix_cache or step == 0 else torch.full_like(real_len, length - start)
+            if block_causal:  # the canvas is cut after the block; a cached step feeds the block alone
+                fed = real_len - (length - end) if not prefix_cache or step == 0 else torch.full_like(real_len, block_length)
+            else:
+                fed = real_len if not prefix_cache or step == 0 else torch.full_like(real_len, length - start)
             nfe += needs_step.long()
             positions_fed += needs_step.long() * fed * passes
             model_input = x
@@ -261,7 +303,10 @@ def generate(
                 model_input = torch.cat([x, unconditional], dim=0)
 
             # 1. logits of the current block only, [B (x2 with cfg), block_length, V]
-            if not prefix_cache:
+            if block_causal:
+                block_logits, prefix_key_values = _block_causal_logits(model, model_input, full_mask, start, end,
+                                                                       prefix_cache, prefix_key_values)
+            elif not prefix_cache:
                 block_logits = _forward(model, model_input, full_mask).logits[:, start:end]
             elif step == 0:  # whole canvas; keep the prefix's keys/values for the block's other steps
                 output = _forward(model, model_input, full_mask, use_cache=True)
@@ -306,6 +351,23 @@ def generate(
     return x
 
 
+def _block_causal_logits(model, model_input: torch.Tensor, full_mask: torch.Tensor | None, start: int, end: int,
+                         prefix_cache: bool, prefix_key_values) -> tuple[torch.Tensor, object]:
+    """Block-causal logits of the block [start, end) [rows, end - start, V] and the prefix key/values
+    to reuse (None without ``prefix_cache``). Without a cache (or at a block's first step) the model
+    runs on ``x[:, :end]`` under :func:`block_causal_mask`; with cached prefix key/values it runs on the
+    block alone, attending to the prefix's real keys and to itself: the same rows of the same mask."""
+    if prefix_key_values is None:
+        mask = block_causal_mask(full_mask, model_input.shape[0], start, end, model_input.device)
+        if not prefix_cache:
+            return _forward(model, model_input[:, :end], mask).logits[:, start:end], None
+        output = _forward(model, model_input[:, :end], mask, use_cache=True)
+        return output.logits[:, start:end], _crop(output.past_key_values, start)
+    key_mask = None if full_mask is None else full_mask[:, :end]
+    output = _forward(model, model_input[:, start:end], key_mask, past_key_values=prefix_key_values)
+    return output.logits, prefix_key_values
+
+
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -329,13 +391,14 @@ def generate_batched(
     prefix_cache: bool = False,
     confidence_threshold: float | None = None,
     return_stats: bool = False,
+    attention: str = "full",
 ) -> list[torch.LongTensor] | tuple[list[torch.LongTensor], DecodeStats]:
     """Decode prompts of different lengths in one batch; returns one long [gen_length] canvas each
     (and the batch's :class:`DecodeStats` with ``return_stats=True``).
 
     Prompts (1-D tensors or lists of ids) are left-padded with ``pad_id`` to the longest, with an
-    ``attention_mask`` marking the padding, and passed to :func:`generate` (``prefix_cache`` and
-    ``confidence_threshold`` too). The model must honour ``attention_mask`` (ignore padded keys, count
+    ``attention_mask`` marking the padding, and passed to :func:`generate` (``prefix_cache``,
+    ``confidence_threshold`` and ``attention`` too). The model must honour ``attention_mask`` (ignore padded keys, count
     positions over real tokens) for the result to match per-prompt decoding.
     """
     if len(prompts) == 0:
@@ -366,6 +429,7 @@ def generate_batched(
         prefix_cache=prefix_cache,
         confidence_threshold=confidence_threshold,
         return_stats=return_stats,
+        attention=attention,
     )
     if return_stats:
         out, stats = out

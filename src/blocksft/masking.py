@@ -32,7 +32,9 @@ BLOCK_SAMPLINGS = ("without_replacement", "uniform")
 
 @dataclass
 class MaskedBatch:
-    """Output of a strategy. ``loss_mask`` ⊆ ``eligible_mask`` ⊆ response scope; prompt untouched."""
+    """Output of a strategy. ``loss_mask`` ⊆ ``eligible_mask`` ⊆ response scope; prompt untouched.
+    ``attention_mask`` (block-causal strategies only) restricts attention per row; the padding key mask
+    of the batch still applies on top of it (``blocksft.objective.masked_diffusion_step``)."""
 
     noisy_ids: torch.Tensor  # [B, L] long: input with [MASK] substituted
     loss_mask: torch.Tensor  # [B, L] bool: masked tokens that carry loss
@@ -41,6 +43,7 @@ class MaskedBatch:
     response_len: torch.Tensor  # [B] long: response tokens in scope (ELBO normaliser)
     active_block: torch.Tensor | None = None  # [B] long: blockwise active block index
     source_row: torch.Tensor | None = None  # [R] long: the batch sample each row comes from (None: row r = sample r)
+    attention_mask: torch.Tensor | None = None  # [R, L, L] bool: query i may attend key j (None: full attention)
 
     def rows_of(self, tensor: torch.Tensor) -> torch.Tensor:
         """A per-sample batch tensor [B, ...] laid out as this batch's rows [R, ...]."""
@@ -336,6 +339,46 @@ class UnalignedBlockMasking(BlockwiseMasking):
         draws = torch.rand(response_len.shape, generator=generator, device=response_len.device)
         start = (draws * offsets).long().clamp_max(offsets - 1)
         return start // self.block_size, start, start + span
+
+
+def block_causal_attention(relative: torch.Tensor, block_start: torch.Tensor, block_end: torch.Tensor) -> torch.Tensor:
+    """Block-causal attention of one active block per row: [B, L, L] bool, True = query i may attend key j.
+
+    ``relative`` [B, L] are positions relative to the response start, the active block is
+    [``block_start``, ``block_end``) [B] in those units. Each position gets a segment: 0 = clean prefix
+    (prompt and earlier response blocks), 1 = active block, 2 = later positions; query i may attend key j
+    iff segment(j) <= segment(i). So the prefix attends only within itself (bidirectionally), the block
+    attends to the prefix and itself, and no position of segments 0 and 1 attends to a later position:
+    their outputs cannot depend on anything after the block. Later positions attend to everything (their
+    outputs carry no loss; a row with no key at all would give NaN that reaches the others through 0 * NaN).
+    """
+    segment = (relative >= block_start[:, None]).long() + (relative >= block_end[:, None]).long()  # [B, L]
+    return segment[:, None, :] <= segment[:, :, None]
+
+
+class BlockCausalMasking(BlockwiseMasking):
+    """Block-causal blockwise SFT (BD3-LMs, Fast-dLLM v2, SDAR): the draws of blockwise (one active block
+    per sample, chosen by ``block_sampling``; p ~ U(p_min, p_max); its tokens masked where ``draw < p``),
+    clean prefix, loss on the masked tokens of the active block. The future is not hidden behind [MASK]
+    but cut from attention: ``MaskedBatch.attention_mask`` [B, L, L] is :func:`block_causal_attention`
+    of the block [start, start + block_size) (the decoding block: a last block cut by the loss scope still
+    spans the positions the decoder's block would), and later tokens stay in ``noisy_ids`` as they were
+    (clean), attended by nothing that carries loss. With the same generator the active blocks, rates and
+    ``loss_mask`` equal :class:`BlockwiseMasking`'s. The backbone must take a per-example 2-D mask; a
+    model trained so is decoded with ``decode.attention=block_causal`` (``blocksft.decoding``)."""
+
+    def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0,
+                 block_sampling: BlockSampling = "without_replacement", p_min: float | None = None,
+                 p_max: float = 1.0, tail_eos_in_loss: int | None = None) -> None:
+        super().__init__(block_size, eps=eps, mask_id=mask_id, block_sampling=block_sampling, prefix_mask_rate=0.0,
+                         suffix_mask_prob=0.0, p_min=p_min, p_max=p_max, tail_eos_in_loss=tail_eos_in_loss)
+
+    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
+        masked = super().__call__(input_ids, response_start, response_len, generator, sample_index)
+        block_start = masked.active_block * self.block_size
+        relative = response_positions(input_ids, response_start)
+        masked.attention_mask = block_causal_attention(relative, block_start, block_start + self.block_size)
+        return masked
 
 
 class MatchedClassicalMasking(ClassicalMasking):

@@ -42,8 +42,9 @@ def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
 @dataclass(frozen=True)
 class DecodeSettings:
     """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score.
-    ``prefix_cache`` selects the approximate prefix-KV-cached decoder, ``confidence_threshold`` the
-    Fast-dLLM threshold rule instead of the fixed per-step counts (see ``blocksft.decoding``)."""
+    ``prefix_cache`` selects the prefix-KV-cached decoder (approximate with full attention, exact with
+    block-causal), ``confidence_threshold`` the Fast-dLLM threshold rule instead of the fixed per-step
+    counts, ``attention`` full or block-causal attention (see ``blocksft.decoding``)."""
 
     gen_length: int
     block_lengths: tuple[int, ...]
@@ -52,6 +53,7 @@ class DecodeSettings:
     remasking: str = "low_confidence"
     prefix_cache: bool = False
     confidence_threshold: float | None = None
+    attention: str = "full"
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,7 @@ class DiffusionSFTModule(L.LightningModule):
                 prefix_cache=self.decode.prefix_cache,
                 confidence_threshold=self.decode.confidence_threshold,
                 return_stats=True,
+                attention=self.decode.attention,
             )
             if output.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
                 torch.cuda.synchronize(output.device)

@@ -52,11 +52,16 @@ def masked_diffusion_loss(
 def masked_diffusion_step(model, batch: dict[str, torch.Tensor], masked, weighting: LossWeighting = "mean_masked") -> torch.Tensor:
     """The training loss of one masked batch: the step ``DiffusionSFTModule`` trains with and the
     benchmark times. ``model`` offers ``encode(ids, attention_mask) -> hidden [B, L, H]`` and
-    ``project(hidden [N, H]) -> logits [N, V]``; ``batch`` holds ``input_ids`` and ``attention_mask``
+    ``project(hidden [N, H]) -> logits [N, V]`` (``attention_mask`` [B, L, L] when the strategy gives
+    one); ``batch`` holds ``input_ids`` and ``attention_mask``
     [B, L]; ``masked`` is the strategy's ``MaskedBatch``."""
     # 1. Encode the noisy input up to the LM head (a strategy may give several rows per sample:
-    #    ``rows_of`` lays the per-sample tensors out as its rows).
-    hidden = model.encode(masked.noisy_ids, masked.rows_of(batch["attention_mask"]))
+    #    ``rows_of`` lays the per-sample tensors out as its rows). A block-causal strategy's per-row
+    #    [R, L, L] mask is combined with the padding key mask and replaces it.
+    attention_mask = masked.rows_of(batch["attention_mask"])
+    if masked.attention_mask is not None:
+        attention_mask = masked.attention_mask & attention_mask.bool()[:, None, :]
+    hidden = model.encode(masked.noisy_ids, attention_mask)
     # 2. Apply the head at the loss positions only (N of R x L), never over the whole vocabulary grid.
     rows, cols = masked.loss_mask.nonzero(as_tuple=True)
     logits = model.project(hidden[rows, cols])

@@ -158,7 +158,7 @@ def run(cfg: DictConfig) -> RunResult:
         schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
         decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature,
                               cfg.decode.remasking, cfg.decode.get("prefix_cache", False),
-                              cfg.decode.get("confidence_threshold")),
+                              cfg.decode.get("confidence_threshold"), cfg.decode.get("attention", "full")),
         loss_weighting=cfg.objective.weighting,
         token_budget=cfg.budget.value if cfg.budget.kind == "tokens" else None,
         token_count=cfg.budget.get("count", "eligible"),

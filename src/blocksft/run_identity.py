@@ -50,6 +50,9 @@ IGNORED_KEYS: tuple[str, ...] = (
     "eval.benchmark.data.num_workers", "eval.benchmark.data.num_proc", "eval.benchmark.data.cache_dir",
     "eval.benchmark.data.source.cache_dir",
 )
+#: Keys added after runs were recorded, with the value they had implicitly before: at that value they
+#: are left out of the fingerprint, so earlier runs and study folders keep their identity.
+IMPLICIT_DEFAULTS: dict[str, Any] = {"decode.attention": "full"}
 #: Keys ``mode=eval`` takes from the evaluated run's record (what was trained, and its labels).
 TRAINED_KEYS: tuple[str, ...] = ("strategy", "block", "seed", "study", "model")
 
@@ -59,14 +62,15 @@ IGNORED_VALUE = "<not part of the fingerprint>"
 # ----------------------------------------------------------------------------------- fingerprint
 
 def identity_view(container: dict) -> dict:
-    """A copy of a resolved config container without ``IGNORED_KEYS``."""
+    """A copy of a resolved config container without ``IGNORED_KEYS`` and without the
+    ``IMPLICIT_DEFAULTS`` at their default value."""
     view = copy.deepcopy(container)
-    for dotted in IGNORED_KEYS:
+    for dotted in (*IGNORED_KEYS, *IMPLICIT_DEFAULTS):
         *parents, leaf = dotted.split(".")
         node = view
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        if isinstance(node, dict) and (dotted not in IMPLICIT_DEFAULTS or node.get(leaf) == IMPLICIT_DEFAULTS[dotted]):
             node.pop(leaf, None)
     return view
 
@@ -266,6 +270,8 @@ def decode_label(cfg: DictConfig) -> str:
         label += f"-{decode.remasking}"
     if decode.get("prefix_cache", False):
         label += "-cached"
+    if decode.get("attention", "full") != "full":
+        label += "-blockcausal"
     return label
 
 
@@ -342,7 +348,8 @@ def identity_fields(cfg: DictConfig, digest: str) -> dict[str, Any]:
         "decode": {"block_lengths": list(decode_block_lengths(cfg)), "steps": decode.steps,
                    "temperature": decode.temperature, "remasking": decode.remasking,
                    "prefix_cache": decode.get("prefix_cache", False), "gen_length": decode.gen_length,
-                   "confidence_threshold": decode.get("confidence_threshold")},
+                   "confidence_threshold": decode.get("confidence_threshold"),
+                   "attention": decode.get("attention", "full")},
     }
     found = trained_record(cfg)
     if found is not None:

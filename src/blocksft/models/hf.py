@@ -176,7 +176,8 @@ class HFBackbone(nn.Module):
     the identity, so the module gathers full logits at loss positions. ``logits_shift`` (Dream,
     initialised from an autoregressive model) makes position ``i`` read position ``i - 1`` (position
     0 reads itself), as Dream's own sampler does. ``attention_mask_format="4d"`` passes the padding
-    mask as a boolean ``[B, 1, L, L]`` key mask (Dream's attention needs it). Position ids count real
+    mask as a boolean ``[B, 1, L, L]`` key mask (Dream's attention needs it); only such a model also
+    takes a per-example ``attention_mask`` [B, L, L] (block-causal), passed as ``[B, 1, L, L]``. Position ids count real
     tokens only whenever the model's ``forward`` accepts ``position_ids`` (so left padding changes
     nothing for absolute positions, BERT); ``use_cache=False`` is passed where accepted.
     """
@@ -191,6 +192,12 @@ class HFBackbone(nn.Module):
         self.logits_shift, self.attention_mask_format = logits_shift, attention_mask_format
         parameters = inspect.signature(self.base_model.forward).parameters
         self.accepts_position_ids, self.accepts_use_cache = "position_ids" in parameters, "use_cache" in parameters
+
+    @property
+    def supports_attention_mask_2d(self) -> bool:
+        """Whether a per-example [B, L, L] mask can be passed (block-causal training and decoding): only
+        for models configured to take a boolean [B, 1, L, L] mask (``model.attention_mask=4d``)."""
+        return self.attention_mask_format == "4d"
 
     @property
     def base_model(self) -> nn.Module:
@@ -210,6 +217,15 @@ class HFBackbone(nn.Module):
         if self.accepts_use_cache:
             inputs["use_cache"] = False  # every step re-reads the whole canvas (LLaDA asserts it)
         if attention_mask is None:
+            return inputs
+        if attention_mask.dim() == 3:  # per-example [B, L, L] (block-causal): as a boolean [B, 1, L, L]
+            if not self.supports_attention_mask_2d:
+                raise ValueError(f"{type(self.base_model).__name__} takes only a [B, L] key mask here "
+                                 "(model.attention_mask=2d); a per-example [B, L, L] mask needs model.attention_mask=4d")
+            inputs["attention_mask"] = attention_mask.bool()[:, None]
+            if self.accepts_position_ids:  # the real tokens: those that may attend to themselves
+                real = attention_mask.bool().diagonal(dim1=1, dim2=2)
+                inputs["position_ids"] = (real.long().cumsum(-1) - 1).clamp_min(0)
             return inputs
         if self.attention_mask_format == "4d":
             length = input_ids.shape[1]

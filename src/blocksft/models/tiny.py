@@ -7,7 +7,9 @@ rotary position embeddings (RoPE, as LLaDA) -> final LayerNorm -> linear LM head
 loss-bearing positions.
 
 Left padding: with an ``attention_mask`` (1 = real token), padded keys are ignored and position ids
-count real tokens only, so a left-padded prompt sees exactly what the unpadded prompt sees.
+count real tokens only, so a left-padded prompt sees exactly what the unpadded prompt sees. A
+per-example ``attention_mask`` [B, L, L] (True = query i may attend key j) restricts attention further,
+e.g. block-causal training and decoding (``blocksft.masking.block_causal_attention``).
 
 Key/value cache (for prefix-cached decoding, ``blocksft.decoding`` with ``prefix_cache=True``):
 ``model(x, attention_mask=m, use_cache=True)`` also returns ``past_key_values``, one ``(key, value)``
@@ -137,7 +139,7 @@ class EncoderBlock(nn.Module):
 class TinyDiffusionLM(PreTrainedModel):
     """Bidirectional masked-diffusion LM.
 
-    ``encode(input_ids [B, L], attention_mask [B, L] | None) -> hidden [B, L, H]``;
+    ``encode(input_ids [B, L], attention_mask [B, L] | [B, L, L] | None) -> hidden [B, L, H]``;
     ``project(hidden [..., H]) -> logits [..., V]``; ``forward`` = project(encode(...)). Both accept
     ``past_key_values`` / ``use_cache`` (see the module docstring).
     """
@@ -146,6 +148,7 @@ class TinyDiffusionLM(PreTrainedModel):
     base_model_prefix = "tiny"
     _supports_sdpa = True
     supports_prefix_cache = True  # read by blocksft.decoding (prefix_cache=True)
+    supports_attention_mask_2d = True  # a per-example [B, L, L] mask (blocksft.decoding: attention=block_causal)
 
     def __init__(self, config: TinyDiffusionConfig) -> None:
         super().__init__(config)
@@ -185,8 +188,11 @@ class TinyDiffusionLM(PreTrainedModel):
         use_cache: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, KeyValues]:
         """Hidden states [B, L, H] of ``input_ids`` [B, L]; with ``use_cache``, also the per-layer
-        (key, value) of past + these positions. With ``past_key_values`` (P cached positions),
-        ``attention_mask`` is [B, P + L] and positions continue after the past's real tokens."""
+        (key, value) of past + these positions. ``attention_mask`` is a key mask [B, L] (1 = real token)
+        or a per-example mask [B, L, L] (True = query i may attend key j; padding = keys nobody attends,
+        including themselves: positions count the tokens whose diagonal is True). With ``past_key_values``
+        (P cached positions), ``attention_mask`` is a key mask [B, P + L] and positions continue after the
+        past's real tokens."""
         length = input_ids.shape[1]
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         if past_length + length > self.config.max_position_embeddings:
@@ -197,6 +203,14 @@ class TinyDiffusionLM(PreTrainedModel):
         if attention_mask is None:
             positions = torch.arange(past_length, past_length + length, device=input_ids.device).expand_as(input_ids)
             key_mask = None
+        elif attention_mask.dim() == 3:  # per-example [B, L, L]: query i may attend key j
+            if past_key_values is not None or attention_mask.shape[1:] != (length, length):
+                raise ValueError(f"a per-example attention_mask must be [B, {length}, {length}] without past_key_values; "
+                                 f"got {tuple(attention_mask.shape)} with {past_length} past positions")
+            allowed = attention_mask.bool()
+            real = allowed.diagonal(dim1=1, dim2=2)  # a real token may attend to itself; padding may not
+            positions = (real.long().cumsum(-1) - 1).clamp_min(0)
+            key_mask = allowed[:, None]
         else:
             if attention_mask.shape[1] != past_length + length:
                 raise ValueError(
