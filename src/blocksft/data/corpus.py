@@ -11,7 +11,8 @@ same knobs), so the corpus carries the per-step skill of the chain tasks:
 * ``worked``: "Problem: <question> Solution: 7 + 5 = 12, then 12 - 3 = 9. The answer is 9.";
 * ``chain``: a bare chain "7 + 5 - 3 = ? First 7 + 5 = 12. Next 12 - 3 = 9. Result: 9.";
 * ``table``: "start 7 | + 5 -> 12 | - 3 -> 9 | end 9";
-* ``facts``: single-operation facts "7 + 5 = 12; 9 - 4 = 5; ..." over the operand range;
+* ``facts``: single-operation facts "7 + 5 = 12; 19 - 4 = 15; ..." drawn uniformly over every fact of
+  the range (left operand 0..max_result: the running values of chains);
 * ``reasoning_gym``: a question and its answer from the ``reasoning_gym_tasks`` generators
   ("Q: ... A: ..."), when that list is not empty.
 
@@ -59,18 +60,27 @@ def _equations(start: int, steps) -> list[str]:
     return lines
 
 
+def _fact(rng: random.Random, config: ArithmeticConfig) -> str:
+    """One ``a op b = c`` drawn uniformly over every fact of the knobs' range: ``a`` in [0, max_result]
+    (a chain's running value can be any of them, not only a starting amount), ``b`` in [1, max_operand],
+    ``c`` in [0, max_result]; ``*`` multipliers as the generator draws them."""
+    while True:
+        a, op = rng.randint(0, config.max_result), config.operations[rng.randrange(len(config.operations))]
+        if op == "*":
+            b = rng.randint(2, max(2, min(5, config.max_operand)))
+        else:
+            b = rng.randint(1, config.max_operand)
+        c = a + b if op == "+" else a - b if op == "-" else a * b
+        if 0 <= c <= config.max_result:
+            return f"{a} {op} {b} = {c}"
+
+
 def render_item(kind: str, rng: random.Random, config: ArithmeticConfig, rg_items: list[str]) -> str:
     """One paragraph of format ``kind`` drawn with ``rng``."""
     if kind == "reasoning_gym":
         return rg_items[rng.randrange(len(rg_items))]
     if kind == "facts":
-        facts = []
-        for _ in range(FACTS_PER_PARAGRAPH):
-            sampled = _sample_steps(rng, ArithmeticConfig(max_operand=config.max_operand, min_ops=1, max_ops=1,
-                                                          operations=config.operations, max_result=config.max_result))
-            if sampled is not None:
-                facts.extend(_equations(*sampled))
-        return "; ".join(facts) + "."
+        return "; ".join(_fact(rng, config) for _ in range(FACTS_PER_PARAGRAPH)) + "."
     sampled = None
     while sampled is None:
         sampled = _sample_steps(rng, config)
