@@ -34,10 +34,10 @@ def test_every_option_of_every_group_composes_and_validates(group):
 
 def test_defaults_are_the_embedded_offline_run():
     cfg = compose_config()
-    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("tiny", "arithmetic", "classical", 8)
-    assert cfg.trainer.accelerator == "cpu"
-    assert cfg.decode.gen_length == cfg.data.response_len == 32
-    assert decode_block_lengths(cfg) == (8,)
+    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("base", "chains", "classical", 32)
+    assert cfg.trainer.accelerator == "cpu" and cfg.model.init_from.endswith("experiments/base")
+    assert cfg.decode.gen_length == cfg.data.response_len == 64
+    assert decode_block_lengths(cfg) == (32,)
 
 
 @pytest.mark.parametrize("size", [4, 8, 16, 32, 64])

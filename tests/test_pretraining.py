@@ -34,6 +34,22 @@ def test_corpus_is_seeded_disjoint_and_not_in_the_sft_layout():
     assert all(len(text) <= 240 or "\n\n" not in text for text in documents)  # max_chars (one paragraph may exceed)
 
 
+def test_facts_paragraphs_cover_every_fact_of_the_range_and_are_true():
+    """The per-step skill of the chains: a left operand anywhere in [0, max_result] (a running value),
+    not only a starting amount in [1, max_operand]."""
+    source = ProceduralCorpusSource({"train": 400}, seed=1, max_operand=5, max_result=20,
+                                    formats={"facts": 1.0}, max_chars=400)
+    paragraphs = [paragraph for text in source.load()["train"] for paragraph in text.split("\n\n")]
+    facts = [fact for paragraph in paragraphs for fact in paragraph.rstrip(".").split("; ")]
+    seen = set()
+    for fact in facts:
+        a, op, b, equals, c = fact.split(" ")
+        a, b, c = int(a), int(b), int(c)
+        assert equals == "=" and c == (a + b if op == "+" else a - b) and 0 <= c <= 20 and 1 <= b <= 5, fact
+        seen.add((a, op, b))
+    assert {a for a, _, _ in seen} == set(range(21)) and len(seen) == 180  # every fact of the range occurs
+
+
 def test_documents_are_whole_sequences_and_long_ones_are_dropped():
     source = ProceduralCorpusSource({"train": 64, "validation": 8}, seed=0, max_chars=240, **CORPUS)
     datamodule = DocumentDataModule(source, build_char_tokenizer(), response_len=230, batch_size=4,
