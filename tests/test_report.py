@@ -26,8 +26,9 @@ T2 = 4.3027  # t_{0.975, df=2}
 def write_job(root: Path, sub: str, *, strategy: str = "blockwise", block: int = 8, seed: int = 0,
               accuracy: float = 0.3, budget: str = "steps", by_block: dict[int, float] | None = None,
               prefix: float = 0.0, suffix: float = 1.0, study: str | None = None, wall: float = 100.0,
-              overrides: list[str] | None = None, losses: dict[int, float] | None = None) -> Path:
-    """One completed job in the results.json schema of the project."""
+              overrides: list[str] | None = None, losses: dict[int, float] | None = None,
+              model: str | None = None, supervised: int = 123, eligible: int = 456, steps: int = 2000) -> Path:
+    """One completed job in the results.json schema of the project (``model``: ``config.model.name``)."""
     job = root / sub
     job.mkdir(parents=True)
     masking = {"prefix_mask_rate": prefix, "suffix_mask_prob": suffix} if strategy != "classical" else {"eps": 1e-3}
@@ -36,12 +37,14 @@ def write_job(root: Path, sub: str, *, strategy: str = "blockwise", block: int =
         "status": "completed", "mode": "train", "strategy": strategy, "block_size": block,
         "decode_block_length": next(iter(by_block)), "seed": seed,
         "budget": {"kind": budget, "value": 2000 if budget == "steps" else 500000, "count": "eligible"},
-        "steps": 2000, "supervised_tokens": 123, "eligible_tokens": 456, "accuracy": accuracy,
+        "steps": steps, "supervised_tokens": supervised, "eligible_tokens": eligible, "accuracy": accuracy,
         "accuracy_flexible": accuracy + 0.01, "accuracy_by_decode_block": {str(k): v for k, v in by_block.items()},
         "final_train_loss": 0.4, "wall_seconds": wall, "train_seconds": wall - 10, "eval_seconds": 5.0,
         "git_commit": "abc123", "study": study,
         "config": {"strategy": {"name": strategy, "masking": masking}, "block": {"size": block}, "seed": seed},
     }
+    if model is not None:
+        results["config"]["model"] = {"name": model, "init_from": None if model.endswith("_scratch") else "/base"}
     (job / "results.json").write_text(json.dumps(results))
     if overrides is not None:
         write_overrides(job, overrides)
@@ -396,3 +399,210 @@ def test_controls_study_compares_each_control_with_blockwise_by_seed(tmp_path: P
     assert "## Controls: blockwise vs variants that break its alignment" in text and "## Suffix ablation" not in text
     assert "| blockwise_unaligned | 21.0 ± 1.0 (3) | 32.0 ± 2.0 (3) | +11.00 |" in text
     assert _png_ok(tmp_path / "out" / "bars.png")
+
+
+# ------------------------------------------------------------------------------- corruption schemes
+
+T4 = 2.7764  # t_{0.975, df=4}
+# (budget, scheme) -> accuracy per seed 0, 1, 2. Δ = blockwise − scheme by seed:
+#   steps:  classical −0.20, −0.23, −0.26 (contradicts); all_blocks +0.10, +0.11, +0.12 (supports);
+#           complementary −0.01, +0.02, −0.01 (CI spans 0); block_causal +0.05, +0.04, +0.05 (supports)
+#   tokens: classical −0.02, +0.01, +0.04 (CI spans 0); the others as listed
+SCHEMES = {
+    ("steps", "blockwise"): [0.30, 0.32, 0.34], ("steps", "classical"): [0.50, 0.55, 0.60],
+    ("steps", "blockwise_all_blocks"): [0.20, 0.21, 0.22], ("steps", "blockwise_complementary"): [0.31, 0.30, 0.35],
+    ("steps", "blockwise_block_causal"): [0.25, 0.28, 0.29],
+    ("tokens", "blockwise"): [0.28, 0.29, 0.30], ("tokens", "classical"): [0.30, 0.28, 0.26],
+    ("tokens", "blockwise_all_blocks"): [0.40, 0.40, 0.40], ("tokens", "blockwise_complementary"): [0.10, 0.12, 0.14],
+    ("tokens", "blockwise_block_causal"): [0.20, 0.20, 0.23],
+}
+# training seconds of seed 0 (seed s: + s, so the mean is this + 1); train_seconds = wall − 10 in write_job
+SCHEME_TRAIN = {("steps", "blockwise_block_causal"): 390.0, ("tokens", "classical"): 150.0,
+                ("tokens", "blockwise_all_blocks"): 200.0}  # every other (budget, scheme): 290.0
+# Pareto front of (mean train s, mean accuracy): tokens classical (151, 0.28), tokens all_blocks (201, 0.40),
+# steps classical (291, 0.55); every other point costs >= 291 s and scores below 0.55
+SCHEME_FRONT = {("tokens", "classical"), ("tokens", "blockwise_all_blocks"), ("steps", "classical")}
+
+
+@pytest.fixture
+def schemes_sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "corruption_schemes"
+    for (budget, strategy), values in SCHEMES.items():
+        train = SCHEME_TRAIN.get((budget, strategy), 290.0)
+        supervised = 2000 if strategy == "classical" else 1000
+        for seed, accuracy in enumerate(values):
+            write_job(root, f"{strategy}-B32-seed{seed}-{budget}", strategy=strategy, block=32, budget=budget,
+                      seed=seed, accuracy=accuracy, study="corruption_schemes", wall=train + 10 + seed,
+                      supervised=supervised + seed, eligible=3000, steps=400 if budget == "steps" else 300)
+    return root
+
+
+def test_pareto_front_by_hand():
+    points = [(1.0, 0.2), (2.0, 0.5), (2.0, 0.4), (3.0, 0.5), (4.0, 0.9), (1.0, 0.2), (0.5, 0.1)]
+    # (2, 0.4) loses to (2, 0.5) on accuracy; (3, 0.5) to (2, 0.5) on cost; equal points both stay
+    assert rep.pareto_front(points) == [True, True, False, False, True, True, True]
+    assert rep.pareto_front([]) == [] and rep.pareto_front([(5.0, 0.0)]) == [True]
+    assert rep.pareto_front([(1.0, 0.5), (2.0, 0.1)]) == [True, False]
+
+
+def test_cost_summary_means_over_the_runs_that_report_a_field():
+    runs = [{"steps": 400, "train_seconds": 10.0}, {"steps": 400, "train_seconds": 14.0}, {"steps": None}]
+    cost = rep.cost_summary(runs, ("steps", "train_seconds", "wall_seconds"))
+    assert cost["steps"] == {"mean": 400.0, "std": 0.0, "n": 2}
+    assert cost["train_seconds"]["mean"] == pytest.approx(12.0) and cost["wall_seconds"] == {"mean": None, "std": None,
+                                                                                                "n": 0}
+
+
+def test_scheme_comparison_pairs_each_scheme_with_blockwise_within_a_budget(schemes_sweep: Path):
+    runs = rep.load_runs(schemes_sweep)
+    assert rep.study_kinds("corruption_schemes", runs) == ["corruption_schemes"]
+    assert rep.study_kinds("2026-01-01_00-00-00", runs) == ["corruption_schemes"]  # from the data: no main section
+    rows = {(r["budget_kind"], r["strategy"]): r for r in rep.scheme_comparison(runs)}
+    assert [k for k in rows][:5] == [("steps", s) for s in ("blockwise", "classical", "blockwise_all_blocks",
+                                                            "blockwise_complementary", "blockwise_block_causal")]
+    assert rows[("steps", "blockwise")]["paired"] is None and rows[("steps", "blockwise")]["verdict"] is None
+    classical = rows[("steps", "classical")]["paired"]  # blockwise − classical: −0.20, −0.23, −0.26
+    assert classical["mean"] == pytest.approx(-0.23) and classical["std"] == pytest.approx(0.03)
+    assert classical["ci_high"] == pytest.approx(-0.23 + T2 * 0.03 / math.sqrt(3))
+    verdicts = {key: r["verdict"] for key, r in rows.items() if r["verdict"]}
+    assert verdicts == {
+        ("steps", "classical"): "contradicts", ("steps", "blockwise_all_blocks"): "supports",
+        ("steps", "blockwise_complementary"): "inconclusive at n=3 seeds",
+        ("steps", "blockwise_block_causal"): "supports",
+        ("tokens", "classical"): "inconclusive at n=3 seeds", ("tokens", "blockwise_all_blocks"): "contradicts",
+        ("tokens", "blockwise_complementary"): "supports", ("tokens", "blockwise_block_causal"): "supports"}
+    cost = rows[("steps", "classical")]["cost"]
+    assert cost["supervised_tokens"]["mean"] == pytest.approx(2001) and cost["eligible_tokens"]["mean"] == 3000
+    assert cost["train_seconds"]["mean"] == pytest.approx(291) and cost["wall_seconds"]["mean"] == pytest.approx(301)
+    assert cost["steps"]["mean"] == 400 and rows[("tokens", "classical")]["cost"]["steps"]["mean"] == 300
+
+
+def test_write_report_corruption_schemes(schemes_sweep: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    summary = rep.write_report(schemes_sweep, out)
+    assert summary["study"] == "corruption_schemes" and summary["kinds"] == ["corruption_schemes"]
+    assert summary["paired"] == [] and summary["pareto"]["cost"] == "train_seconds"
+    front = {(p["budget_kind"], p["strategy"]) for p in summary["pareto"]["points"] if p["on_front"]}
+    assert front == SCHEME_FRONT and len(summary["pareto"]["points"]) == 10
+    claims = {c["claim"]: c["verdict"] for c in summary["claims"]}
+    assert claims["Blockwise beats classical at an equal steps budget (corruption schemes)"] == "contradicts"
+    assert claims["Blockwise beats blockwise_complementary at an equal steps budget (corruption schemes)"] \
+        == "inconclusive at n=3 seeds"
+    assert len(claims) == 8
+    text = (out / "report.md").read_text()
+    assert "## Corruption schemes" in text and "## Main comparison" not in text
+    assert "| steps | blockwise | 32.0 ± 2.0 (3) | reference | — | — | — |" in text
+    assert "| steps | classical | 55.0 ± 5.0 (3) | -23.00 |" in text and "| contradicts |" in text
+    assert "| steps | blockwise_complementary | 32.0 ± 2.6 (3) | +0.00 |" in text
+    assert "inconclusive at n=3 seeds (CI includes 0)" in text
+    assert "| steps | classical | 400 | 2,001 | 3,000 | 291 | 5m01s | **yes** |" in text
+    assert "| tokens | blockwise_all_blocks | 300 | 1,001 | 3,000 | 201 | 3m31s | **yes** |" in text
+    assert "| steps | blockwise | 400 | 1,001 | 3,000 | 291 | 5m01s | no |" in text
+    assert "against training seconds per job (`train_seconds`)" in text and "![pareto](pareto.png)" in text
+    assert _png_ok(out / "pareto.png") and _png_ok(out / "bars.png")
+
+
+# ---------------------------------------------------------------------------------- scratch vs base
+
+# (model, strategy) -> accuracy per seed 0, 1, 2. blockwise − classical: base +0.10, +0.11, +0.12 (supports);
+# scratch −0.30, −0.38, −0.46 (contradicts); difference of differences 0.40, 0.49, 0.58 (supports).
+# base − scratch: blockwise 0.40, 0.43, 0.46 (supports); classical 0.00, −0.06, −0.12 (CI spans 0).
+SCRATCH = {
+    ("base", "blockwise"): [0.50, 0.55, 0.60], ("base", "classical"): [0.40, 0.44, 0.48],
+    ("base_scratch", "blockwise"): [0.10, 0.12, 0.14], ("base_scratch", "classical"): [0.40, 0.50, 0.60],
+}
+
+
+@pytest.fixture
+def scratch_sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "scratch_vs_base"
+    for (model, strategy), values in SCRATCH.items():
+        for seed, accuracy in enumerate(values):
+            write_job(root, f"{strategy}-B32-{model}-seed{seed}", strategy=strategy, block=32, seed=seed,
+                      accuracy=accuracy, study="scratch_vs_base", model=model)
+    return root
+
+
+def test_runs_carry_the_model_name(scratch_sweep: Path, tmp_path: Path):
+    runs = rep.load_runs(scratch_sweep)
+    assert {r["model"] for r in runs} == {"base", "base_scratch"}
+    assert rep.parse_overrides(["model=base_scratch"]) == {"model": "base_scratch"}
+    failed = tmp_path / "failed-job"
+    write_overrides(failed, ["strategy=blockwise", "model=base_scratch", "seed=4"])
+    (run,) = rep.load_runs(failed)
+    assert run["status"] == "failed" and run["model"] == "base_scratch"
+
+
+def test_pairing_includes_the_model_only_when_several_models_ran(main_sweep: Path, scratch_sweep: Path):
+    assert rep.pairing_keys(rep.load_runs(main_sweep)) == ("budget_kind",)
+    assert rep.pairing_keys(rep.load_runs(scratch_sweep)) == ("model", "budget_kind")
+    one_model = [{**r, "model": "base"} for r in rep.load_runs(main_sweep)]
+    assert rep.pairing_keys(one_model) == ("budget_kind",)
+    assert rep.summarize(one_model, "main")["paired"] == rep.summarize(rep.load_runs(main_sweep), "main")["paired"]
+
+
+def test_scratch_pairs():
+    assert rep.scratch_pairs(["base", "base_scratch", "tiny", None, "other_scratch"]) == [("base", "base_scratch")]
+    assert rep.scratch_pairs(["base"]) == []
+
+
+def test_difference_of_differences_by_hand():
+    """Seed 3 lacks one corner and is left out; diffs of diffs 0.02, −0.03, 0.04: CI spans 0."""
+    cells = {("A", "t"): [0.5, 0.5, 0.5, 0.9], ("A", "c"): [0.4, 0.4, 0.4, 0.1],
+             ("B", "t"): [0.3, 0.35, 0.3], ("B", "c"): [0.22, 0.22, 0.24, 0.5]}
+    runs = [{"status": "completed", "model": m, "strategy": s, "seed": seed, "accuracy": a, "budget_kind": "steps"}
+            for (m, s), values in cells.items() for seed, a in enumerate(values)]
+    (entry,) = rep.difference_of_differences(runs, inner=("strategy", "t", "c"), outer=("model", "A", "B"))
+    assert entry["seeds"] == [0, 1, 2] and entry["diffs"] == pytest.approx([0.02, -0.03, 0.04])
+    assert entry["mean"] == pytest.approx(0.01) and entry["std"] == pytest.approx(math.sqrt(0.0013))
+    assert entry["ci_low"] == pytest.approx(0.01 - T2 * math.sqrt(0.0013 / 3))
+    assert entry["verdict"] == "inconclusive at n=3 seeds"
+
+
+def test_scratch_vs_base_pairs_within_each_model_and_tests_the_interaction(scratch_sweep: Path):
+    runs = rep.load_runs(scratch_sweep)
+    assert rep.study_kinds("scratch_vs_base", runs) == ["main", "scratch_vs_base"]
+    assert rep.study_kinds("2026-01-01_00-00-00", runs) == ["main", "scratch_vs_base"]  # from the models
+    comparison = rep.pretraining_comparison(runs)
+    by_strategy = {d["strategy"]: d for d in comparison["by_strategy"]}
+    assert by_strategy["blockwise"]["mean"] == pytest.approx(0.43) and by_strategy["blockwise"]["verdict"] == "supports"
+    assert by_strategy["classical"]["mean"] == pytest.approx(-0.06)
+    assert by_strategy["classical"]["verdict"] == "inconclusive at n=3 seeds"
+    (verdict,) = comparison["verdicts"]
+    assert verdict["from_pretrained"]["mean"] == pytest.approx(0.11)
+    assert verdict["from_pretrained"]["verdict"] == "supports"
+    assert verdict["from_scratch"]["mean"] == pytest.approx(-0.38)
+    assert verdict["from_scratch"]["verdict"] == "contradicts" and verdict["verdict_changed"] is True
+    interaction = verdict["interaction"]
+    assert interaction["diffs"] == pytest.approx([0.40, 0.49, 0.58]) and interaction["std"] == pytest.approx(0.09)
+    assert interaction["ci_low"] == pytest.approx(0.49 - T2 * 0.09 / math.sqrt(3))
+    assert interaction["verdict"] == "supports"
+
+
+def test_write_report_scratch_vs_base(scratch_sweep: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    summary = rep.write_report(scratch_sweep, out)
+    assert summary["kinds"] == ["main", "scratch_vs_base"]
+    assert summary["group_keys"] == ["strategy", "block_size", "model"]
+    paired = {d["model"]: d for d in summary["paired"]}
+    assert paired["base"]["mean"] == pytest.approx(0.11) and paired["base_scratch"]["mean"] == pytest.approx(-0.38)
+    claims = {c["claim"]: c for c in summary["claims"]}
+    assert claims["Blockwise SFT beats classical SFT at an equal steps budget (from base)"]["verdict"] == "supports"
+    assert claims["Blockwise SFT beats classical SFT at an equal steps budget (from base_scratch)"]["verdict"] \
+        == "contradicts"
+    interaction = claims["Starting from base rather than base_scratch enlarges blockwise's advantage over classical "
+                         "at an equal steps budget"]
+    assert interaction["verdict"] == "supports" and "same verdict in both arms: no" in interaction["evidence"]
+    assert claims["Starting from base rather than base_scratch raises classical's accuracy at an equal steps "
+                  "budget"]["verdict"] == "inconclusive at n=3 seeds"
+    text = (out / "report.md").read_text()
+    assert "| model | budget | blockwise | classical | Δ mean |" in text
+    assert "within each model and budget kind" in text
+    assert "| base_scratch | steps | 12.0 | 50.0 | -38.00 |" in text
+    assert "## Pretraining: from the base vs from scratch" in text
+    assert "### Does pretraining change the verdict?" in text
+    assert "| blockwise | steps | 55.0 | 12.0 | +43.00 |" in text
+    assert ("| steps | +11.00 [8.52, 13.48] | supports | -38.00 [-57.87, -18.13] | contradicts | **no** | +49.00 "
+            "| [26.64, 71.36] | 3 | supports |") in text
+    assert "(ours, steps budget, from base)" in text
+    assert _png_ok(out / "bars.png") and not (out / "pareto.png").exists()

@@ -20,6 +20,8 @@ EXPECTED_JOBS = {
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
     "ablation_controls": 12,  # 4 variants x 3 seeds
     "threshold_decoding": 5,  # eval only: exact + 4 confidence thresholds, one trained model
+    "corruption_schemes": 50,  # 5 schemes x 2 budgets x 5 seeds
+    "scratch_vs_base": 20,  # 2 strategies x 2 models (base, base_scratch) x 5 seeds
 }
 EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
 
@@ -88,3 +90,22 @@ def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(t
     assert {cfg.mode for cfg in cfgs} == {"eval"} and {cfg.decode.remasking for cfg in cfgs} == {"low_confidence"}
     assert [cfg.decode.confidence_threshold for cfg in cfgs] == [None, 0.5, 0.7, 0.9, 0.95]
     assert len({(cfg.decode.steps, cfg.decode.block_length, cfg.eval.size, cfg.eval.split) for cfg in cfgs}) == 1
+
+
+def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_both_budgets():
+    cfgs = [compose_config(["+sweep=corruption_schemes", *job]) for job in sweep_jobs("corruption_schemes")]
+    schemes = {"classical", "blockwise", "blockwise_all_blocks", "blockwise_complementary", "blockwise_block_causal"}
+    assert {(cfg.strategy.name, cfg.budget.kind, cfg.seed) for cfg in cfgs} == set(
+        itertools.product(schemes, ("steps", "tokens"), range(5)))
+    assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
+    assert {cfg.model.name for cfg in cfgs} == {compose_config([]).model.name}
+
+
+def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_scratch():
+    cfgs = [compose_config(["+sweep=scratch_vs_base", *job]) for job in sweep_jobs("scratch_vs_base")]
+    assert {(cfg.strategy.name, cfg.model.name, cfg.seed) for cfg in cfgs} == set(
+        itertools.product(("classical", "blockwise"), ("base", "base_scratch"), range(5)))
+    assert {cfg.model.name: cfg.model.init_from is None for cfg in cfgs} == {"base": False, "base_scratch": True}
+    assert {cfg.budget.kind for cfg in cfgs} == {"steps"}
+    assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
+    assert all(cfg.model.name in cfg.run_name for cfg in cfgs)  # the job folder names the model

@@ -91,10 +91,9 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     for diff in summary.get("paired") or []:
         budget = diff.get("budget_kind") or "equal"
-        evidence = (f"Δ = {signed(diff['mean'])} pts, 95% CI [{pct(diff['ci_low'])}, {pct(diff['ci_high'])}], "
-                    f"n={diff['n_pairs']} pairs")
-        out.append({"claim": f"Blockwise SFT beats classical SFT at an equal {budget} budget",
-                    "verdict": verdict_from_ci(diff), "evidence": evidence})
+        start = f" (from {diff['model']})" if diff.get("model") else ""
+        out.append({"claim": f"Blockwise SFT beats classical SFT at an equal {budget} budget{start}",
+                    "verdict": verdict_from_ci(diff), "evidence": _diff_evidence(diff)})
     grid = summary.get("grid")
     if grid and grid.get("rows"):
         flags = [(r["label"], r["diagonal_is_max"]) for r in grid["rows"] if r["diagonal_is_max"] is not None]
@@ -116,6 +115,53 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
                     "evidence": f"blockwise {pct_pm(c['reference'])} (n={c['reference']['n']}) vs {c['control']} "
                                 f"{pct_pm(c['group'])} (n={c['group']['n']}); mean ± std intervals: blockwise "
                                 f"{c['relation']}"})
+    out += scheme_claims(summary.get("schemes") or [])
+    out += pretraining_claims(summary.get("pretraining") or {})
+    return out
+
+
+def _diff_evidence(diff: dict[str, Any]) -> str:
+    return (f"Δ = {signed(diff['mean'])} pts, 95% CI [{pct(diff['ci_low'])}, {pct(diff['ci_high'])}], "
+            f"n={diff['n_pairs']} pairs")
+
+
+def scheme_claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """"Blockwise beats <scheme> at an equal <budget> budget" for every ``schemes.scheme_comparison`` row
+    with a seed-paired difference; verdict from its 95% t-interval (blockwise − scheme)."""
+    out = []
+    for row in rows:
+        diff = row.get("paired")
+        if not diff:
+            continue
+        out.append({"claim": f"Blockwise beats {row['strategy']} at an equal {row['budget_kind'] or 'equal'} budget "
+                             "(corruption schemes)",
+                    "verdict": diff["verdict"],
+                    "evidence": f"blockwise − {row['strategy']}: " + _diff_evidence(diff)})
+    return out
+
+
+def pretraining_claims(comparison: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
+    """From ``pretraining.pretraining_comparison``: per strategy "pretraining raises its accuracy"
+    (pretrained − scratch), and per budget "starting from the pretrained model enlarges blockwise's
+    advantage over classical" (the difference of differences), each verdict from its 95% t-interval; the
+    latter's evidence gives both arms' blockwise − classical and whether their verdicts agree."""
+    out = []
+    for diff in comparison.get("by_strategy") or []:
+        out.append({"claim": f"Starting from {diff['treatment']} rather than {diff['control']} raises "
+                             f"{diff['strategy']}'s accuracy at an equal {diff.get('budget_kind') or 'equal'} budget",
+                    "verdict": diff["verdict"], "evidence": _diff_evidence(diff)})
+    for v in comparison.get("verdicts") or []:
+        arms = [(v["pretrained"], v["from_pretrained"]), (v["scratch"], v["from_scratch"])]
+        evidence = "; ".join(f"{v['treatment']} − {v['control']} from {model}: "
+                             + (f"{_diff_evidence(d)} ({d['verdict']})" if d else "no runs") for model, d in arms)
+        same = {None: "n/a", True: "no", False: "yes"}[v["verdict_changed"]]
+        interaction = v["interaction"]
+        out.append({"claim": f"Starting from {v['pretrained']} rather than {v['scratch']} enlarges "
+                             f"{v['treatment']}'s advantage over {v['control']} at an equal "
+                             f"{v['budget_kind'] or 'equal'} budget",
+                    "verdict": interaction["verdict"],
+                    "evidence": f"{evidence}; same verdict in both arms: {same}; difference of differences: "
+                                + _diff_evidence(interaction)})
     return out
 
 

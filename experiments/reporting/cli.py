@@ -7,7 +7,7 @@ Usage::
 Reads every ``results.json`` under ``sweep_dir`` (recursively, following symlinked job folders, which
 the report marks as linked; job directories that only have a ``.hydra/overrides.yaml`` count as failed
 jobs) and writes ``report.md``, ``summary.json`` and the PNG plots that fit the data (``heatmap.png``,
-``bars.png``, ``loss_curves.png``) into ``--out`` (default ``<sweep_dir>/report``).
+``bars.png``, ``pareto.png``, ``loss_curves.png``) into ``--out`` (default ``<sweep_dir>/report``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.reporting.plots import mean_loss_curves, plot_bars, plot_heatmap, plot_loss_curves
+from experiments.reporting.plots import mean_loss_curves, plot_bars, plot_heatmap, plot_loss_curves, plot_pareto
 from experiments.reporting.render import render_markdown
 from experiments.reporting.runs import load_runs
 from experiments.reporting.summary import study_name, summarize
@@ -36,9 +36,12 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
     plots = []
     if summary["grid"] and plot_heatmap(summary["grid"], out / "heatmap.png"):
         plots.append("heatmap.png")
-    if (set(summary["kinds"]) & {"main", "prefix", "suffix", "controls"} or not summary["grid"]) and plot_bars(
+    bar_kinds = {"main", "prefix", "suffix", "controls", "corruption_schemes", "scratch_vs_base"}
+    if (set(summary["kinds"]) & bar_kinds or not summary["grid"]) and plot_bars(
             summary["groups"], summary["group_keys"], out / "bars.png", title=name):
         plots.append("bars.png")
+    if plot_pareto(summary["pareto"], out / "pareto.png", title=f"{name}: accuracy vs training cost"):
+        plots.append("pareto.png")
     curves = mean_loss_curves(runs, summary["group_keys"])
     if plot_loss_curves(curves, out / "loss_curves.png"):
         plots.append("loss_curves.png")

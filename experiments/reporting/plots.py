@@ -136,3 +136,35 @@ def plot_loss_curves(curves: dict[str, tuple[list[int], list[float], int]], path
     return True
 
 
+
+
+def plot_pareto(pareto: dict[str, Any] | None, path: Path, title: str = "") -> bool:
+    """Accuracy against cost (``schemes.scheme_pareto``): one marker per scheme × budget with mean ± std
+    error bars on both axes, colour per scheme, shape per budget kind; Pareto-front points ringed and
+    joined. False if there is no point."""
+    points = (pareto or {}).get("points") or []
+    if not points:
+        return False
+    plt = _pyplot()
+    strategies = sorted({p["strategy"] for p in points})
+    budgets = sorted({str(p["budget_kind"]) for p in points})
+    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
+    shapes = {b: "osD^v<>"[i % 7] for i, b in enumerate(budgets)}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for p in points:
+        ax.errorbar(p["cost_mean"], 100 * p["accuracy_mean"], xerr=p["cost_std"] or 0,
+                    yerr=100 * (p["accuracy_std"] or 0), fmt=shapes[str(p["budget_kind"])],
+                    color=colors[p["strategy"]], capsize=3, markersize=7, label=f"{p['strategy']}, {p['budget_kind']}")
+    front = sorted((p for p in points if p["on_front"]), key=lambda p: p["cost_mean"])
+    ax.plot([p["cost_mean"] for p in front], [100 * p["accuracy_mean"] for p in front], "k--", linewidth=0.8,
+            label="Pareto front")
+    ax.scatter([p["cost_mean"] for p in front], [100 * p["accuracy_mean"] for p in front], s=220,
+               facecolors="none", edgecolors="black", linewidths=1.2, zorder=3)
+    ax.set_xlabel(f"training cost per job: {pareto['cost']} (mean ± std over seeds)")
+    ax.set_ylabel("accuracy % (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

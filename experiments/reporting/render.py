@@ -66,15 +66,21 @@ def _ci(diff: dict[str, Any], digits: int = 2) -> str:
 def main_comparison(s: Summary) -> list[str]:
     if "main" not in s["kinds"]:
         return []
+    by_model = any("model" in d for d in s["paired"])  # several models: pairs are formed within each
     lines = ["## Main comparison: blockwise − classical", "",
-             "Paired by seed within each budget kind (means over the paired seeds); "
+             f"Paired by seed within each {'model and ' * by_model}budget kind (means over the paired seeds); "
              "95% t-interval over the paired differences, in points of %.", ""]
     rows = []
     for d in s["paired"]:
-        verdict = d["verdict"] + (" (CI includes 0)" if d["verdict"].startswith("inconclusive") else "")
-        rows.append([d.get("budget_kind") or "—", pct(d["treatment_mean"]), pct(d["control_mean"]),
-                     signed(d["mean"], 2), _ci(d), d["n_pairs"], verdict])
-    return lines + table(["budget", "blockwise", "classical", "Δ mean", "95% CI", "n pairs", "verdict"], rows)
+        model = [d.get("model") or "—"] if by_model else []
+        rows.append([*model, d.get("budget_kind") or "—", pct(d["treatment_mean"]), pct(d["control_mean"]),
+                     signed(d["mean"], 2), _ci(d), d["n_pairs"], _verdict(d)])
+    header = ["model"] * by_model + ["budget", "blockwise", "classical", "Δ mean", "95% CI", "n pairs", "verdict"]
+    return lines + table(header, rows)
+
+
+def _verdict(diff: dict[str, Any]) -> str:
+    return diff["verdict"] + (" (CI includes 0)" if diff["verdict"].startswith("inconclusive") else "")
 
 
 def block_grid(s: Summary) -> list[str]:
@@ -126,6 +132,85 @@ def controls(s: Summary) -> list[str]:
                           "mean ± std intervals", "verdict"], rows)
 
 
+def corruption_schemes(s: Summary) -> list[str]:
+    """Each scheme against blockwise within a budget kind (accuracy, paired Δ, verdict), then what a job
+    of each costs and whether it is on the Pareto front of accuracy vs training seconds."""
+    if not s.get("schemes"):
+        return []
+    lines = ["## Corruption schemes", "",
+             "Accuracy %, mean ± std over seeds (n). Δ = blockwise − scheme, paired by seed within the budget "
+             "kind, in points of %, with its 95% t-interval; verdict on \"blockwise beats the scheme\" from "
+             "the interval.", ""]
+    rows = []
+    for r in s["schemes"]:
+        d = r["paired"] or {}
+        rows.append([r["budget_kind"] or "—", r["strategy"], f"{pct_pm(r['accuracy'])} ({r['accuracy']['n']})",
+                     signed(d.get("mean"), 2) if d else "reference", _ci(d) if d else "—",
+                     d.get("n_pairs", "—"), _verdict(d) if d else "—"])
+    lines += table(["budget", "scheme", "accuracy (n)", "Δ blockwise − scheme", "95% CI", "n pairs", "verdict"],
+                   rows)
+    pareto = s.get("pareto") or {"cost": None, "points": []}
+    front = {(p["budget_kind"], p["strategy"]): p["on_front"] for p in pareto["points"]}
+    lines += ["Cost per job, mean over seeds (results.json: `steps`, `supervised_tokens` = loss-bearing "
+              "tokens, `eligible_tokens` = response tokens in the loss scope, `train_seconds` = Trainer.fit, "
+              "`wall_seconds` = the whole job). Pareto front: no other scheme × budget is at least as cheap in mean "
+              f"`{pareto['cost']}` and at least as accurate in mean accuracy, and better on one of the two.", ""]
+    rows = []
+    for r in s["schemes"]:
+        cost = r["cost"]
+        on_front = front.get((r["budget_kind"], r["strategy"]))
+        rows.append([r["budget_kind"] or "—", r["strategy"], _number(cost["steps"]["mean"]),
+                     _number(cost["supervised_tokens"]["mean"]), _number(cost["eligible_tokens"]["mean"]),
+                     _number(cost["train_seconds"]["mean"]), duration(cost["wall_seconds"]["mean"]),
+                     {True: "**yes**", False: "no", None: "n/a"}[on_front]])
+    lines += table(["budget", "scheme", "steps", "supervised tokens", "eligible tokens", "train s", "wall",
+                    "Pareto front"], rows)
+    if pareto["points"]:
+        lines += [f"`pareto.png`: accuracy (mean ± std over seeds) against training seconds per job "
+                  f"(`{pareto['cost']}`), one marker per scheme × budget, Pareto-front points ringed. Training "
+                  "seconds, not supervised tokens: every scheme runs the whole sequence at every step, so equal "
+                  "steps are equal compute however many tokens carry loss. Seconds depend on the machine's load.",
+                  ""]
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def pretraining(s: Summary) -> list[str]:
+    """Each strategy from the pretrained model vs from scratch, then blockwise − classical in each arm
+    and their difference of differences: does pretraining change the verdict?"""
+    comparison = s.get("pretraining") or {}
+    if not comparison.get("by_strategy") and not comparison.get("verdicts"):
+        return []
+    lines = ["## Pretraining: from the base vs from scratch", "",
+             "Accuracy %, paired by seed; Δ and its 95% t-interval in points of %.", ""]
+    rows = [[d["strategy"], d.get("budget_kind") or "—", pct(d["treatment_mean"]), pct(d["control_mean"]),
+             signed(d["mean"], 2), _ci(d), d["n_pairs"], _verdict(d)] for d in comparison.get("by_strategy", [])]
+    if rows:
+        first = comparison["by_strategy"][0]
+        lines += table(["strategy", "budget", f"from {first['treatment']}", f"from {first['control']}",
+                        "Δ pretrained − scratch", "95% CI", "n pairs", "verdict"], rows)
+    lines += ["### Does pretraining change the verdict?", "",
+              "Blockwise − classical paired by seed within each model; the difference of differences "
+              "(bw − cl from the pretrained model) − (bw − cl from scratch) is paired by seed over the seeds "
+              "that completed all four runs.", ""]
+    rows = []
+    for v in comparison.get("verdicts", []):
+        arms = []
+        for d in (v["from_pretrained"], v["from_scratch"]):
+            arms += [f"{signed(d['mean'], 2)} {_ci(d)}", d["verdict"]] if d else ["n/a", "n/a"]
+        i = v["interaction"]
+        same = {None: "n/a", True: "**no**", False: "yes"}[v["verdict_changed"]]
+        rows.append([v.get("budget_kind") or "—", *arms, same, signed(i["mean"], 2), _ci(i), i["n_pairs"],
+                     _verdict(i)])
+    first = (comparison.get("verdicts") or [{"pretrained": "pretrained", "scratch": "scratch"}])[0]
+    return lines + table(["budget", f"bw − cl from {first['pretrained']} (95% CI)", "verdict",
+                          f"bw − cl from {first['scratch']} (95% CI)", "verdict", "same verdict?",
+                          "difference of differences", "95% CI", "n", "verdict (pretraining enlarges bw − cl)"], rows)
+
+
 def paper_comparison(s: Summary) -> list[str]:
     """The paper's numbers beside ours, then every claim's verdict."""
     lines = ["## Paper comparison", "", f"> **{SCALE_NOTE[0].upper() + SCALE_NOTE[1:]}.** "
@@ -149,7 +234,8 @@ def _our_comparison_rows(s: Summary) -> list[list[Any]]:
     for d in s.get("paired") or []:
         if d["treatment_mean"] is None or d["control_mean"] is None:
             continue
-        rows.append([f"synthetic arithmetic (ours, {d.get('budget_kind') or 'equal'} budget)",
+        start = f", from {d['model']}" if d.get("model") else ""
+        rows.append([f"synthetic arithmetic (ours, {d.get('budget_kind') or 'equal'} budget{start})",
                      pct(d["treatment_mean"]), f"{pct(d['control_mean'])} (classical)",
                      signed(d["mean"]), _ci(d, 1), n_seeds(d["n_pairs"])])
     if rows:
@@ -181,7 +267,7 @@ def jobs(runs: Sequence[Run]) -> list[str]:
 
 #: The sections of report.md that depend on the summary only, in order.
 SUMMARY_SECTIONS = (header, failed_jobs, accuracy_by_configuration, main_comparison, block_grid, knob_ablations,
-                    controls, paper_comparison)
+                    controls, corruption_schemes, pretraining, paper_comparison)
 
 
 def render_markdown(summary: Summary, runs: Sequence[Run], plots: Sequence[str]) -> str:

@@ -41,7 +41,8 @@ def read_overrides(job_dir: Path) -> list[str]:
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
-    """Run fields recoverable from override strings (``strategy=blockwise``, ``block='8'``, ``seed=1``...)."""
+    """Run fields recoverable from override strings (``strategy=blockwise``, ``block='8'``, ``seed=1``,
+    ``model=base_scratch``...)."""
     fields: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
@@ -62,6 +63,8 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
             fields["prefix_mask_rate"] = as_float(value)
         elif key.endswith("suffix_mask_prob"):
             fields["suffix_mask_prob"] = as_float(value)
+        elif key in ("model", "model.name"):
+            fields["model"] = value
         elif key == "study":
             fields["study"] = None if value in ("null", "") else value
     return fields
@@ -83,6 +86,7 @@ def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[
         "block_size": result.block_size,
         "decode_block_length": result.decode_block_length,
         "seed": result.seed,
+        "model": _model_name(result.config),
         "budget_kind": result.budget.get("kind"),
         "budget_value": as_float(result.budget.get("value")),
         "prefix_mask_rate": as_float(result.masking.get("prefix_mask_rate")),
@@ -92,6 +96,8 @@ def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[
         "accuracy_by_decode_block": by_block,
         "final_train_loss": result.final_train_loss,
         "steps": result.steps,
+        "supervised_tokens": result.supervised_tokens,
+        "eligible_tokens": result.eligible_tokens,
         "wall_seconds": result.wall_seconds,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
@@ -107,6 +113,13 @@ def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[
     if not by_block and run["accuracy"] is not None and run["decode_block_length"] is not None:
         run["accuracy_by_decode_block"] = {run["decode_block_length"]: run["accuracy"]}
     return run
+
+def _model_name(config: dict[str, Any]) -> str | None:
+    """``config.model.name`` of a results.json's resolved config (``base``, ``base_scratch``...), else None."""
+    model = config.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    return name if isinstance(name, str) else None
+
 
 def load_runs(sweep_dir: str | Path) -> list[Run]:
     """Every job under ``sweep_dir``: one normalised dict per ``results.json`` plus one failed entry

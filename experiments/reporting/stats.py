@@ -1,19 +1,21 @@
-"""Statistics over runs: grouping, mean ± std over seeds, seed-paired differences with 95% t-intervals
-and the verdict they give, the train × decode block grid, where the time went."""
+"""Statistics over runs: grouping, mean ± std over seeds, seed-paired differences (and differences of
+differences) with 95% t-intervals and the verdict they give, the train × decode block grid, the Pareto
+front of accuracy against cost, where the time went."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from experiments.reporting.runs import Run, completed
 
 Group = dict[str, Any]
 
-#: Knobs that become grouping columns when they take more than one value in a sweep.
-ABLATION_KNOBS: tuple[str, ...] = ("prefix_mask_rate", "suffix_mask_prob", "budget_kind", "budget_value")
+#: Knobs that become grouping columns when they take more than one value in a sweep (``model``: the
+#: backbone config's name, e.g. ``base`` vs ``base_scratch``).
+ABLATION_KNOBS: tuple[str, ...] = ("model", "prefix_mask_rate", "suffix_mask_prob", "budget_kind", "budget_value")
 #: Two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30.
 T_975: tuple[float, ...] = (
     12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -86,31 +88,96 @@ def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None, metric: st
     return groups
 
 
-def paired_difference(runs: Sequence[Run], treatment: str = "blockwise", control: str = "classical",
-                      by: Sequence[str] = ("budget_kind",), metric: str = "accuracy") -> list[dict[str, Any]]:
-    """Per value of ``by``: ``treatment − control`` paired by seed (seeds both completed; duplicate
-    runs of one seed are averaged), with mean, std, 95% t-interval and a verdict."""
-    cells: dict[tuple, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+def pairing_keys(runs: Sequence[Run], by: Sequence[str] = ("budget_kind",)) -> tuple[str, ...]:
+    """``by``, preceded by ``model`` when the completed runs come from more than one model: a seed-paired
+    comparison never pairs runs of different models. With one model the keys are ``by`` unchanged."""
+    models = {r.get("model") for r in completed(runs)}
+    return ("model", *by) if len(models) > 1 and "model" not in by else tuple(by)
+
+
+def t_interval(diffs: Sequence[float]) -> dict[str, Any]:
+    """``n_pairs``, ``diffs``, ``mean``, ``std`` (ddof=1) and the 95% t-interval ``ci_low``/``ci_high`` of
+    the mean of ``diffs`` (interval None for fewer than 2 values, all None but n for none)."""
+    mean, std = mean_std(diffs)
+    low = high = None
+    if std is not None:
+        half = t_critical(len(diffs) - 1) * std / math.sqrt(len(diffs))
+        low, high = mean - half, mean + half
+    return {"n_pairs": len(diffs), "diffs": list(diffs), "mean": mean, "std": std, "ci_low": low, "ci_high": high}
+
+
+SeedCells = dict[tuple, dict[tuple, dict[Any, float]]]
+
+
+def seed_cells(runs: Sequence[Run], arm: Sequence[str], by: Sequence[str], metric: str = "accuracy") -> SeedCells:
+    """by-key -> arm-key -> seed -> ``metric`` of the completed runs that have a seed and the metric
+    (duplicate runs of one seed averaged). Keys are tuples of the runs' values of ``by`` and ``arm``."""
+    values: dict[tuple, dict[tuple, dict[Any, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
     for run in completed(runs):
-        if run["strategy"] in (treatment, control) and run.get("seed") is not None and run.get(metric) is not None:
-            cells[tuple(run.get(k) for k in by)][run["strategy"]][run["seed"]].append(float(run[metric]))
+        if run.get("seed") is not None and run.get(metric) is not None:
+            cell = values[tuple(run.get(k) for k in by)][tuple(run.get(k) for k in arm)]
+            cell[run["seed"]].append(float(run[metric]))
+    return {key: {cell: {seed: statistics.fmean(v) for seed, v in seeds.items()} for cell, seeds in cells.items()}
+            for key, cells in values.items()}
+
+
+def _sorted_keys(keys: Iterable[tuple]) -> list[tuple]:
+    return sorted(keys, key=lambda t: tuple(sort_key(v) for v in t))
+
+
+def paired_difference(runs: Sequence[Run], treatment: Any = "blockwise", control: Any = "classical",
+                      by: Sequence[str] = ("budget_kind",), metric: str = "accuracy",
+                      arm: str = "strategy") -> list[dict[str, Any]]:
+    """Per value of ``by``: ``treatment − control`` paired by seed, where ``arm`` (default the strategy;
+    ``model`` to compare models) takes the values ``treatment`` and ``control``. Seeds both completed
+    count; duplicate runs of one seed are averaged. Each entry: the ``by`` fields, ``treatment``,
+    ``control``, ``seeds``, ``t_interval``'s fields, both arms' means over the paired seeds and a verdict."""
+    cells = seed_cells(runs, (arm,), by, metric)
     out = []
-    for key in sorted(cells, key=lambda t: tuple(sort_key(v) for v in t)):
-        treated, controls = cells[key][treatment], cells[key][control]
-        seeds = sorted(set(treated) & set(controls))
-        diffs = [statistics.fmean(treated[s]) - statistics.fmean(controls[s]) for s in seeds]
-        mean, std = mean_std(diffs)
-        low = high = None
-        if std is not None:
-            half = t_critical(len(diffs) - 1) * std / math.sqrt(len(diffs))
-            low, high = mean - half, mean + half
-        entry = {**dict(zip(by, key)), "treatment": treatment, "control": control, "n_pairs": len(diffs),
-                 "seeds": seeds, "diffs": diffs, "mean": mean, "std": std, "ci_low": low, "ci_high": high,
-                 "treatment_mean": mean_std([statistics.fmean(treated[s]) for s in seeds])[0],
-                 "control_mean": mean_std([statistics.fmean(controls[s]) for s in seeds])[0]}
+    for key in _sorted_keys(k for k, c in cells.items() if (treatment,) in c or (control,) in c):
+        treated, controls = cells[key].get((treatment,), {}), cells[key].get((control,), {})
+        seeds = sorted(set(treated) & set(controls), key=sort_key)
+        entry = {**dict(zip(by, key)), "treatment": treatment, "control": control, "seeds": seeds,
+                 **t_interval([treated[s] - controls[s] for s in seeds]),
+                 "treatment_mean": mean_std([treated[s] for s in seeds])[0],
+                 "control_mean": mean_std([controls[s] for s in seeds])[0]}
         entry["verdict"] = verdict_from_ci(entry)
         out.append(entry)
     return out
+
+
+def difference_of_differences(runs: Sequence[Run], inner: tuple[str, Any, Any], outer: tuple[str, Any, Any],
+                              by: Sequence[str] = ("budget_kind",), metric: str = "accuracy") -> list[dict[str, Any]]:
+    """Per value of ``by``, seed-paired: ``(t − c | T) − (t − c | C)`` for ``inner = (field, t, c)`` and
+    ``outer = (field, T, C)``; e.g. ``inner=("strategy", "blockwise", "classical")``, ``outer=("model",
+    "base", "base_scratch")`` asks whether starting from the base changes blockwise's advantage. Only
+    seeds that completed all four cells count. Each entry: the ``by`` fields, ``inner``, ``outer``,
+    ``seeds``, ``t_interval``'s fields (the per-seed differences of differences) and a verdict (CI above
+    0: the inner difference is larger under ``T``)."""
+    (inner_key, t, c), (outer_key, big_t, big_c) = inner, outer
+    cells = seed_cells(runs, (outer_key, inner_key), by, metric)
+    corners = [(big_t, t), (big_t, c), (big_c, t), (big_c, c)]
+    out = []
+    for key in _sorted_keys(k for k, cell in cells.items() if any(corner in cell for corner in corners)):
+        tt, tc, ct, cc = (cells[key].get(corner, {}) for corner in corners)
+        seeds = sorted(set(tt) & set(tc) & set(ct) & set(cc), key=sort_key)
+        entry = {**dict(zip(by, key)), "inner": list(inner), "outer": list(outer), "seeds": seeds,
+                 **t_interval([(tt[s] - tc[s]) - (ct[s] - cc[s]) for s in seeds])}
+        entry["verdict"] = verdict_from_ci(entry)
+        out.append(entry)
+    return out
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (cost, value) points, lower cost and higher value better: ``True`` where no other point is
+    at least as good on both and strictly better on one (a point equal to another stays on the front).
+    Same order as ``points``; O(n²), for a handful of configurations."""
+    def dominated(i: int) -> bool:
+        x, y = points[i]
+        return any(ox <= x and oy >= y and (ox < x or oy > y) for j, (ox, oy) in enumerate(points) if j != i)
+
+    return [not dominated(i) for i in range(len(points))]
 
 
 def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any]:
@@ -155,7 +222,8 @@ def inconclusive(n: int | None) -> str:
 
 
 def verdict_from_ci(diff: dict[str, Any]) -> str:
-    """CI of (blockwise − classical) above 0 -> supports, below 0 -> contradicts, else inconclusive."""
+    """CI of a difference (e.g. blockwise − classical) above 0 -> supports, below 0 -> contradicts,
+    else inconclusive."""
     low, high = diff.get("ci_low"), diff.get("ci_high")
     if low is not None and low > 0:
         return SUPPORTS

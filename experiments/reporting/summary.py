@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons
+from experiments.reporting.pretraining import pretraining_comparison, scratch_pairs
 from experiments.reporting.runs import Run, completed
-from experiments.reporting.stats import (aggregate, block_grid, default_keys, paired_difference, time_breakdown,
-                                         varying_knobs)
+from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
+from experiments.reporting.stats import (aggregate, block_grid, default_keys, paired_difference, pairing_keys,
+                                         time_breakdown, varying_knobs)
 
 
 def study_name(runs: Sequence[Run], sweep_dir: str | Path, study: str | None = None) -> str:
@@ -25,10 +27,12 @@ def study_name(runs: Sequence[Run], sweep_dir: str | Path, study: str | None = N
 
 def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
     """Which specific sections apply: ``main``, ``block_size_consistency``, ``prefix``, ``suffix``,
-    ``controls``.
+    ``controls``, ``corruption_schemes``, ``scratch_vs_base``.
 
     From the study name when it names one, else from the data (what varies). A controls study varies
-    ``suffix_mask_prob`` only through ``blockwise_visible_future``, so it gets no suffix section."""
+    ``suffix_mask_prob`` only through ``blockwise_visible_future``, so it gets no suffix section. A
+    scratch-vs-base study (a model ``X`` next to ``X_scratch``) also gets ``main`` when it has both
+    blockwise and classical runs; its main comparison pairs within each model."""
     tokens = set(re.split(r"[^a-z0-9]+", study.lower()))
     done = completed(runs)
     strategies = {r["strategy"] for r in done}
@@ -38,9 +42,13 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
     is_main = "main" in tokens
     is_grid = bool({"consistency", "grid"} & tokens) or "block_size" in study.lower()
     is_controls = "controls" in tokens or ("blockwise" in strategies and bool(strategies & set(CONTROL_STRATEGIES)))
-    named = is_main or is_grid or is_controls
+    is_schemes = bool({"corruption", "schemes"} & tokens) or ("blockwise" in strategies
+                                                             and bool(strategies & set(NEW_SCHEMES)))
+    is_scratch = "scratch" in tokens or bool(scratch_pairs(r.get("model") for r in done))
+    named = is_main or is_grid or is_controls or is_schemes or is_scratch
     kinds = []
-    if is_main or (not named and {"blockwise", "classical"} <= strategies and len(blocks) <= 1):
+    if is_main or (is_scratch and {"blockwise", "classical"} <= strategies) or (
+            not named and {"blockwise", "classical"} <= strategies and len(blocks) <= 1):
         kinds.append("main")
     if is_grid or (not named and len(blocks) > 1 and len(lengths) > 1):
         kinds.append("block_size_consistency")
@@ -50,6 +58,10 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
         kinds.append("suffix")
     if is_controls:
         kinds.append("controls")
+    if is_schemes:
+        kinds.append("corruption_schemes")
+    if is_scratch:
+        kinds.append("scratch_vs_base")
     return kinds
 
 
@@ -77,15 +89,19 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "group_keys": keys,
         "groups": aggregate(runs, keys),
         "groups_flexible": aggregate(runs, keys, metric="accuracy_flexible"),
-        "paired": paired_difference(runs) if "main" in kinds else [],
+        "paired": paired_difference(runs, by=pairing_keys(runs)) if "main" in kinds else [],
         "grid": block_grid(runs) if "block_size_consistency" in kinds else None,
         "prefix": aggregate([r for r in done if r["prefix_mask_rate"] is not None], ["prefix_mask_rate"])
         if "prefix" in kinds else [],
         "suffix": aggregate([r for r in done if r["suffix_mask_prob"] is not None], ["suffix_mask_prob"])
         if "suffix" in kinds else [],
         "controls": control_comparisons(runs) if "controls" in kinds else [],
+        "schemes": scheme_comparison(runs) if "corruption_schemes" in kinds else [],
+        "pretraining": pretraining_comparison(runs) if "scratch_vs_base" in kinds
+        else {"by_strategy": [], "verdicts": []},
         "paper": PAPER,
     }
+    summary["pareto"] = scheme_pareto(summary["schemes"]) if summary["schemes"] else None
     summary["claims"] = claims(summary)
     return summary
 
