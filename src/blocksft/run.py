@@ -136,7 +136,7 @@ def run(cfg: DictConfig) -> RunResult:
     log.info("config (%s):\n%s", short_hash(digest), OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    if cfg.mode == "eval" and cfg.model.get("init_from") is None:
+    if cfg.mode == "eval" and (cfg.ckpt_path is not None or cfg.model.get("init_from") is None):
         model, tokenizer = load_for_eval(cfg)
         model_cfg, started_from = cfg.model, None
     else:  # model.init_from (an export, run folder or .ckpt), else a fresh model

@@ -116,12 +116,10 @@ def validate_init_from(cfg: DictConfig) -> None:
     if model.kind == "hf":
         _reject_tiny_name_or_path(model.name_or_path)
     value = model.get("init_from")
-    if value is None:
-        return
+    if value is None or (cfg.mode == "eval" and cfg.ckpt_path is not None):
+        return  # mode=eval scores ckpt_path; init_from (the default base, or the run's start) is not read
     if not isinstance(value, str) or not value.strip():
         raise _fail(value, ALLOWED)
-    if cfg.mode == "eval" and cfg.ckpt_path is not None:
-        raise _fail(value, f"null when ckpt_path is set (both name the weights to score; keep one)")
     source = resolve_init_source(value)
     if source.kind == "tiny_export" and model.kind != "tiny":
         raise _fail(value, f"a Hugging Face export with model.kind={model.kind} ({source.path} is a blocksft tiny "
