@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from blocksft.config import decode_block_lengths, validate_config
 
 EXPECTED_JOBS = {
-    "main": 12,  # 2 strategies x 2 budgets x 3 seeds
-    "block_size_consistency": 12,  # blockwise at 4, 8, 16 + classical (= blockwise at 32), x 3 seeds
+    "main": 20,  # 2 strategies x 2 budgets x 5 seeds
+    "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
     "ablation_prefix": 12,  # 4 rates x 3 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
     "ablation_controls": 12,  # 4 variants x 3 seeds
@@ -76,8 +76,9 @@ def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_
         cfg = compose_config(["+sweep=block_size_consistency", *job])
         assert decode_block_lengths(cfg) == tuple(cfg.grid)
         strategies.add((cfg.strategy.name, cfg.block.size if cfg.strategy.name == "blockwise" else None))
-    assert strategies == {("blockwise", b) for b in (4, 8, 16)} | {("classical", None)}
-    assert {compose_config(["+sweep=block_size_consistency", *job]).budget.value for job in sweep_jobs("block_size_consistency")} == {1600}
+    assert strategies == {("blockwise", b) for b in (4, 8, 16, 32)} | {("classical", None)}
+    default_steps = compose_config([]).budget.value
+    assert {compose_config(["+sweep=block_size_consistency", *job]).budget.value for job in sweep_jobs("block_size_consistency")} == {default_steps}
 
 
 def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(trained_run):
