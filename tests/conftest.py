@@ -17,6 +17,9 @@ register_resolvers()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+#: The project's default before the shipped base (tiny char model, one-operation arithmetic, 32-token
+#: responses, block 8): tests whose expectations are in those units (block counts, NFE) pin it.
+PREVIOUS_DEFAULT = ["model=tiny", "data=arithmetic", "block=8"]
 
 
 def compose_config(overrides: list[str] | None = None, output_dir: str | Path = "/tmp/blocksft-compose"):

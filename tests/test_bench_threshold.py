@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_train
+from conftest import PREVIOUS_DEFAULT, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -20,7 +20,7 @@ from experiments.bench import threshold as bench_threshold  # noqa: E402
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("smoke")
-    result = run_train(["debug=smoke"], run_dir)
+    result = run_train(["debug=smoke", *PREVIOUS_DEFAULT], run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 

@@ -24,11 +24,11 @@ def corpus() -> list[str]:
 
 @pytest.fixture(scope="module")
 def bpe(corpus):
-    return train_bpe_tokenizer(corpus, 512)
+    return train_bpe_tokenizer(corpus, 768)  # as experiment=pretrain_base: 190 merges go to whole numbers
 
 
 def test_bpe_is_deterministic_keeps_special_ids_and_makes_numbers_one_token(corpus, bpe, tmp_path):
-    assert train_bpe_tokenizer(corpus, 512).get_vocab() == bpe.get_vocab()
+    assert train_bpe_tokenizer(corpus, 768).get_vocab() == bpe.get_vocab()
     assert [bpe.pad_token_id, bpe.mask_token_id, bpe.eos_token_id, bpe.unk_token_id] == [0, 1, 2, 3]
     assert [bpe.pad_token, bpe.mask_token, bpe.eos_token, bpe.unk_token] == list(SPECIAL_TOKENS.values())
     text = "Mia has 17 apples.\n17 + 25 = 42\n#### 42"

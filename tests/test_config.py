@@ -91,7 +91,7 @@ def test_rate_range_and_eos_tail_compose_for_every_strategy(name):
 
 def test_resolved_config_prints_readably():
     text = OmegaConf.to_yaml(compose_config(), resolve=True)
-    assert "name: classical" in text and "gen_length: 32" in text and "block_length: 8" in text
+    assert "name: classical" in text and "gen_length: 64" in text and "block_length: 32" in text
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_resolved_config_prints_readably():
     [
         ("block.size=0", "block.size"),
         ("block.size=128", "block.size"),
-        ("block=64", "block.size"),
+        ("block=64 data.response_len=32", "block.size"),
         ("decode.block_length=7", "decode.block_length"),
         ("decode.steps=31", "decode.steps"),
         ("strategy.masking.eps=0", "strategy.masking.eps"),
@@ -129,7 +129,7 @@ def test_resolved_config_prints_readably():
         ("data.tail_padding=hidden", "data.tail_padding"),
         ("optim.optimizer.lr=0", "optim.optimizer.lr"),
         ("mode=serve", "mode"),
-        ("mode=eval", "ckpt_path"),
+        ("mode=eval model=base_scratch", "ckpt_path"),  # model=base names its weights (init_from)
         ("ckpt_path=/no/such/run", "ckpt_path"),
     ],
 )
@@ -145,7 +145,7 @@ def test_bad_value_on_the_command_line_exits_non_zero_with_one_line(tmp_path):
     result = run_train(["decode.block_length=7"], tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
-    assert len(lines) == 1 and "decode.block_length=7" in lines[0] and "[1, 2, 4, 8, 16, 32]" in lines[0]
+    assert len(lines) == 1 and "decode.block_length=7" in lines[0] and "[1, 2, 4, 8, 16, 32, 64]" in lines[0]
     assert not (tmp_path / "results.json").exists()
 
 

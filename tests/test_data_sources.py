@@ -354,7 +354,7 @@ def test_every_data_config_has_the_keys_of_the_default():
 
 def test_cli_smoke_on_the_jsonl_source_reports_dropped_rows(tmp_path):
     files = f"{{train:'{FIXTURES / 'jsonl' / 'train.jsonl'}',validation:'{FIXTURES / 'jsonl' / 'validation.jsonl'}'}}"
-    result = run_train(["data=jsonl", f"data.source.files={files}", "debug=smoke", f"data.cache_dir={tmp_path / 'cache'}"],
+    result = run_train(["data=jsonl", f"data.source.files={files}", "debug=smoke", "model.tokenizer=char", f"data.cache_dir={tmp_path / 'cache'}"],
                        tmp_path / "run")
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -365,7 +365,7 @@ def test_cli_smoke_on_the_jsonl_source_reports_dropped_rows(tmp_path):
 
 def test_cli_with_no_usable_rows_fails_naming_the_file(tmp_path):
     files = f"{{train:'{FIXTURES / 'jsonl' / 'all_bad.jsonl'}',validation:'{FIXTURES / 'jsonl' / 'validation.jsonl'}'}}"
-    result = run_train(["data=jsonl", f"data.source.files={files}", "debug=smoke", f"data.cache_dir={tmp_path / 'cache'}"],
+    result = run_train(["data=jsonl", f"data.source.files={files}", "debug=smoke", "model.tokenizer=char", f"data.cache_dir={tmp_path / 'cache'}"],
                        tmp_path / "run")
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]  # (the lines before it are datasets' progress bars)

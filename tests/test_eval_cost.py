@@ -6,7 +6,7 @@ import json
 import logging
 
 import pytest
-from conftest import compose_config, run_train
+from conftest import PREVIOUS_DEFAULT, compose_config, run_train
 
 from blocksft.eval_metrics import FORMAT_GAP, decode_cost, evaluation_fields, format_warning
 
@@ -37,7 +37,7 @@ def test_format_warning_fires_only_above_the_gap():
 def smoke_run(tmp_path_factory):
     """One debug=smoke training run decoded at block lengths 4 and 8 with 16 steps."""
     run_dir = tmp_path_factory.mktemp("trained")
-    result = run_train(["debug=smoke", "decode.block_length=[4,8]", "decode.steps=16"], run_dir)
+    result = run_train(["debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"], run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -75,7 +75,7 @@ def test_fixed_schedule_cost_is_in_results_metrics_and_generations(smoke_run):
 def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
     _, trained = read(smoke_run)
     prompts = prompt_positions([r for r in trained if r["decode_block_length"] == 4])
-    common = ["mode=eval", f"ckpt_path={smoke_run}", "debug=smoke", "decode.block_length=[4,8]", "decode.steps=16"]
+    common = ["mode=eval", f"ckpt_path={smoke_run}", "debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"]
     threshold = run_train([*common, "decode=semi_ar_threshold", "decode.confidence_threshold=0.2"], tmp_path / "t")
     assert threshold.returncode == 0, threshold.stderr[-3000:]
     results, records = read(tmp_path / "t")

@@ -249,4 +249,4 @@ def test_eval_without_ckpt_path_scores_the_pretrained_model(bert_dir):
     assert isinstance(model, HFBackbone) and not any("lora_" in name for name, _ in model.named_parameters())
     assert tokenizer.eos_token == "[SEP]"
     with pytest.raises(ConfigError, match="^ckpt_path=None"):
-        validate_config(compose_config(["mode=eval"]))
+        validate_config(compose_config(["mode=eval", "model=base_scratch"]))  # model=base names its weights

@@ -17,7 +17,7 @@ from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.models import build_model, build_tokenizer, export_model
 from blocksft.models.init_from import load_initial_model
 
-TINY = ["debug=smoke"]
+TINY = ["debug=smoke", "model=tiny", "model.tokenizer=auto", "data=arithmetic"]  # char exports: one-operation answers fit
 
 
 def tiny_cfg(*overrides: str):
@@ -186,7 +186,7 @@ def test_eval_mode_scores_an_export_named_by_init_from(bert_dir, tmp_path):
 
 def test_fine_tuning_from_a_tiny_export_on_the_command_line_records_it(tmp_path):
     export_tiny(tmp_path / "base" / "export")
-    result = run_train(["debug=smoke", f"model.init_from={tmp_path / 'base'}"], tmp_path / "sft")
+    result = run_train([*TINY, f"model.init_from={tmp_path / 'base'}"], tmp_path / "sft")
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "sft" / "results.json").read_text())
     digest = hashlib.sha256((tmp_path / "base" / "export" / "model.safetensors").read_bytes()).hexdigest()

@@ -230,7 +230,7 @@ def test_smoke_run_of_each_new_strategy_logs_rows_and_source_samples(strategy, r
 
     from conftest import run_train
 
-    args = [f"strategy={strategy}", "block=8", "debug=smoke", f"strategy.masking.rows={rows}",
+    args = [f"strategy={strategy}", "block=8", "data=arithmetic", "debug=smoke", f"strategy.masking.rows={rows}",
             "strategy.masking.p_min=0.1", "strategy.masking.p_max=0.9", "strategy.masking.tail_eos_in_loss=2"]
     result = run_train(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

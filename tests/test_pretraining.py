@@ -93,7 +93,7 @@ def test_sequence_masking_refuses_rows_with_a_prompt_and_the_config_says_so():
 
 
 def test_pretrain_base_smoke_writes_an_export_that_loads_back(tmp_path):
-    result = run_train(["experiment=pretrain_base", "debug=smoke"], tmp_path)
+    result = run_train(["experiment=pretrain_base", "debug=smoke", "model.tokenizer=bpe"], tmp_path)  # debug=smoke sets the base's tokenizer
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "completed" and results["strategy"] == "pretrain" and results["steps"] == 10

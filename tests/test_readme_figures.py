@@ -17,7 +17,7 @@ RECORD = ROOT / "experiments" / "results" / "default_run" / "default_run.json"
 COMMIT = re.compile(r"`[0-9a-f]{7,40}`")
 #: Paragraphs (by their first words) that report measured figures.
 MEASUREMENT_LEADS = ("Measured on this 2-core CPU machine", "Across seeds the default", "How the default was chosen",
-                     "**What the two rows say.**", "**Main comparison, measured**", "**Block-size consistency, measured**",
+                     "**What the rows say**", "**Main comparison, measured**", "**Block-size consistency, measured**",
                      "**Ablations, measured**", "The prefix and controls studies reuse", "**Prefix-cached decoding",
                      "**Data path at MetaMathQA scale**", "**Where a study's time goes**", "`make benchmark`")
 

@@ -260,8 +260,8 @@ def test_stand_in_folder_alone_asks_for_the_opt_in(standin):
 
 def test_command_line_without_the_opt_in_exits_2_in_one_line(standin, tmp_path):
     name, folder = standin
-    result = run_train([f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "debug=smoke"],
-                       tmp_path, CLI_TIMEOUT)
+    result = run_train([f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "debug=smoke",
+                        "data=arithmetic"], tmp_path, CLI_TIMEOUT)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
     assert len(lines) == 1 and "model.trust_remote_code=true" in lines[0]
@@ -276,7 +276,7 @@ def test_train_decode_export_then_eval_reproduces_the_accuracy(standin, tmp_path
     name, folder = standin
     export = EXPORTS[name]
     common = [f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "model.trust_remote_code=true",
-              *SMALL_LORA, f"model.lora.export={export}", "debug=smoke", "data.response_len=32",
+              *SMALL_LORA, f"model.lora.export={export}", "debug=smoke", "data=arithmetic", "data.response_len=32",
               "optim.optimizer.lr=0.01"]
     trained = run_train(common, tmp_path / "train", CLI_TIMEOUT)
     assert trained.returncode == 0, trained.stderr[-3000:]

@@ -142,7 +142,7 @@ def test_different_configs_get_different_folders_and_the_same_config_the_same_na
 # ---------------------------------------------------------------------------------- 4. no folder when rejected
 
 @pytest.mark.parametrize(("override", "key"), [("block.size=0", "block.size=0"), ("block.size=12", "decode.block_length=12"),
-                                             ("block=64", "block.size=64")])
+                                             ("block.size=128", "block.size=128")])
 def test_a_rejected_config_leaves_no_folder(override, key, tmp_path):
     result = train_cli([override, f"paths.log_dir={tmp_path / 'out'}"])
     assert result.returncode == 2

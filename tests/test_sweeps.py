@@ -85,7 +85,7 @@ def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(t
     from blocksft.config import ConfigError
 
     with pytest.raises(ConfigError, match="^ckpt_path=None is invalid: allowed a run directory"):
-        validate_config(compose_config(["+sweep=threshold_decoding"]))
+        validate_config(compose_config(["+sweep=threshold_decoding", "model=base_scratch"]))  # model=base names weights
     cfgs = [compose_config(["+sweep=threshold_decoding", *job, f"ckpt_path={trained_run}"])
             for job in sweep_jobs("threshold_decoding")]
     assert {cfg.mode for cfg in cfgs} == {"eval"} and {cfg.decode.remasking for cfg in cfgs} == {"low_confidence"}

@@ -149,5 +149,5 @@ def test_threshold_option_composes_and_combines_with_the_prefix_cache():
 
     cfg = compose_config(["decode=semi_ar_threshold", "decode.prefix_cache=true"])
     validate_config(cfg)
-    assert cfg.decode.confidence_threshold == 0.9 and cfg.decode.steps == cfg.decode.gen_length == 32
+    assert cfg.decode.confidence_threshold == 0.9 and cfg.decode.steps == cfg.decode.gen_length == 64
     assert compose_config([]).decode.confidence_threshold is None  # the default stays the exact fixed schedule

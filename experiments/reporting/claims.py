@@ -18,8 +18,8 @@ PAPER = {
         {"benchmark": "MATH", "blockwise": 34.2, "baseline": 32.6},
     ],
 }
-SCALE_NOTE = ("different scale: our tiny char-level model on synthetic arithmetic "
-              "vs LLaDA-8B on GSM8K/MATH")
+SCALE_NOTE = ("different scale: our 0.95M-parameter model (the shipped base, pretrained on 2 CPU cores, unless the "
+              "study says scratch) on synthetic multi-step arithmetic vs LLaDA-8B on GSM8K/MATH")
 #: Strategies that keep blockwise's masking statistics but break its alignment (conf/strategy/).
 CONTROL_STRATEGIES: tuple[str, ...] = ("blockwise_unaligned", "classical_matched", "blockwise_visible_future")
 
