@@ -58,11 +58,8 @@ def summarize(rows: list[dict]) -> dict[int, dict[str, float]]:
 
 
 def generations_file(run: Path) -> Path:
-    """``<run>/generations.jsonl`` for a run folder (or the file itself); one line naming the path if absent."""
-    path = run if run.is_file() else run / "generations.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{run}: no generations.jsonl (give a finished run's folder)")
-    return path
+    """``<run>/generations.jsonl`` for a run folder, or ``run`` itself when it is a file (it may not exist)."""
+    return run if run.is_file() else run / "generations.jsonl"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,10 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     missing = []
     for run in args.runs:
-        try:
-            path = generations_file(run)
-        except SystemExit as error:  # the other runs are still tabulated; the missing ones are named at the end
-            missing.append(str(error))
+        path = generations_file(run)
+        if not path.is_file():  # the other runs are still tabulated; the missing ones are named at the end
+            missing.append(f"{run}: no generations.jsonl (give a finished run's folder)")
             continue
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         for block, s in summarize(rows).items():
