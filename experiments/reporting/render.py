@@ -32,8 +32,9 @@ def header(s: Summary) -> list[str]:
         lines.append(f"- Where the time went ({t['jobs']} jobs): training {share('train')}, decoding and scoring "
                      f"{share('decode')}, other (start-up, data, export) {share('other')}")
     if s["linked"]:
-        lines.append(f"- Linked jobs: {len(s['linked'])}, symlinks to runs of identical configuration made by another "
-                     "sweep (marked † in the job table; their wall time is counted above)")
+        lines.append(f"- Linked jobs: {len(s['linked'])}, runs of identical configuration made by another sweep, "
+                     "symlinked or copied by this one (`reused_from` in results.json; marked † in the job table; "
+                     "their wall time is counted above)")
     return lines + [""]
 
 

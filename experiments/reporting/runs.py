@@ -103,6 +103,7 @@ def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[
         "eval_seconds": result.eval_seconds,
         "git_commit": result.git_commit,
         "study": result.study,
+        "linked_from": (result.reused_from or {}).get("dir"),  # copied from another study (blocksft.reuse)
     }
     if not result.completed:
         if run["error"] is None:
@@ -146,7 +147,8 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
                 raw = {"status": "failed", "error": f"unreadable results.json: {exc}"}
         run = normalize_run(raw, job, job_dir, read_overrides(job_dir))
         real = job_dir.resolve()
-        run["linked_from"] = None if real.is_relative_to(real_root) else str(real)
+        if not real.is_relative_to(real_root):  # a symlinked job folder
+            run["linked_from"] = str(real)
         runs.append(run)
     return sorted(runs, key=lambda r: r["job"])
 

@@ -92,6 +92,8 @@ class RunResult:
     config_fingerprint: str | None = None  # sha256 of the result-bearing config (blocksft.run_identity)
     decode: dict = field(default_factory=dict)  # the evaluation's decode settings
     trained_run: dict | None = None  # mode=eval of a recorded run: {"dir", "config_fingerprint", "config"}
+    reused_from: dict | None = None  # copied from another study's run of this computation (blocksft.reuse):
+    #                                  {"dir", "config_fingerprint", "study"} of the run that computed it
     error: str | None = None  # failed runs: "<ExceptionType>: <message>"
     extra: dict = field(default_factory=dict)  # keys of a newer or older schema, kept as read
 
@@ -128,7 +130,7 @@ class RunResult:
         values.update({name: _as_dict(raw.get(name)) for name in ("budget", "active_block_counts", "dropped_rows",
                                                                    "config", "decode_cost",
                                                                    "decode_cost_by_decode_block", "decode")})
-        for name in ("init_from", "trained_run"):  # None when absent (a fresh start, a training run)
+        for name in ("init_from", "trained_run", "reused_from"):  # None when absent (a fresh start, a training run)
             values[name] = _as_dict(raw[name]) if isinstance(raw.get(name), dict) else None
         mismatch = raw.get("answer_format_mismatch")
         values["answer_format_mismatch"] = mismatch if isinstance(mismatch, bool) else None

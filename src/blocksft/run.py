@@ -39,6 +39,7 @@ from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.progress import progress_callbacks
 from blocksft.redact import redact
+from blocksft.reuse import adopt_run, find_equivalent_run
 from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
 from blocksft.run_identity import (apply_run_record, check_folder, completed_results, identity_fields, job_identity,
                                    read_json, remove_unclaimed_folder, restore_hydra_files, short_hash,
@@ -297,6 +298,14 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
                                  git_commit=git_commit()))
 
 
+def reusable_run(cfg: DictConfig, view: dict, output_dir: Path) -> Path | None:
+    """Another study's completed run of this computation (``blocksft.reuse``), for a single-process
+    study training job with ``reuse_runs``; else None."""
+    if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
+        return None
+    return find_equivalent_run(Path(cfg.paths.root_dir) / "studies", view, output_dir)
+
+
 def main(cfg: DictConfig) -> RunResult | None:
     """The command-line task: checks the job (its values, and that its folder holds no other config's
     run), skips it if its folder holds a completed run of this config, else runs it. A ``ConfigError``
@@ -311,6 +320,8 @@ def main(cfg: DictConfig) -> RunResult | None:
             log.info("skipping: %s already holds a completed results.json of this config (%s)", output_dir,
                      short_hash(digest))
             return RunResult.from_json(done)
+        if (source := reusable_run(cfg, view, output_dir)) is not None:
+            return adopt_run(source, output_dir, redact(OmegaConf.to_container(cfg, resolve=True)), digest)
         return run(cfg)
     except ConfigError as error:
         remove_unclaimed_folder(output_dir, Path(cfg.paths.log_dir))

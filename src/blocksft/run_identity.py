@@ -43,7 +43,8 @@ RESULTS = "results.json"
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
 #: callback that crashed it is the same run; a callback that changes training must go in a real key).
 IGNORED_KEYS: tuple[str, ...] = (
-    "hydra", "paths", "logger", "progress", "skip_completed", "resume", "run_name", "checkpoint", "callbacks",
+    "hydra", "paths", "logger", "progress", "skip_completed", "reuse_runs", "resume", "run_name", "checkpoint",
+    "callbacks",
     "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "data.num_workers", "data.num_proc", "data.cache_dir", "data.source.cache_dir",
     # the paper presets' evaluation data (``eval.benchmark.data``, a data group of its own)

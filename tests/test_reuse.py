@@ -1,0 +1,102 @@
+"""Studies share runs (blocksft.reuse): a study job whose computation another study completed is copied
+from it, marked, and never confused with a run of another config."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose_config, run_train
+
+from blocksft.reuse import computation_fingerprint, find_equivalent_run
+from blocksft.run_identity import RESULTS, RUN_RECORD, job_identity
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from experiments import reporting as rep  # noqa: E402
+
+SMOKE = ["debug=smoke", "strategy=blockwise", "block=16", "seed=2", "progress.every_n_steps=0"]
+
+
+def view_of(overrides: list[str]) -> tuple[dict, str]:
+    return job_identity(compose_config([*SMOKE, *overrides]))
+
+
+def record_run(folder: Path, overrides: list[str], status: str = "completed", mode: str = "train") -> Path:
+    """A job folder as a finished run leaves it: its run record (config + fingerprint) and results.json."""
+    view, digest = view_of(overrides)
+    folder.mkdir(parents=True)
+    (folder / RUN_RECORD).write_text(json.dumps({"config_fingerprint": digest, "config": view}))
+    (folder / RESULTS).write_text(json.dumps({"status": status, "mode": mode, "study": view.get("study"),
+                                              "accuracy": 0.5}))
+    return folder
+
+
+def test_the_computation_fingerprint_ignores_the_study_label_only():
+    main, _ = view_of(["study=main"])
+    other, _ = view_of(["study=scratch_vs_base"])
+    seed, _ = view_of(["study=main", "seed=3"])
+    assert computation_fingerprint(main) == computation_fingerprint(other)
+    assert computation_fingerprint(main) != computation_fingerprint(seed)
+    assert job_identity(compose_config([*SMOKE, "study=main"]))[1] != job_identity(compose_config([*SMOKE, "study=x"]))[1]
+
+
+def test_only_a_completed_training_run_of_the_same_computation_is_found(tmp_path: Path):
+    studies = tmp_path / "studies"
+    record_run(studies / "a_failed" / "job", ["study=a_failed"], status="failed")
+    record_run(studies / "b_eval" / "job", ["study=b_eval"], mode="eval")
+    record_run(studies / "c_other_seed" / "job", ["study=c_other_seed", "seed=7"])
+    here = studies / "scratch_vs_base" / "job"
+    view, _ = view_of(["study=scratch_vs_base"])
+    assert find_equivalent_run(studies, view, here) is None
+    source = record_run(studies / "main" / "job", ["study=main"])
+    assert find_equivalent_run(studies, view, here) == source
+    assert find_equivalent_run(studies, view, source) is None, "a folder never reuses itself"
+    assert find_equivalent_run(tmp_path / "missing", view, here) is None
+
+
+def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skipped(tmp_path: Path):
+    root = tmp_path / "outputs"
+    source, target = root / "studies" / "main" / "job", root / "studies" / "scratch_vs_base" / "job"
+    common = [*SMOKE, f"paths.root_dir={root}"]
+    trained = run_train([*common, "study=main"], source)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+
+    copied = run_train([*common, "study=scratch_vs_base"], target)
+    assert copied.returncode == 0, copied.stderr[-3000:]
+    log = copied.stdout + copied.stderr
+    assert "reused:" in log and "train step" not in log and "accuracy=" not in log
+    original, result = (json.loads((folder / RESULTS).read_text()) for folder in (source, target))
+    assert result["reused_from"] == {"dir": os.path.realpath(source), "study": "main",
+                                     "config_fingerprint": original["config_fingerprint"]}
+    assert result["study"] == "scratch_vs_base" and result["config"]["study"] == "scratch_vs_base"
+    assert result["config_fingerprint"] == job_identity(compose_config([*common, "study=scratch_vs_base"]))[1]
+    assert result["config_fingerprint"] != original["config_fingerprint"]
+    same = ("accuracy", "accuracy_by_decode_block", "steps", "supervised_tokens", "wall_seconds", "git_commit", "seed")
+    assert {key: result[key] for key in same} == {key: original[key] for key in same}
+    assert (target / "generations.jsonl").read_bytes() == (source / "generations.jsonl").read_bytes()
+    assert (target / "export").is_dir() and (target / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((target / RUN_RECORD).read_text())["config_fingerprint"] == result["config_fingerprint"]
+    assert json.loads((source / RESULTS).read_text()) == original, "the source run was changed"
+
+    again = run_train([*common, "study=scratch_vs_base"], target)
+    assert again.returncode == 0 and "skipping" in again.stdout + again.stderr
+
+    [run] = rep.load_runs(root / "studies" / "scratch_vs_base")
+    assert run["linked_from"] == os.path.realpath(source) and run["accuracy"] == original["accuracy"]
+
+
+@pytest.mark.parametrize("override", ["reuse_runs=false", "study=null"])
+def test_no_reuse_when_switched_off_or_outside_a_study(override: str, tmp_path: Path):
+    from blocksft.run import reusable_run
+
+    root = tmp_path / "outputs"
+    record_run(root / "studies" / "main" / "job", ["study=main"])
+    cfg = compose_config([*SMOKE, f"paths.root_dir={root}", "study=other", override])
+    view, _ = job_identity(cfg)
+    assert reusable_run(cfg, view, root / "studies" / "other" / "job") is None
+    cfg = compose_config([*SMOKE, f"paths.root_dir={root}", "study=other"])
+    assert reusable_run(cfg, job_identity(cfg)[0], root / "studies" / "other" / "job") is not None
