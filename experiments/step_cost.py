@@ -28,6 +28,7 @@ from blocksft.cli import quote_numeric_group_overrides  # noqa: E402
 from blocksft.models.init_from import load_initial_model  # noqa: E402
 from blocksft.data.documents import datamodule_from_config  # noqa: E402
 from blocksft.distributed import plan_batches  # noqa: E402
+from blocksft.run_identity import register_resolvers  # noqa: E402
 
 
 def main() -> None:
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--decode", type=int, default=0, help="time decoding of this many evaluation prompts")
     args, overrides = parser.parse_known_args()
+    register_resolvers()  # ${project_root:} (model=base), as train.py does
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["paths.output_dir=/tmp/step-cost", *quote_numeric_group_overrides(overrides)])
     torch.manual_seed(cfg.seed)

@@ -19,6 +19,7 @@ COMPLETED_RECORD = {
     "git_commit": "abc", "ckpt_path": None,
     "config": {"strategy": {"name": "blockwise", "masking": {"prefix_mask_rate": 0.5}}},
     "config_fingerprint": "f" * 64, "decode": {"block_lengths": [8, 16], "steps": 32}, "trained_run": None,
+    "reused_from": {"dir": "outputs/studies/main/blockwise-B8-seed1-steps", "config_fingerprint": "e" * 64, "study": "main"},
 }
 
 
