@@ -79,6 +79,8 @@ def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skip
     assert {key: result[key] for key in same} == {key: original[key] for key in same}
     assert (target / "generations.jsonl").read_bytes() == (source / "generations.jsonl").read_bytes()
     assert (target / "export").is_dir() and (target / "checkpoints" / "last.ckpt").is_file()
+    for name in ("checkpoints/last.ckpt", "generations.jsonl"):  # copies: a later run in target cannot touch source
+        assert not os.path.samefile(target / name, source / name)
     assert json.loads((target / RUN_RECORD).read_text())["config_fingerprint"] == result["config_fingerprint"]
     assert json.loads((source / RESULTS).read_text()) == original, "the source run was changed"
 

@@ -10,8 +10,9 @@ ablation_controls/RUN.md``).
   without ``LABEL_KEYS``.
 * ``find_equivalent_run(studies_root, view, here)``: the first (sorted) ``<studies_root>/<study>/<job>/``
   other than ``here`` holding a completed training run of that computation, else None.
-* ``adopt_run(source, target, ...)``: copies the source's artifacts into ``target`` (files hard-linked where
-  the filesystem allows, else copied; never its ``.hydra/``, logs, evaluations or records), claims
+* ``adopt_run(source, target, ...)``: copies the source's artifacts into ``target`` (copies, not links: a
+  later run in ``target``, e.g. with ``skip_completed=false``, rewrites files such as ``metrics.csv`` or the
+  export in place, and must not touch the source; never its ``.hydra/``, logs, evaluations or records), claims
   ``target`` for this config and writes its ``results.json``: the source's results relabelled with this
   job's study, config and fingerprint, plus ``reused_from`` (the folder, fingerprint and study of the
   run that computed it; the original one when the source was itself a copy). ``git_commit`` and the
@@ -62,16 +63,6 @@ def find_equivalent_run(studies_root: str | Path, view: dict, here: str | Path) 
     return None
 
 
-def _link_or_copy(source: str, target: str) -> None:
-    """Hard-link ``source`` at ``target`` (replacing a file there), else copy it."""
-    if os.path.lexists(target):
-        os.unlink(target)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def adopt_run(source: Path, target: Path, logged_config: dict, digest: str) -> RunResult:
     """Copy the completed run in ``source`` into ``target`` as this config's run (module docstring);
     returns the ``RunResult`` written to ``target/results.json``."""
@@ -85,9 +76,9 @@ def adopt_run(source: Path, target: Path, logged_config: dict, digest: str) -> R
         if entry.name in NOT_COPIED or entry.suffix == ".log":
             continue
         if entry.is_dir():
-            shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy, dirs_exist_ok=True)
+            shutil.copytree(entry, target / entry.name, dirs_exist_ok=True)
         else:
-            _link_or_copy(str(entry), str(target / entry.name))
+            shutil.copy2(entry, target / entry.name)
     write_run_record(target, logged_config, digest, source_result.git_commit)
     origin = source_result.reused_from or {"dir": str(source_real), "config_fingerprint": owner[1],
                                             "study": source_result.study}
