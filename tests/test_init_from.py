@@ -196,3 +196,33 @@ def test_fine_tuning_from_a_tiny_export_on_the_command_line_records_it(tmp_path)
     bad = run_train(["debug=smoke", f"model.init_from={tmp_path / 'nowhere'}"], tmp_path / "bad")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith(f"config error: model.init_from={tmp_path / 'nowhere'} is invalid")
+
+
+# ----------------------------------------------------------------------------- identity of the start
+def test_a_run_from_saved_weights_is_identified_by_their_content_not_their_path(tmp_path):
+    """Re-shipping the base (other weights at the same path) makes another computation, so a study
+    re-run never skips or reuses a job trained on the old base; the same files elsewhere (a moved
+    checkout) or a rewritten model card keep the identity."""
+    import shutil
+
+    from blocksft.run_identity import INIT_DIGEST_KEY, fingerprint, identity_view, job_identity, recorded_config
+
+    export_tiny(tmp_path / "a" / "export", seed=0)
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    export_tiny(tmp_path / "b" / "export", seed=1)
+
+    def identity(folder):
+        return job_identity(tiny_cfg(f"model.init_from={folder}"))[1]
+
+    original = identity(tmp_path / "a")
+    assert identity(tmp_path / "moved") == original
+    (tmp_path / "a" / "export" / "MODEL_CARD.md").write_text("re-shipped")
+    assert identity(tmp_path / "a") == original
+    shutil.copy(tmp_path / "b" / "export" / "model.safetensors", tmp_path / "a" / "export" / "model.safetensors")
+    assert identity(tmp_path / "a") != original
+
+    cfg = tiny_cfg(f"model.init_from={tmp_path / 'moved'}")
+    recorded = recorded_config(cfg)
+    assert recorded["model"]["init_from"] == str(tmp_path / "moved") and len(recorded[INIT_DIGEST_KEY]) == 64
+    assert fingerprint(identity_view(recorded)) == job_identity(cfg)[1]  # a folder's record matches its job
+    assert INIT_DIGEST_KEY not in recorded_config(tiny_cfg())  # a run from random init: as before

@@ -38,12 +38,11 @@ from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.progress import progress_callbacks
-from blocksft.redact import redact
 from blocksft.reuse import adopt_run, find_equivalent_run
 from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
 from blocksft.run_identity import (apply_run_record, check_folder, completed_results, identity_fields, job_identity,
-                                   read_json, remove_unclaimed_folder, restore_hydra_files, short_hash,
-                                   write_run_record)
+                                   read_json, recorded_config, remove_unclaimed_folder, restore_hydra_files,
+                                   short_hash, write_run_record)
 
 log = logging.getLogger("blocksft")
 
@@ -132,7 +131,7 @@ def run(cfg: DictConfig) -> RunResult:
     commit = git_commit()  # read at the start: the code this run imported, whatever the checkout becomes later
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    logged_config = redact(OmegaConf.to_container(cfg, resolve=True))
+    logged_config = recorded_config(cfg)
     _, digest = job_identity(cfg)
     log.info("config (%s):\n%s", short_hash(digest), OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -321,7 +320,7 @@ def main(cfg: DictConfig) -> RunResult | None:
                      short_hash(digest))
             return RunResult.from_json(done)
         if (source := reusable_run(cfg, view, output_dir)) is not None:
-            return adopt_run(source, output_dir, redact(OmegaConf.to_container(cfg, resolve=True)), digest)
+            return adopt_run(source, output_dir, recorded_config(cfg), digest)
         return run(cfg)
     except ConfigError as error:
         remove_unclaimed_folder(output_dir, Path(cfg.paths.log_dir))

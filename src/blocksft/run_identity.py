@@ -2,7 +2,10 @@
 
 * ``job_identity(cfg)``: the resolved config without the keys that cannot change a result (output
   paths, loggers, progress display, cache and worker settings: ``IGNORED_KEYS``), redacted, and its
-  SHA-256 ``fingerprint``. ``short_hash`` (8 hex digits) names folders.
+  SHA-256 ``fingerprint``. ``short_hash`` (8 hex digits) names folders. A run that starts from saved
+  weights (``model.init_from``) is identified by their content digest (``INIT_DIGEST_KEY``), not their
+  path: re-shipping the base makes every job a new computation (never skipped or reused on the old one).
+  ``recorded_config(cfg)`` is the config a run records, with that digest.
 * ``RUN_RECORD`` (``run_config.json``) is written into a run folder when the run starts: the resolved
   config and its fingerprint. A folder belongs to the config that wrote it; ``check_folder`` refuses
   (``ConfigError``, one line naming the differing keys) any other config, so a job is never skipped,
@@ -33,6 +36,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.config import decode_block_lengths, validate_config
 from blocksft.errors import ConfigError
+from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.redact import redact
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +63,10 @@ TRAINED_KEYS: tuple[str, ...] = ("strategy", "block", "seed", "study", "model")
 
 
 IGNORED_VALUE = "<not part of the fingerprint>"
+#: Root key of a run's logged config: the content digest of the weights ``model.init_from`` names
+#: (``models.init_from.content_digest``). With it, the identity view holds what the run starts from
+#: instead of where it lay: a re-shipped base is another computation, a moved checkout the same one.
+INIT_DIGEST_KEY = "init_from_sha256"
 
 # ----------------------------------------------------------------------------------- fingerprint
 
@@ -73,7 +81,30 @@ def identity_view(container: dict) -> dict:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and (dotted not in IMPLICIT_DEFAULTS or node.get(leaf) == IMPLICIT_DEFAULTS[dotted]):
             node.pop(leaf, None)
+    if view.get(INIT_DIGEST_KEY) and isinstance(view.get("model"), dict):
+        view["model"].pop("init_from", None)
     return view
+
+
+def init_from_digest(cfg: DictConfig) -> str | None:
+    """The content digest of ``model.init_from``; None when unset or not a valid source (validation
+    names the key)."""
+    value = cfg.model.get("init_from") if isinstance(cfg.get("model"), DictConfig) else None
+    if value is None:
+        return None
+    try:
+        return content_digest(resolve_init_source(value))
+    except (ConfigError, OSError):
+        return None
+
+
+def recorded_config(cfg: DictConfig) -> dict:
+    """The resolved, redacted config a run records (``run_config.json``, ``results.json``, loggers), with
+    ``INIT_DIGEST_KEY`` when the run starts from saved weights."""
+    container = redact(OmegaConf.to_container(cfg, resolve=True))
+    if (digest := init_from_digest(cfg)) is not None:
+        container[INIT_DIGEST_KEY] = digest
+    return container
 
 
 def fingerprint(view: dict) -> str:
@@ -101,7 +132,10 @@ def job_identity(cfg: DictConfig) -> tuple[dict, str]:
                     del node[leaf]
                 else:
                     node[leaf] = IGNORED_VALUE
-    view = identity_view(redact(OmegaConf.to_container(pruned, resolve=True)))
+    container = redact(OmegaConf.to_container(pruned, resolve=True))
+    if (digest := init_from_digest(cfg)) is not None:
+        container[INIT_DIGEST_KEY] = digest
+    view = identity_view(container)
     return view, fingerprint(view)
 
 

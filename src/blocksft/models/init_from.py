@@ -100,6 +100,27 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+#: Files of an export that describe it without defining the model: not part of its content digest.
+NOT_CONTENT = {"MODEL_CARD.md", "README.md", "provenance.json"}
+_CONTENT_DIGESTS: dict[tuple, str] = {}
+
+
+def content_digest(source: InitSource) -> str:
+    """sha256 over the files that define the model ``source`` names: the .ckpt, or every file of the
+    export folder (weights, config, tokenizer) but ``NOT_CONTENT``, by name. Independent of where the
+    folder lies; memoised per file path, size and modification time (a multi-GB export is read once)."""
+    files = [source.path] if source.path.is_file() else sorted(
+        p for p in source.path.iterdir() if p.is_file() and p.name not in NOT_CONTENT and not p.name.startswith("."))
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _CONTENT_DIGESTS:
+            _CONTENT_DIGESTS[key] = sha256_file(path)
+        digest.update(f"{path.name}\0{_CONTENT_DIGESTS[key]}\n".encode())
+    return digest.hexdigest()
+
+
 def init_record(source: InitSource | None) -> dict | None:
     """What a run started from, for ``results.json``: path, kind and ``{weights file: sha256}``."""
     if source is None:
