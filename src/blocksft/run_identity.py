@@ -132,10 +132,7 @@ def job_identity(cfg: DictConfig) -> tuple[dict, str]:
                     del node[leaf]
                 else:
                     node[leaf] = IGNORED_VALUE
-    container = redact(OmegaConf.to_container(pruned, resolve=True))
-    if (digest := init_from_digest(cfg)) is not None:
-        container[INIT_DIGEST_KEY] = digest
-    view = identity_view(container)
+    view = identity_view(recorded_config(pruned))  # pruned keeps model.init_from: the same digest
     return view, fingerprint(view)
 
 
