@@ -113,12 +113,17 @@ def content_digest(source: InitSource) -> str:
         p for p in source.path.iterdir() if p.is_file() and p.name not in NOT_CONTENT and not p.name.startswith("."))
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _CONTENT_DIGESTS:
-            _CONTENT_DIGESTS[key] = sha256_file(path)
-        digest.update(f"{path.name}\0{_CONTENT_DIGESTS[key]}\n".encode())
+        digest.update(f"{path.name}\0{memoised_sha256(path)}\n".encode())
     return digest.hexdigest()
+
+
+def memoised_sha256(path: Path) -> str:
+    """``sha256_file``, read once per file path, size and modification time in this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CONTENT_DIGESTS:
+        _CONTENT_DIGESTS[key] = sha256_file(path)
+    return _CONTENT_DIGESTS[key]
 
 
 def init_record(source: InitSource | None) -> dict | None:
@@ -126,7 +131,7 @@ def init_record(source: InitSource | None) -> dict | None:
     if source is None:
         return None
     return {"path": str(source.path.resolve()), "given": source.given, "kind": source.kind,
-            "weights_sha256": {p.name: sha256_file(p) for p in weight_files(source)}}
+            "weights_sha256": {p.name: memoised_sha256(p) for p in weight_files(source)}}
 
 
 # ----------------------------------------------------------------------------- validation (no weights read)
