@@ -128,6 +128,8 @@ def test_resolved_config_prints_readably():
         ("objective.weighting=sum", "objective.weighting"),
         ("data.tail_padding=hidden", "data.tail_padding"),
         ("optim.optimizer.lr=0", "optim.optimizer.lr"),
+        ("optim.ema_decay=1.0", "optim.ema_decay"),
+        ("optim.ema_decay=0", "optim.ema_decay"),
         ("mode=serve", "mode"),
         ("mode=eval model=base_scratch", "ckpt_path"),  # model=base names its weights (init_from)
         ("ckpt_path=/no/such/run", "ckpt_path"),

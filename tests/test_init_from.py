@@ -198,6 +198,23 @@ def test_fine_tuning_from_a_tiny_export_on_the_command_line_records_it(tmp_path)
     assert bad.stderr.strip().splitlines()[-1].startswith(f"config error: model.init_from={tmp_path / 'nowhere'} is invalid")
 
 
+def test_eval_of_a_checkpoint_of_a_run_from_a_bpe_export_uses_the_exports_tokenizer(tmp_path):
+    """``mode=eval ckpt_path=<.ckpt>`` of a run that started from an export builds the model the way the
+    run did (the export's tokenizer and sizes, not the config's char tokenizer) and scores what it scored."""
+    from blocksft.models.tokenizers import training_texts
+
+    bpe = train_bpe_tokenizer(training_texts(tiny_cfg(), 500), 120)
+    export_tiny(tmp_path / "base" / "export", bpe)
+    start = [*TINY, f"model.init_from={tmp_path / 'base'}"]
+    trained = run_train(start, tmp_path / "sft")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    scored = run_train([*start, "mode=eval", f"ckpt_path={tmp_path / 'sft' / 'checkpoints' / 'last.ckpt'}"],
+                       tmp_path / "eval")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    results = [json.loads((tmp_path / folder / "results.json").read_text()) for folder in ("sft", "eval")]
+    assert results[1]["accuracy"] == results[0]["accuracy"]
+
+
 # ----------------------------------------------------------------------------- identity of the start
 def test_a_run_from_saved_weights_is_identified_by_their_content_not_their_path(tmp_path):
     """Re-shipping the base (other weights at the same path) makes another computation, so a study

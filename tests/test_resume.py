@@ -51,6 +51,25 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert sorted(logged_losses(straight)) == list(range(0, 40))
 
 
+def test_a_run_with_weight_averaging_exports_the_average_and_resumes_to_the_same_bits(tmp_path):
+    """optim.ema_decay: the export and the decoded model are the moving average (not the last step's
+    weights), and a SIGKILLed run resumes both the weights and their average exactly."""
+    ema = [*RUN, "optim.ema_decay=0.9"]
+    plain, straight, crashed = tmp_path / "plain", tmp_path / "straight", tmp_path / "crashed"
+    assert run_train(RUN, plain).returncode == 0
+    assert run_train(ema, straight).returncode == 0
+    killed = run_train([*ema, *KILL], crashed, env=HELPERS)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run_train(ema, crashed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    weights = [(d / "export" / "model.safetensors").read_bytes() for d in (plain, straight, crashed)]
+    assert weights[1] == weights[2] and weights[0] != weights[1]
+    checkpoint = torch.load(straight / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    averaged, last = checkpoint["state_dict"], checkpoint["current_model_state"]
+    key = next(k for k in averaged if k.startswith("model.") and averaged[k].is_floating_point())
+    assert not torch.equal(averaged[key], last[key])  # the average differs from the last step's weights
+
+
 def test_batch_stream_resumed_at_any_batch_continues_the_same_order():
     stream = ShuffledBatchStream(num_rows=50, batch_size=8, seed=7)  # 6 batches per pass, 2 rows dropped
     first = [batch for _, batch in zip(range(20), stream)]

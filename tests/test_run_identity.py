@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from blocksft.config import ConfigError
 from blocksft.path_kinds import require_path
 from blocksft.progress import ProgressLog, progress_callbacks
-from blocksft.run_identity import apply_run_record, check_folder, job_identity
+from blocksft.run_identity import apply_run_record, check_folder, fingerprint, identity_view, job_identity
 
 TRAINED = ["debug=smoke", "strategy=blockwise", "block=16", "seed=3", "study=probe", "progress.every_n_steps=5"]
 
@@ -92,8 +92,21 @@ def test_fingerprint_ignores_output_and_logging_keys_only():
     same = ["logger=none", "paths.log_dir=/elsewhere", "progress.every_n_steps=7", "checkpoint.every_n_train_steps=3",
             "+callbacks.kill._target_=callbacks.KillAtStep", "data.num_workers=1"]
     assert job_identity(compose_config(["debug=smoke", *same]))[1] == base
-    for changed in ("optim.optimizer.lr=0.01", "data.source.sizes.train=128", "decode.steps=16", "mode=eval"):
+    for changed in ("optim.optimizer.lr=0.01", "data.source.sizes.train=128", "decode.steps=16", "mode=eval",
+                    "optim.ema_decay=0.99"):
         assert job_identity(compose_config(["debug=smoke", changed]))[1] != base, changed
+
+
+def test_a_key_added_later_keeps_earlier_records_identity_at_its_implicit_default():
+    """Records written before ``optim.ema_decay`` or ``decode.attention`` existed match today's config
+    at their implicit values (null, full), so finished study jobs are still skipped and reused."""
+    view, digest = job_identity(compose_config(["debug=smoke"]))
+    assert "ema_decay" not in view["optim"] and "attention" not in view["decode"]  # what older records hold
+    newer = json.loads(json.dumps(view))
+    newer["optim"]["ema_decay"], newer["decode"]["attention"] = None, "full"  # what a record holds today
+    assert fingerprint(identity_view(newer)) == digest
+    newer["optim"]["ema_decay"] = 0.99
+    assert fingerprint(identity_view(newer)) != digest
 
 
 # ------------------------------------------------------------------------------- 2. eval labels and folder

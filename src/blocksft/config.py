@@ -229,6 +229,8 @@ def validate_config(cfg: DictConfig) -> None:
     _require(_is_number(optim.warmup_frac) and 0.0 <= optim.warmup_frac < 1.0, "optim.warmup_frac", optim.warmup_frac, "a number in [0, 1)")
     _require(_is_number(optim.min_lr_ratio) and 0.0 <= optim.min_lr_ratio <= 1.0, "optim.min_lr_ratio", optim.min_lr_ratio, "a number in [0, 1]")
     _require(optim.warmup_type in WARMUP_TYPES, "optim.warmup_type", optim.warmup_type, f"one of {', '.join(WARMUP_TYPES)}")
+    ema = optim.get("ema_decay")
+    _require(ema is None or (_is_number(ema) and 0.0 < ema < 1.0), "optim.ema_decay", ema, "null or a number in (0, 1)")
 
     micro = cfg.data.get("micro_batch_size")
     _require(micro is None or (_is_int(micro) and micro > 0), "data.micro_batch_size", micro, "a positive integer or null")

@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -114,8 +114,11 @@ def load_for_eval(cfg: DictConfig):
         export = path / "export"
         is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
         return load_exported(export if is_export else path, cfg.model)
-    tokenizer = build_run_tokenizer(cfg)
-    model = build_model(cfg.model, tokenizer)
+    if cfg.model.get("init_from") is not None:  # the run's architecture and tokenizer came with its initial weights
+        model, tokenizer, _, _ = load_initial_model(cfg, train=False)
+    else:
+        tokenizer = build_run_tokenizer(cfg)
+        model = build_model(cfg.model, tokenizer)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     return model, tokenizer
@@ -186,6 +189,8 @@ def run(cfg: DictConfig) -> RunResult:
         FlushLoggersOnCheckpoint(),
         *(instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback is not None),
     ]
+    if (ema_decay := cfg.optim.get("ema_decay")) is not None:  # evaluated, checkpointed and exported: the average
+        callbacks.append(EMAWeightAveraging(decay=ema_decay))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty())

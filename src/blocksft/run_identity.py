@@ -57,7 +57,7 @@ IGNORED_KEYS: tuple[str, ...] = (
 )
 #: Keys added after runs were recorded, with the value they had implicitly before: at that value they
 #: are left out of the fingerprint, so earlier runs and study folders keep their identity.
-IMPLICIT_DEFAULTS: dict[str, Any] = {"decode.attention": "full"}
+IMPLICIT_DEFAULTS: dict[str, Any] = {"decode.attention": "full", "optim.ema_decay": None}
 #: Keys ``mode=eval`` takes from the evaluated run's record (what was trained, and its labels).
 TRAINED_KEYS: tuple[str, ...] = ("strategy", "block", "seed", "study", "model")
 
