@@ -37,7 +37,7 @@ def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_
     other = run_train([*sweep, "optim.optimizer.lr=0.01"], tmp_path, env=HELPERS)
     assert other.returncode == 2
     errors = [line for line in other.stderr.splitlines() if line.startswith("config error:")]
-    assert len(errors) == 1 and JOBS[0] in errors[0] and "optim.optimizer.lr: 0.002 -> 0.01" in errors[0]
+    assert len(errors) == 1 and JOBS[0] in errors[0] and "optim.optimizer.lr: 0.001 -> 0.01" in errors[0]
     assert (first / "results.json").read_bytes() == kept
     assert not (killed / "results.json").exists() and not never_started.exists()
 
