@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from blocksft.config import decode_block_lengths, validate_config
 
 EXPECTED_JOBS = {
-    "main": 20,  # 2 strategies x 2 budgets x 5 seeds
+    "main": 40,  # 2 strategies x 2 budgets x 10 seeds
     "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
     "ablation_prefix": 12,  # 4 rates x 3 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
