@@ -114,11 +114,7 @@ def load_for_eval(cfg: DictConfig):
         export = path / "export"
         is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
         return load_exported(export if is_export else path, cfg.model)
-    if cfg.model.get("init_from") is not None:  # the run's architecture and tokenizer came with its initial weights
-        model, tokenizer, _, _ = load_initial_model(cfg, train=False)
-    else:
-        tokenizer = build_run_tokenizer(cfg)
-        model = build_model(cfg.model, tokenizer)
+    model, tokenizer, _, _ = load_initial_model(cfg, train=False)  # as the run built it (init_from: its sizes, tokenizer)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     return model, tokenizer
