@@ -125,10 +125,11 @@ def test_load_runs_reads_completed_failed_and_overrides_only_jobs(main_sweep: Pa
     runs = rep.load_runs(main_sweep)
     assert len(runs) == 15
     failed = {r["job"]: r for r in runs if r["status"] == "failed"}
-    assert set(failed) == {"blockwise-steps-seed3", "classical-tokens-seed3"}
+    assert set(failed) == {"blockwise-steps-seed3"}
     assert failed["blockwise-steps-seed3"]["error"] == "RuntimeError: CUDA OOM"
     assert failed["blockwise-steps-seed3"]["block_size"] == 8 and failed["blockwise-steps-seed3"]["study"] == "main"
-    only = failed["classical-tokens-seed3"]
+    only = next(r for r in runs if r["job"] == "classical-tokens-seed3")  # overrides, no results.json: running or killed
+    assert only["status"] == "unfinished" and only["accuracy"] is None
     assert (only["strategy"], only["seed"], only["block_size"], only["budget_kind"]) == ("classical", 3, 8, "tokens")
     assert only["overrides"] == ["strategy=classical", "block='8'", "seed=3", "budget=tokens"]
     done = next(r for r in runs if r["job"] == "classical-steps-seed1")
@@ -269,16 +270,18 @@ def test_write_report_main(main_sweep: Path, tmp_path: Path):
     rep.write_report(main_sweep, out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["study"] == "main" and summary["kinds"] == ["main"]
-    assert (summary["n_jobs"], summary["n_completed"], summary["n_failed"]) == (15, 13, 2)
+    assert (summary["n_jobs"], summary["n_completed"], summary["n_failed"], summary["n_unfinished"]) == (15, 13, 1, 1)
     assert summary["git_commits"] == {"abc123": 13}
     assert summary["wall_seconds_total"] == pytest.approx(4 * (100 + 101 + 102) + 100)
     steps = next(d for d in summary["paired"] if d["budget_kind"] == "steps")
     assert steps["mean"] == pytest.approx(0.05) and steps["ci_low"] == pytest.approx(0.05 - T2 * 0.01 / 3 ** 0.5, abs=1e-4)
     assert [c["verdict"] for c in summary["claims"]] == ["supports", "inconclusive at n=3 seeds"]
     text = (out / "report.md").read_text()
-    assert "# Study report: main" in text and "13 completed / 2 failed" in text
+    assert "# Study report: main" in text and "13 completed / 1 failed / 1 unfinished" in text
     assert "## Failed jobs" in text and "RuntimeError: CUDA OOM" in text
-    assert "`strategy=classical block='8' seed=3 budget=tokens`" in text and "no results.json" in text
+    failed_section, unfinished_section = text.split("## Unfinished jobs")[0], text.split("## Unfinished jobs")[1]
+    assert "seed=3 budget=tokens" not in failed_section.split("## Failed jobs")[1]
+    assert "`strategy=classical block='8' seed=3 budget=tokens`" in unfinished_section.split("##")[0]
     assert "| strategy | block_size | budget_kind | accuracy |" in text
     assert "| classical | 8 | steps | 25.0 ± 5.0 |" in text
     assert "## Main comparison: blockwise − classical" in text and "inconclusive at n=3 seeds (CI includes 0)" in text
@@ -329,7 +332,7 @@ def test_cli(main_sweep: Path, prefix_sweep: Path, tmp_path: Path):
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(main_sweep)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert (main_sweep / "report" / "report.md").is_file() and "13 completed, 2 failed" in done.stdout
+    assert (main_sweep / "report" / "report.md").is_file() and "13 completed, 1 failed, 1 unfinished" in done.stdout
     out = tmp_path / "cli-out"
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(prefix_sweep),
                            "--study", "my_prefix", "--out", str(out)], capture_output=True, text=True, timeout=60)
@@ -527,10 +530,10 @@ def test_runs_carry_the_model_name(scratch_sweep: Path, tmp_path: Path):
     runs = rep.load_runs(scratch_sweep)
     assert {r["model"] for r in runs} == {"base", "base_scratch"}
     assert rep.parse_overrides(["model=base_scratch"]) == {"model": "base_scratch"}
-    failed = tmp_path / "failed-job"
-    write_overrides(failed, ["strategy=blockwise", "model=base_scratch", "seed=4"])
-    (run,) = rep.load_runs(failed)
-    assert run["status"] == "failed" and run["model"] == "base_scratch"
+    unfinished = tmp_path / "unfinished-job"  # overrides only: the model name comes from them
+    write_overrides(unfinished, ["strategy=blockwise", "model=base_scratch", "seed=4"])
+    (run,) = rep.load_runs(unfinished)
+    assert run["status"] == "unfinished" and run["model"] == "base_scratch"
 
 
 def test_pairing_includes_the_model_only_when_several_models_ran(main_sweep: Path, scratch_sweep: Path):

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = write_report(args.sweep_dir, args.out, args.study)
     out = args.out or args.sweep_dir / "report"
     print(f"{summary['study']}: {summary['n_jobs']} jobs ({summary['n_completed']} completed, "
-          f"{summary['n_failed']} failed) -> {out / 'report.md'}")
+          f"{summary['n_failed']} failed, {summary['n_unfinished']} unfinished) -> {out / 'report.md'}")
     for claim in summary["claims"]:
         print(f"  {claim['verdict']}: {claim['claim']}")
     if not summary["n_jobs"]:

@@ -19,7 +19,8 @@ def header(s: Summary) -> list[str]:
     lines = [f"# Study report: {s['study']}", "",
              f"- Sweep: `{s['sweep_dir']}`",
              f"- Sections: {', '.join(s['kinds']) or 'generic'}",
-             f"- Jobs: {s['n_jobs']} ({s['n_completed']} completed / {s['n_failed']} failed)",
+             f"- Jobs: {s['n_jobs']} ({s['n_completed']} completed / {s['n_failed']} failed"
+             + (f" / {s['n_unfinished']} unfinished)" if s.get("n_unfinished") else ")"),
              "- Git commit(s): " + (", ".join(f"`{c}` ({n} jobs)" for c, n in s["git_commits"].items()) or "n/a")]
     walls = list(s["wall_seconds_per_job"].values())
     if walls:
@@ -47,6 +48,14 @@ def failed_jobs(s: Summary) -> list[str]:
         error = (fail["error"] or "").strip().splitlines()
         lines.append(f"- `{fail['job']}` — overrides: `{overrides}` — error: {error[-1] if error else 'n/a'}")
     return lines + [""]
+
+
+def unfinished_jobs(s: Summary) -> list[str]:
+    if not s.get("unfinished"):
+        return []
+    lines = ["## Unfinished jobs", "", "No `results.json` yet: still running, or killed. Not counted as failed; "
+             "the sweep's command resumes each from its `last.ckpt`.", ""]
+    return lines + [f"- `{job['job']}` — overrides: `{' '.join(job['overrides']) or 'n/a'}`" for job in s["unfinished"]] + [""]
 
 
 def accuracy_by_configuration(s: Summary) -> list[str]:
@@ -267,7 +276,7 @@ def jobs(runs: Sequence[Run]) -> list[str]:
 
 
 #: The sections of report.md that depend on the summary only, in order.
-SUMMARY_SECTIONS = (header, failed_jobs, accuracy_by_configuration, main_comparison, block_grid, knob_ablations,
+SUMMARY_SECTIONS = (header, failed_jobs, unfinished_jobs, accuracy_by_configuration, main_comparison, block_grid, knob_ablations,
                     controls, corruption_schemes, pretraining, paper_comparison)
 
 

@@ -11,6 +11,10 @@ from typing import Any, Iterable
 from blocksft.results import RunResult, as_float, as_int
 
 Run = dict[str, Any]
+#: The status of a job folder without ``results.json``: still running, or killed (a job that raises writes a
+#: failed ``results.json``); re-running the sweep's command resumes it from its ``last.ckpt``.
+UNFINISHED = "unfinished"
+NO_RESULTS = "no results.json: running, or killed (the sweep's command resumes it)"
 
 
 def _unquote(text: str) -> str:
@@ -70,16 +74,18 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     return fields
 
 
-def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[str]) -> Run:
-    """One report row from a parsed results.json (any version; see ``RunResult.from_json``). A completed
-    record is read field by field; a failed or missing one is completed from the job's override strings."""
-    result = RunResult.from_json(raw)
+def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides: list[str]) -> Run:
+    """One report row from a parsed results.json (any version; see ``RunResult.from_json``), or from None
+    for a job without one (status ``unfinished``: running, or killed before it could write one). A
+    completed record is read field by field; a failed or missing one is completed from the job's
+    override strings."""
+    result = RunResult.from_json(raw if raw is not None else {"status": "failed"})
     by_block = {as_int(length): accuracy for length, accuracy in result.accuracy_by_decode_block.items()
                 if accuracy is not None}
     run: Run = {
         "job": job,
         "dir": str(job_dir),
-        "status": "completed" if result.completed else "failed",
+        "status": "completed" if result.completed else "failed" if raw is not None else UNFINISHED,
         "error": None if result.completed else result.error,
         "overrides": overrides,
         "strategy": result.strategy,
@@ -107,7 +113,7 @@ def normalize_run(raw: dict[str, Any], job: str, job_dir: Path, overrides: list[
     }
     if not result.completed:
         if run["error"] is None:
-            run["error"] = f"status={result.status}" if result.status else "no results.json"
+            run["error"] = NO_RESULTS if raw is None else f"status={result.status}" if result.status else "no status"
         for key, value in parse_overrides(overrides).items():  # what a failed record does not hold
             if run.get(key) is None and value is not None:
                 run[key] = value
@@ -123,8 +129,9 @@ def _model_name(config: dict[str, Any]) -> str | None:
 
 
 def load_runs(sweep_dir: str | Path) -> list[Run]:
-    """Every job under ``sweep_dir``: one normalised dict per ``results.json`` plus one failed entry
-    per job directory that has ``.hydra/overrides.yaml`` but no ``results.json``; sorted by job path."""
+    """Every job under ``sweep_dir``: one normalised dict per ``results.json`` plus one ``unfinished``
+    entry per job directory that has ``.hydra/overrides.yaml`` but no ``results.json`` (still running, or
+    killed: a job that raises writes a failed ``results.json``); sorted by job path."""
     root = Path(sweep_dir)
     job_dirs: dict[Path, Path | None] = {}
     for path in _walk_files(root, {"results.json", "overrides.yaml"}):
@@ -138,19 +145,22 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
         if "eval" in job_dir.relative_to(root).parts[:-1]:
             continue  # <job>/eval/<settings>: a mode=eval scoring of a job, not another job
         job = job_dir.relative_to(root).as_posix()
-        raw: dict[str, Any] = {"status": "failed", "error": "no results.json"}
-        if results_path is not None:
-            try:
-                loaded = json.loads(results_path.read_text())
-                raw = loaded if isinstance(loaded, dict) else {"status": "failed", "error": "malformed results.json"}
-            except (OSError, ValueError) as exc:
-                raw = {"status": "failed", "error": f"unreadable results.json: {exc}"}
+        raw = _read_results(results_path) if results_path is not None else None
         run = normalize_run(raw, job, job_dir, read_overrides(job_dir))
         real = job_dir.resolve()
         if not real.is_relative_to(real_root):  # a symlinked job folder
             run["linked_from"] = str(real)
         runs.append(run)
     return sorted(runs, key=lambda r: r["job"])
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """A parsed ``results.json``, or a failed record naming why it could not be read."""
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return {"status": "failed", "error": f"unreadable results.json: {exc}"}
+    return loaded if isinstance(loaded, dict) else {"status": "failed", "error": "malformed results.json"}
 
 
 def _walk_files(root: Path, names: set[str]) -> Iterable[Path]:

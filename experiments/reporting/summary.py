@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons
 from experiments.reporting.pretraining import pretraining_comparison, scratch_pairs
-from experiments.reporting.runs import Run, completed
+from experiments.reporting.runs import UNFINISHED, Run, completed
 from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
 from experiments.reporting.stats import (aggregate, block_grid, default_keys, paired_difference, pairing_keys,
                                          time_breakdown, varying_knobs)
@@ -68,7 +68,8 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
 def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> dict[str, Any]:
     """All aggregated numbers of a sweep (what ``summary.json`` holds)."""
     done = completed(runs)
-    failed = [r for r in runs if r["status"] != "completed"]
+    failed = [r for r in runs if r["status"] not in ("completed", UNFINISHED)]
+    unfinished = [r for r in runs if r["status"] == UNFINISHED]
     walls = {r["job"]: r["wall_seconds"] for r in runs if r.get("wall_seconds") is not None}
     kinds = study_kinds(study, runs)
     keys = default_keys(runs)
@@ -80,6 +81,8 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "n_completed": len([r for r in runs if r["status"] == "completed"]),
         "n_failed": len(failed),
         "failed": [{"job": r["job"], "error": r["error"], "overrides": r["overrides"]} for r in failed],
+        "n_unfinished": len(unfinished),
+        "unfinished": [{"job": r["job"], "overrides": r["overrides"]} for r in unfinished],
         "linked": {r["job"]: r["linked_from"] for r in runs if r.get("linked_from")},
         "git_commits": dict(Counter(r["git_commit"] for r in runs if r.get("git_commit"))),
         "wall_seconds_total": sum(walls.values()),
