@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from blocksft.config import ConfigError
 from blocksft.path_kinds import require_path
-from blocksft.progress import ProgressLog, progress_callbacks
+from blocksft.progress import ProgressLog, expected_steps, progress_callbacks
 from blocksft.run_identity import apply_run_record, check_folder, fingerprint, identity_view, job_identity
 
 TRAINED = ["debug=smoke", "strategy=blockwise", "block=16", "seed=3", "study=probe", "progress.every_n_steps=5"]
@@ -213,3 +213,26 @@ def test_progress_settings_choose_a_step_bar_on_a_terminal_and_log_lines_otherwi
     assert progress_callbacks({"bar": False, "every_n_steps": 0}, interactive=True) == ([], False)
     line = ProgressLog(10).line(step=30, total=100, loss=0.5, tokens=3000, elapsed=30.0)
     assert line == "train step 30/100 (30%) loss 0.5000 | 100 supervised tok/s | elapsed 0:00:30 | ETA 0:01:10"
+
+
+def test_a_token_budget_shows_its_expected_steps_and_its_last_step(caplog):
+    """A token budget's trainer runs to a max_steps cap (20,000) and stops on tokens: the total shown is the
+    expected step count (the LR schedule's length), and the step it stopped at gets its line."""
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(global_step=0, max_steps=20000, is_global_zero=True, callback_metrics={})
+    module = SimpleNamespace(schedule=SimpleNamespace(total_steps=900), supervised_tokens=0)
+    assert expected_steps(trainer, module) == 900
+    assert expected_steps(trainer, SimpleNamespace()) == 20000, "no schedule: the trainer's max_steps"
+    assert expected_steps(SimpleNamespace(max_steps=500), module) == 500, "never past the cap"
+    progress = ProgressLog(every_n_steps=100)
+    progress.on_train_start(trainer, module)
+    with caplog.at_level("INFO", logger="blocksft"):
+        for step in (100, 850):
+            trainer.global_step = step
+            progress.on_train_batch_end(trainer, module, None, None, step)
+        progress.on_train_end(trainer, module)  # stopped by the token budget at step 850
+        trainer.global_step = 950
+        progress.on_train_end(trainer, module)  # a budget that needed more steps than expected
+    shown = [r.getMessage().split("train step ")[1].split(" (")[0] for r in caplog.records if "train step" in r.getMessage()]
+    assert shown == ["100/900", "850/900", "950/950"]

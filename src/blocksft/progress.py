@@ -4,7 +4,8 @@
 Trainer. ``settings`` is the ``progress`` config node: ``bar`` (``auto``: a bar when stderr is a
 terminal; ``true``; ``false``) and ``every_n_steps`` (a ``ProgressLog`` line every N optimizer steps
 and at the last one, written when there is no bar; 0 = none). The bar counts optimizer steps of the
-run (``train 200/2000``), not Lightning's endless epoch (which showed as ``Epoch 0/-2``).
+run (``train 200/2000``), not Lightning's endless epoch (which showed as ``Epoch 0/-2``). Under a token
+budget the total is the expected step count (the LR schedule's length), not the budget's ``max_steps`` cap.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ BAR_MODES = ("auto", True, False)
 def format_duration(seconds: float) -> str:
     """``0:01:23``; ``1 day, 2:03:04`` beyond a day."""
     return str(timedelta(seconds=round(max(seconds, 0.0))))
+
+
+def expected_steps(trainer, pl_module) -> int:
+    """The steps this run expects: its LR schedule's length (``schedule.total_steps``; a token budget's expected
+    count, ``run.planned_steps``), capped by ``trainer.max_steps``; ``trainer.max_steps`` for a module without one."""
+    total = getattr(getattr(pl_module, "schedule", None), "total_steps", None)
+    if not total:
+        return trainer.max_steps
+    return min(total, trainer.max_steps) if trainer.max_steps > 0 else total
 
 
 class ProgressLog(Callback):
@@ -51,10 +61,16 @@ class ProgressLog(Callback):
                 f"{rate:,.0f} supervised tok/s | elapsed {format_duration(elapsed)} | ETA {format_duration(eta)}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step, total = trainer.global_step, trainer.max_steps
+        if trainer.global_step % self.every_n_steps == 0 or trainer.global_step == trainer.max_steps:
+            self._log(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._log(trainer, pl_module)  # the last step, when a token budget stopped the run between lines
+
+    def _log(self, trainer, pl_module) -> None:
+        step = trainer.global_step
+        total = max(expected_steps(trainer, pl_module), step)  # a token budget may need more than expected
         if step == self._last_logged or not trainer.is_global_zero:
-            return
-        if step % self.every_n_steps != 0 and step != total:
             return
         self._last_logged = step
         loss = trainer.callback_metrics.get("train/loss")
@@ -68,8 +84,8 @@ class StepProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer, *args) -> None:
         super().on_train_epoch_start(trainer, *args)
-        if trainer.max_steps > 0:
-            self.train_progress_bar.total = trainer.max_steps * trainer.accumulate_grad_batches
+        if (total := expected_steps(trainer, trainer.lightning_module)) > 0:
+            self.train_progress_bar.total = total * trainer.accumulate_grad_batches
         self.train_progress_bar.set_description("train")
 
 
