@@ -102,3 +102,35 @@ def test_no_reuse_when_switched_off_or_outside_a_study(override: str, tmp_path: 
     assert reusable_run(cfg, view, root / "studies" / "other" / "job") is None
     cfg = compose_config([*SMOKE, f"paths.root_dir={root}", "study=other"])
     assert reusable_run(cfg, job_identity(cfg)[0], root / "studies" / "other" / "job") is not None
+
+
+def test_a_token_budget_job_is_the_steps_run_that_spent_that_budget_exactly(tmp_path: Path):
+    """budget=tokens stops at the first step whose eligible count reaches the budget: a steps run of the same
+    config and schedule length that spent exactly that many tokens is its computation; one token more is not."""
+    root = tmp_path / "outputs"
+    common = [*SMOKE, f"paths.root_dir={root}"]
+    steps_run = root / "studies" / "main" / "steps"
+    trained = run_train([*common, "study=main", "budget=steps", "budget.value=10"], steps_run)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    original = json.loads((steps_run / RESULTS).read_text())
+    spent = original["eligible_tokens"]
+    assert original["steps"] == 10 and spent == 10 * 16 * 16, "smoke: batch 16, block 16, every block full"
+
+    same = root / "studies" / "schemes" / "tokens"
+    copied = run_train([*common, "study=schemes", "budget=tokens", f"budget.value={spent}"], same)
+    assert copied.returncode == 0, copied.stderr[-3000:]
+    log = copied.stdout + copied.stderr
+    assert "reused:" in log and "budget=steps at 10 steps spent exactly" in log and "accuracy=" not in log
+    result = json.loads((same / RESULTS).read_text())
+    assert result["budget"] == {"kind": "tokens", "value": spent, "count": "eligible", "max_steps": 20000}
+    assert result["reused_from"]["dir"] == os.path.realpath(steps_run) and "because" in result["reused_from"]
+    keys = ("accuracy", "steps", "eligible_tokens", "supervised_tokens", "final_train_loss")
+    assert {k: result[k] for k in keys} == {k: original[k] for k in keys}
+    weights = "export/model.safetensors"
+    assert (same / weights).read_bytes() == (steps_run / weights).read_bytes()
+
+    more = root / "studies" / "schemes" / "tokens_plus_one"
+    trained = run_train([*common, "study=schemes", "budget=tokens", f"budget.value={spent + 1}"], more)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "reused:" not in trained.stdout + trained.stderr
+    assert json.loads((more / RESULTS).read_text())["steps"] == 11, "the budget is reached one step later"

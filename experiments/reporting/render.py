@@ -55,7 +55,8 @@ def unfinished_jobs(s: Summary) -> list[str]:
         return []
     lines = ["## Unfinished jobs", "", "No `results.json` yet: still running, or killed. Not counted as failed; "
              "the sweep's command resumes each from its `last.ckpt`.", ""]
-    return lines + [f"- `{job['job']}` — overrides: `{' '.join(job['overrides']) or 'n/a'}`" for job in s["unfinished"]] + [""]
+    jobs = [f"- `{job['job']}` — overrides: `{' '.join(job['overrides']) or 'n/a'}`" for job in s["unfinished"]]
+    return lines + jobs + [""]
 
 
 def accuracy_by_configuration(s: Summary) -> list[str]:

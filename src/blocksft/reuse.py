@@ -4,7 +4,8 @@ Several studies hold the same run under another label: the main study's ``blockw
 jobs are also the corruption-schemes study's, the from-the-base half of scratch-vs-base, and the
 ablations' unmodified arm. Their configs differ only in ``LABEL_KEYS`` (``study``), which name where a
 run is reported, not what it computes (a config and seed give the same run: ``experiments/results/
-ablation_controls/RUN.md``).
+ablation_controls/RUN.md``). A token-budget job whose steps-budget twin spent that budget exactly is one
+more such case (``run.steps_run_of_token_budget``).
 
 * ``computation_fingerprint(view)``: the fingerprint of an identity view (``run_identity.job_identity``)
   without ``LABEL_KEYS``.
@@ -63,9 +64,11 @@ def find_equivalent_run(studies_root: str | Path, view: dict, here: str | Path) 
     return None
 
 
-def adopt_run(source: Path, target: Path, logged_config: dict, digest: str) -> RunResult:
+def adopt_run(source: Path, target: Path, logged_config: dict, digest: str, because: str | None = None) -> RunResult:
     """Copy the completed run in ``source`` into ``target`` as this config's run (module docstring);
-    returns the ``RunResult`` written to ``target/results.json``."""
+    returns the ``RunResult`` written to ``target/results.json``. ``because``: why a run of another
+    config is this computation (``run.steps_run_of_token_budget``), kept in ``reused_from``; None: the
+    configs differ only in ``LABEL_KEYS``."""
     source_real = Path(os.path.realpath(source))
     source_result = read_result(source_real / RESULTS)
     owner = folder_record(source_real)
@@ -82,9 +85,12 @@ def adopt_run(source: Path, target: Path, logged_config: dict, digest: str) -> R
     write_run_record(target, logged_config, digest, source_result.git_commit)
     origin = source_result.reused_from or {"dir": str(source_real), "config_fingerprint": owner[1],
                                             "study": source_result.study}
+    if because is not None:
+        origin = {**origin, "because": because}
     result = dataclasses.replace(source_result, study=logged_config.get("study"), config=logged_config,
-                                 config_fingerprint=digest, reused_from=origin)
+                                 config_fingerprint=digest, reused_from=origin,
+                                 budget=logged_config.get("budget", source_result.budget))
     write_result(target / RESULTS, result)
-    log.info("reused: %s completed this computation (the same config but %s); copied to %s",
-             origin["dir"], ", ".join(LABEL_KEYS), target)
+    log.info("reused: %s completed this computation (%s); copied to %s", origin["dir"],
+             because or f"the same config but {', '.join(LABEL_KEYS)}", target)
     return result

@@ -21,7 +21,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
@@ -40,9 +40,9 @@ from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.progress import progress_callbacks
 from blocksft.reuse import adopt_run, find_equivalent_run
 from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
-from blocksft.run_identity import (apply_run_record, check_folder, completed_results, identity_fields, job_identity,
-                                   read_json, recorded_config, remove_unclaimed_folder, restore_hydra_files,
-                                   short_hash, write_run_record)
+from blocksft.run_identity import (RESULTS, apply_run_record, check_folder, completed_results, identity_fields,
+                                   job_identity, read_json, recorded_config, remove_unclaimed_folder,
+                                   restore_hydra_files, short_hash, write_run_record)
 
 log = logging.getLogger("blocksft")
 
@@ -146,6 +146,10 @@ def run(cfg: DictConfig) -> RunResult:
     datamodule.setup("fit")
     log.info("example training row (%s):\n%s", cfg.strategy.name, describe_masking(masking, datamodule, tokenizer))
     schedule_steps, max_steps = planned_steps(cfg, masking, datamodule) if cfg.mode == "train" else (1, 0)
+    if (source := steps_run_of_token_budget(cfg, schedule_steps, output_dir)) is not None:
+        return adopt_run(source, output_dir, logged_config, digest,
+                         because=f"budget=steps at {schedule_steps} steps spent exactly budget.value={cfg.budget.value} "
+                                 f"eligible tokens, with this token budget's LR schedule")
 
     block_lengths = decode_block_lengths(cfg)
     module_class = DocumentLossModule if cfg.data.get("format") == "documents" else DiffusionSFTModule
@@ -304,6 +308,27 @@ def reusable_run(cfg: DictConfig, view: dict, output_dir: Path) -> Path | None:
     if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
         return None
     return find_equivalent_run(Path(cfg.paths.root_dir) / "studies", view, output_dir)
+
+
+def steps_run_of_token_budget(cfg: DictConfig, schedule_steps: int, output_dir: Path) -> Path | None:
+    """For a study job with ``budget.kind=tokens`` (``count: eligible``): another study's completed run of
+    this config but ``budget={kind: steps, value: schedule_steps}`` (this budget's expected step count, the
+    length of its LR schedule) that trained ``schedule_steps`` steps and spent exactly ``budget.value``
+    eligible tokens; else None. That run is this job's computation: the token budget stops at the first
+    step whose running count reaches ``budget.value``, every step counts at least one eligible token, so
+    it stops at that run's last step, after the same steps under the same schedule (the main study's
+    blockwise seed 0: the same export bytes both ways). ``reusable_run``'s conditions apply."""
+    if cfg.mode != "train" or cfg.budget.kind != "tokens" or cfg.budget.get("count", "eligible") != "eligible":
+        return None
+    as_steps = copy.deepcopy(cfg)
+    with open_dict(as_steps):
+        as_steps.budget = {"kind": "steps", "value": schedule_steps}
+    source = reusable_run(as_steps, job_identity(as_steps)[0], output_dir)
+    if source is None:
+        return None
+    spent = read_result(source / RESULTS)
+    exact = spent is not None and spent.steps == schedule_steps and spent.eligible_tokens == cfg.budget.value
+    return source if exact else None
 
 
 def main(cfg: DictConfig) -> RunResult | None:
