@@ -277,8 +277,8 @@ def jobs(runs: Sequence[Run]) -> list[str]:
 
 
 #: The sections of report.md that depend on the summary only, in order.
-SUMMARY_SECTIONS = (header, failed_jobs, unfinished_jobs, accuracy_by_configuration, main_comparison, block_grid, knob_ablations,
-                    controls, corruption_schemes, pretraining, paper_comparison)
+SUMMARY_SECTIONS = (header, failed_jobs, unfinished_jobs, accuracy_by_configuration, main_comparison, block_grid,
+                    knob_ablations, controls, corruption_schemes, pretraining, paper_comparison)
 
 
 def render_markdown(summary: Summary, runs: Sequence[Run], plots: Sequence[str]) -> str:
