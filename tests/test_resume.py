@@ -142,3 +142,29 @@ def test_checkpoint_step_does_not_read_the_weights(tmp_path):
     assert done.returncode == 0, done.stderr
     step, read_mib = map(int, done.stdout.split())
     assert step == 7 and read_mib < 32, f"reading the step read {read_mib} MiB of the checkpoint"
+
+
+@pytest.mark.parametrize("budget", [["budget.value=40"], ["budget=tokens", "budget.value=40960"]],
+                         ids=["steps", "tokens"])
+def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(tmp_path, budget):
+    """Killed after its last training step (``last.ckpt`` at the end) but before ``results.json``: the same
+    command trains no further step and decodes and exports the same model (here the weight average, which
+    lives in the checkpoint beside the last step's weights), with the same results. A token budget of
+    40 steps x 32 rows x 32 eligible tokens: the budget is already spent when the run resumes."""
+    run = [*[a for a in RUN if not a.startswith("budget.")], *budget, "optim.ema_decay=0.9"]
+    folder = tmp_path / "run"
+    assert run_train(run, folder).returncode == 0
+    first = json.loads((folder / "results.json").read_text())
+    weights = (folder / "export" / "model.safetensors").read_bytes()
+    generations = (folder / "generations.jsonl").read_text()
+    assert first["steps"] == 40 and checkpoint_step(folder / "checkpoints" / "last.ckpt") == 40
+    for name in ("results.json", "generations.jsonl", "export/model.safetensors"):
+        (folder / name).unlink()
+
+    again = run_train(run, folder)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr + again.stdout
+    second = json.loads((folder / "results.json").read_text())
+    assert (folder / "export" / "model.safetensors").read_bytes() == weights, "not the model the run had trained"
+    assert (folder / "generations.jsonl").read_text() == generations
+    assert {k: second[k] for k in SAME_RESULTS} == {k: first[k] for k in SAME_RESULTS}

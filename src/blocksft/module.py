@@ -99,6 +99,7 @@ class DiffusionSFTModule(L.LightningModule):
         self.supervised_tokens = 0
         self.eligible_tokens = 0
         self.active_block_counts: Counter = Counter()
+        self.last_train_loss: torch.Tensor | None = None  # the last step's loss, kept in checkpoints
         self.mask_generator = torch.Generator().manual_seed(seed)
         self.eval_records: list[dict] = []
         self.decode_seconds: defaultdict[int, float] = defaultdict(float)  # per decode block length
@@ -127,6 +128,7 @@ class DiffusionSFTModule(L.LightningModule):
             raise NonFiniteLossError(f"train/loss is {loss.item()} at step {self.global_step}; "
                                      "the last good checkpoint is kept in checkpoints/last.ckpt")
         self._count_tokens(masked, batch["index"])
+        self.last_train_loss = loss.detach()
         batch_size = masked.noisy_ids.shape[0]  # rows: the batch's samples, or more/fewer (blocksft.multirow)
         self.log("train/rows", float(batch_size), batch_size=batch_size)
         self.log("train/source_samples", float(masked.num_source_samples), batch_size=batch_size)
@@ -156,10 +158,13 @@ class DiffusionSFTModule(L.LightningModule):
         if self._world_size > 1:
             self.masking.sync_ranks(sample_index, self._gather,
                                     lambda t: self.trainer.strategy.reduce(t, reduce_op="max"))
-        if self.token_budget is not None:
-            spent = self.supervised_tokens if self.token_count == "masked" else self.eligible_tokens
-            if spent >= self.token_budget:
-                self.trainer.should_stop = True
+        if self.token_budget_spent():
+            self.trainer.should_stop = True
+
+    def token_budget_spent(self) -> bool:
+        if self.token_budget is None:
+            return False
+        return (self.supervised_tokens if self.token_count == "masked" else self.eligible_tokens) >= self.token_budget
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=[p for p in self.model.parameters() if p.requires_grad])
@@ -182,6 +187,7 @@ class DiffusionSFTModule(L.LightningModule):
             "supervised_tokens": self.supervised_tokens,
             "eligible_tokens": self.eligible_tokens,
             "active_block_counts": dict(self.active_block_counts),
+            "last_train_loss": None if self.last_train_loss is None else float(self.last_train_loss),
             "torch_rng_state": torch.get_rng_state(),  # dropout and anything else drawing from the global stream
         }
         if self._world_size > 1:  # Lightning writes rank 0's checkpoint only: keep every rank's streams
@@ -205,6 +211,8 @@ class DiffusionSFTModule(L.LightningModule):
         self.supervised_tokens = int(state["supervised_tokens"])
         self.eligible_tokens = int(state["eligible_tokens"])
         self.active_block_counts = Counter(state["active_block_counts"])
+        if (loss := state.get("last_train_loss")) is not None:  # absent from checkpoints of earlier versions
+            self.last_train_loss = torch.tensor(loss)
         self._rng_state_to_restore = state.get("torch_rng_state")
 
     def on_train_start(self) -> None:
@@ -213,6 +221,8 @@ class DiffusionSFTModule(L.LightningModule):
         if self._rng_state_to_restore is not None:
             torch.set_rng_state(self._rng_state_to_restore)
             self._rng_state_to_restore = None
+        if self.token_budget_spent():  # resumed after the budget's last step (killed while decoding): no more steps
+            self.trainer.should_stop = True
 
     # ----------------------------------------------------------------------------- evaluation
     def on_test_epoch_start(self) -> None:

@@ -205,8 +205,12 @@ def run(cfg: DictConfig) -> RunResult:
         fit_started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = time.perf_counter() - fit_started
+        if resume_from is not None and trainer.global_step == checkpoint_step(resume_from):
+            finish_resumed_at_the_end(module, resume_from, ema=ema_decay is not None)
         if "train/loss" in trainer.callback_metrics:
             final_train_loss = float(trainer.callback_metrics["train/loss"])
+        elif module.last_train_loss is not None:  # no step in this process: the checkpoint's
+            final_train_loss = float(module.last_train_loss)
         if trainer.is_global_zero:
             export_model(module.model, tokenizer, output_dir / "export", model_cfg)
 
@@ -308,6 +312,16 @@ def reusable_run(cfg: DictConfig, view: dict, output_dir: Path) -> Path | None:
     if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
         return None
     return find_equivalent_run(Path(cfg.paths.root_dir) / "studies", view, output_dir)
+
+
+def finish_resumed_at_the_end(module: DiffusionSFTModule, checkpoint: str | Path, ema: bool) -> None:
+    """A run resumed from a checkpoint of its last step (killed while decoding) trains no step, so
+    Lightning's ``EMAWeightAveraging`` never copies the average into the model (it does so when training
+    ends) and the model holds the last step's weights. With ``ema``, load the average: the checkpoint's
+    ``state_dict``."""
+    if ema:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
 
 
 def steps_run_of_token_budget(cfg: DictConfig, schedule_steps: int, output_dir: Path) -> Path | None:
