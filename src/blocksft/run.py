@@ -207,9 +207,7 @@ def run(cfg: DictConfig) -> RunResult:
         train_seconds = time.perf_counter() - fit_started
         if resume_from is not None and trainer.global_step == checkpoint_step(resume_from):
             finish_resumed_at_the_end(module, resume_from, ema=ema_decay is not None)
-        if "train/loss" in trainer.callback_metrics:
-            final_train_loss = float(trainer.callback_metrics["train/loss"])
-        elif module.last_train_loss is not None:  # no step in this process: the checkpoint's
+        if module.last_train_loss is not None:  # this process's last step, else the checkpoint's
             final_train_loss = float(module.last_train_loss)
         if trainer.is_global_zero:
             export_model(module.model, tokenizer, output_dir / "export", model_cfg)
