@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, compose_config, run_train
 
-from blocksft.reuse import computation_fingerprint, find_equivalent_run
+from blocksft.results import RunResult
+from blocksft.reuse import computation_fingerprint, find_equivalent_run, origin_of, training_fingerprint
 from blocksft.run_identity import RESULTS, RUN_RECORD, job_identity
 
 if str(ROOT) not in sys.path:
@@ -134,3 +135,80 @@ def test_a_token_budget_job_is_the_steps_run_that_spent_that_budget_exactly(tmp_
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "reused:" not in trained.stdout + trained.stderr
     assert json.loads((more / RESULTS).read_text())["steps"] == 11, "the budget is reached one step later"
+
+
+def test_the_training_fingerprint_ignores_labels_and_decode_settings_only():
+    main, _ = view_of(["study=main"])
+    grid, _ = view_of(["study=grid", "+grid=[8,16]", "decode.block_length=[8,16]", "decode.steps=32"])
+    assert training_fingerprint(main) == training_fingerprint(grid)
+    assert computation_fingerprint(main) != computation_fingerprint(grid), "decoded otherwise: another run"
+    for trained_otherwise in (["seed=3"], ["strategy=classical"], ["block=8"], ["budget.value=11"]):
+        assert training_fingerprint(main) != training_fingerprint(view_of(["study=grid", *trained_otherwise])[0])
+
+
+def test_a_training_is_found_only_where_its_last_checkpoint_is_kept(tmp_path: Path):
+    studies = tmp_path / "studies"
+    source = record_run(studies / "main" / "job", ["study=main"])
+    view, _ = view_of(["study=grid", "decode.block_length=[8,16]"])
+    here = studies / "grid" / "job"
+    assert find_equivalent_run(studies, view, here) is None, "decoded otherwise: not the whole run"
+    assert find_equivalent_run(studies, view, here, scope="training") is None, "no checkpoint to decode"
+    with pytest.raises(ValueError, match="scope='weights'"):
+        find_equivalent_run(studies, view, here, scope="weights")
+    assert source.is_dir()
+
+
+def test_a_copy_names_the_run_that_computed_it():
+    source = Path("/studies/grid/job")
+    trained_here = RunResult(status="completed", mode="train", study="grid", git_commit="c1")
+    assert origin_of(source, trained_here, "f1") == {"dir": str(source), "config_fingerprint": "f1", "study": "grid"}
+    copied = RunResult(status="completed", mode="train", study="x", git_commit="c0",
+                       reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main"})
+    assert origin_of(source, copied, "f1") == copied.reused_from
+    assert origin_of(source, copied, "f1", "training") == copied.reused_from
+    decoded_here = RunResult(status="completed", mode="train", study="grid", git_commit="c1",
+                             reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main",
+                                          "scope": "training", "git_commit": "c0", "wall_seconds_here": 9.0})
+    assert origin_of(source, decoded_here, "f1")["dir"] == str(source), "its decoding was computed here"
+    assert origin_of(source, decoded_here, "f1", "training") == {"dir": "/studies/main/job", "config_fingerprint": "f0",
+                                                                 "study": "main", "git_commit": "c0"}
+
+
+def test_a_job_decoded_otherwise_decodes_the_training_of_another_study(tmp_path: Path):
+    """The block-size grid's arms train what the main study trained and decode at more block lengths: the job
+    copies that run's last checkpoint, trains no step, decodes the same model (here the weight average) and
+    records that training's steps, tokens, loss and seconds, and where it came from."""
+    root = tmp_path / "outputs"
+    common = [*SMOKE, f"paths.root_dir={root}", "optim.ema_decay=0.9"]
+    source, target = root / "studies" / "main" / "job", root / "studies" / "grid" / "job"
+    trained = run_train([*common, "study=main", "decode.block_length=16"], source)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    original = json.loads((source / RESULTS).read_text())
+
+    grid = [*common, "study=grid", "+grid=[8,16]", "decode.block_length=${grid}"]
+    decoded = run_train(grid, target)
+    assert decoded.returncode == 0, decoded.stderr[-3000:]
+    log = decoded.stdout + decoded.stderr
+    assert "training reused:" in log and "train step" not in log and "accuracy=" in log
+    result = json.loads((target / RESULTS).read_text())
+    weights = "export/model.safetensors"
+    assert (target / weights).read_bytes() == (source / weights).read_bytes(), "not the model the source trained"
+    assert result["accuracy_by_decode_block"]["16"] == original["accuracy"] and set(result["accuracy_by_decode_block"]) == {"8", "16"}
+    at_16 = [[r for r in map(json.loads, (folder / "generations.jsonl").read_text().splitlines())
+              if r["decode_block_length"] == 16] for folder in (source, target)]
+    assert at_16[0] == at_16[1] and len(at_16[0]) == original["eval_size"]
+    same = ("steps", "supervised_tokens", "eligible_tokens", "final_train_loss", "train_seconds", "active_block_counts")
+    assert {k: result[k] for k in same} == {k: original[k] for k in same}
+    assert result["reused_from"] == {"dir": os.path.realpath(source), "config_fingerprint": original["config_fingerprint"],
+                                     "study": "main", "scope": "training", "git_commit": original["git_commit"],
+                                     "wall_seconds_here": result["reused_from"]["wall_seconds_here"]}
+    assert result["wall_seconds"] == pytest.approx(original["train_seconds"] + result["reused_from"]["wall_seconds_here"], abs=0.02)
+    assert result["config_fingerprint"] == job_identity(compose_config(grid))[1]
+    assert json.loads((source / RESULTS).read_text()) == original, "the source run was changed"
+
+    again = run_train(grid, target)
+    assert again.returncode == 0 and "skipping" in again.stdout + again.stderr
+    [run] = rep.load_runs(root / "studies" / "grid")
+    assert run["training_from"] == os.path.realpath(source) and run["linked_from"] is None
+    summary = rep.summarize([run], "grid")
+    assert summary["training_linked"] == {run["job"]: os.path.realpath(source)} and not summary["linked"]

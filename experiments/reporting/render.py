@@ -36,6 +36,11 @@ def header(s: Summary) -> list[str]:
         lines.append(f"- Linked jobs: {len(s['linked'])}, runs of identical configuration made by another sweep, "
                      "symlinked or copied by this one (`reused_from` in results.json; marked † in the job table; "
                      "their wall time is counted above)")
+    if s.get("training_linked"):
+        lines.append(f"- Jobs that decoded another sweep's training: {len(s['training_linked'])}, runs trained "
+                     "identically but decoded otherwise; their last checkpoint was copied and decoded here "
+                     "(`reused_from.scope: training` in results.json; marked ‡ in the job table; their wall time "
+                     "above is that training's plus this decoding, `reused_from.wall_seconds_here` the decoding's)")
     return lines + [""]
 
 
@@ -269,7 +274,7 @@ def plots_section(plots: Sequence[str]) -> list[str]:
 def jobs(runs: Sequence[Run]) -> list[str]:
     lines = ["## Jobs", ""]
     return lines + table(["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall"],
-                         [[f"`{r['job']}`" + (" †" if r.get("linked_from") else ""), r["status"],
+                         [[f"`{r['job']}`" + (" †" if r.get("linked_from") else " ‡" if r.get("training_from") else ""), r["status"],
                            r.get("strategy") or "?", fmt_key("", r.get("block_size")), fmt_key("", r.get("seed")),
                            r.get("budget_kind") or "?", pct(r.get("accuracy")),
                            "n/a" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.3f}",

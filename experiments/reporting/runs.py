@@ -82,6 +82,7 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
     result = RunResult.from_json(raw if raw is not None else {"status": "failed"})
     by_block = {as_int(length): accuracy for length, accuracy in result.accuracy_by_decode_block.items()
                 if accuracy is not None}
+    trained_elsewhere = (result.reused_from or {}).get("scope") == "training"
     run: Run = {
         "job": job,
         "dir": str(job_dir),
@@ -109,7 +110,9 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         "eval_seconds": result.eval_seconds,
         "git_commit": result.git_commit,
         "study": result.study,
-        "linked_from": (result.reused_from or {}).get("dir"),  # copied from another study (blocksft.reuse)
+        # copied from another study (blocksft.reuse): the whole run, or the training it decoded
+        "linked_from": None if trained_elsewhere else (result.reused_from or {}).get("dir"),
+        "training_from": result.reused_from["dir"] if trained_elsewhere else None,
     }
     if not result.completed:
         if run["error"] is None:

@@ -84,6 +84,7 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "n_unfinished": len(unfinished),
         "unfinished": [{"job": r["job"], "overrides": r["overrides"]} for r in unfinished],
         "linked": {r["job"]: r["linked_from"] for r in runs if r.get("linked_from")},
+        "training_linked": {r["job"]: r["training_from"] for r in runs if r.get("training_from")},
         "git_commits": dict(Counter(r["git_commit"] for r in runs if r.get("git_commit"))),
         "wall_seconds_total": sum(walls.values()),
         "wall_seconds_per_job": walls,

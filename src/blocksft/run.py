@@ -38,7 +38,7 @@ from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.progress import progress_callbacks
-from blocksft.reuse import adopt_run, find_equivalent_run
+from blocksft.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
 from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
 from blocksft.run_identity import (RESULTS, apply_run_record, check_folder, completed_results, identity_fields,
                                    job_identity, read_json, recorded_config, remove_unclaimed_folder,
@@ -120,7 +120,10 @@ def load_for_eval(cfg: DictConfig):
     return model, tokenizer
 
 
-def run(cfg: DictConfig) -> RunResult:
+def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult:
+    """Train (``mode=train``) and decode, or decode only (``mode=eval``); write ``results.json``. ``trained_by``:
+    the job's folder holds another run's training of this model (``reuse.adopt_training``), so it resumes at
+    the last step and decodes; its results take that training's seconds and loss and say where it came from."""
     validate_config(cfg)
     if (evaluated := with_eval_benchmark(cfg)) is not cfg:  # mode=eval of a preset: its benchmark's data and split
         cfg = evaluated
@@ -209,6 +212,8 @@ def run(cfg: DictConfig) -> RunResult:
             finish_resumed_at_the_end(module, resume_from, ema=ema_decay is not None)
         if module.last_train_loss is not None:  # this process's last step, else the checkpoint's
             final_train_loss = float(module.last_train_loss)
+        elif trained_by is not None:  # a checkpoint written before the loss was kept in checkpoints
+            final_train_loss = trained_by.final_train_loss
         if trainer.is_global_zero:
             export_model(module.model, tokenizer, output_dir / "export", model_cfg)
 
@@ -217,9 +222,14 @@ def run(cfg: DictConfig) -> RunResult:
     eval_seconds = time.perf_counter() - eval_started
 
     resumed = str(resume_from) if resume_from is not None else cfg.ckpt_path
-    result = completed_result(cfg, module, trainer, datamodule, resumed, logged_config,
-                              {"train": train_seconds, "eval": eval_seconds, "wall": time.perf_counter() - started},
-                              final_train_loss, started_from, commit, identity_fields(cfg, digest))
+    seconds = {"train": train_seconds, "eval": eval_seconds, "wall": time.perf_counter() - started}
+    reused_from = None
+    if trained_by is not None:  # the times of the computation: that training, and this job's decoding
+        reused_from = {**trained_by.origin, "wall_seconds_here": round(seconds["wall"], 2)}
+        seconds["train"] = trained_by.train_seconds or 0.0
+        seconds["wall"] += seconds["train"]
+    result = completed_result(cfg, module, trainer, datamodule, resumed, logged_config, seconds,
+                              final_train_loss, started_from, commit, identity_fields(cfg, digest), reused_from)
     if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return result
     if result.answer_format_warning:
@@ -235,10 +245,12 @@ def run(cfg: DictConfig) -> RunResult:
 def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Trainer,
                      datamodule: DiffusionSFTDataModule, ckpt_path: str | None, logged_config: dict,
                      seconds: dict[str, float], final_train_loss: float | None,
-                     started_from: dict | None, commit: str | None, identity: dict) -> RunResult:
+                     started_from: dict | None, commit: str | None, identity: dict,
+                     reused_from: dict | None = None) -> RunResult:
     """The record of a finished run: what it started from (``model.init_from``), what it trained on,
     what it scored (per decoding block length), what it cost (``seconds``: train, eval, wall), the
-    code it ran (``commit``, read at its start) and its identity (``run_identity.identity_fields``)."""
+    code it ran (``commit``, read at its start), its identity (``run_identity.identity_fields``) and the
+    run whose training it decoded (``reused_from``, ``run(trained_by=...)``)."""
     by_block = module.accuracy_by_decode_block()
     primary = by_block.get(module.decode.block_lengths[0], {})
     return RunResult(
@@ -274,6 +286,7 @@ def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Tra
         git_commit=commit,
         ckpt_path=ckpt_path,
         config=logged_config,
+        reused_from=reused_from,
         **identity,
     )
 
@@ -304,12 +317,15 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
                                  git_commit=git_commit()))
 
 
-def reusable_run(cfg: DictConfig, view: dict, output_dir: Path) -> Path | None:
-    """Another study's completed run of this computation (``blocksft.reuse``), for a single-process
-    study training job with ``reuse_runs``; else None."""
+def reusable_run(cfg: DictConfig, view: dict, output_dir: Path, scope: str = "run") -> Path | None:
+    """Another study's completed run of this computation (``scope="run"``), or that trained this model and
+    kept its last checkpoint (``scope="training"``; only for a job that resumes from its folder), for a
+    single-process study training job with ``reuse_runs`` (``blocksft.reuse``); else None."""
     if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
         return None
-    return find_equivalent_run(Path(cfg.paths.root_dir) / "studies", view, output_dir)
+    if scope == "training" and (cfg.ckpt_path is not None or not cfg.get("resume", True)):
+        return None
+    return find_equivalent_run(Path(cfg.paths.root_dir) / "studies", view, output_dir, scope)
 
 
 def finish_resumed_at_the_end(module: DiffusionSFTModule, checkpoint: str | Path, ema: bool) -> None:
@@ -359,6 +375,8 @@ def main(cfg: DictConfig) -> RunResult | None:
             return RunResult.from_json(done)
         if (source := reusable_run(cfg, view, output_dir)) is not None:
             return adopt_run(source, output_dir, recorded_config(cfg), digest)
+        if (source := reusable_run(cfg, view, output_dir, scope="training")) is not None:
+            return run(cfg, trained_by=adopt_training(source, output_dir, recorded_config(cfg), digest, git_commit()))
         return run(cfg)
     except ConfigError as error:
         remove_unclaimed_folder(output_dir, Path(cfg.paths.log_dir))
