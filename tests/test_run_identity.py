@@ -221,11 +221,11 @@ def test_a_token_budget_shows_its_expected_steps_and_its_last_step(caplog):
     from types import SimpleNamespace
 
     trainer = SimpleNamespace(global_step=0, max_steps=20000, is_global_zero=True, callback_metrics={})
-    module = SimpleNamespace(schedule=SimpleNamespace(total_steps=900), supervised_tokens=0)
-    assert expected_steps(trainer, module) == 900
-    assert expected_steps(trainer, SimpleNamespace()) == 20000, "no schedule: the trainer's max_steps"
-    assert expected_steps(SimpleNamespace(max_steps=500), module) == 500, "never past the cap"
-    progress = ProgressLog(every_n_steps=100)
+    module = SimpleNamespace(supervised_tokens=0)
+    assert expected_steps(900, 20000) == 900
+    assert expected_steps(None, 20000) == 20000, "nothing planned: the trainer's max_steps"
+    assert expected_steps(900, 500) == 500, "never past the cap"
+    [progress], _ = progress_callbacks({"bar": False, "every_n_steps": 100}, interactive=False, planned_steps=900)
     progress.on_train_start(trainer, module)
     with caplog.at_level("INFO", logger="blocksft"):
         for step in (100, 850):

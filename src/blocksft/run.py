@@ -196,7 +196,8 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
         callbacks.append(EMAWeightAveraging(decay=ema_decay))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty())
+    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty(),
+                                                schedule_steps if cfg.mode == "train" else None)
     trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
                                      callbacks=callbacks + progress, enable_progress_bar=progress_bar,
                                      plugins=checkpoint_plugins(cfg), accumulate_grad_batches=plan.accumulate)
