@@ -175,7 +175,9 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
     resume_from = cfg.ckpt_path if cfg.mode == "train" else None
     if resume_from is None and cfg.mode == "train" and cfg.get("resume", True):
         resume_from = resume_checkpoint(output_dir)
-        if resume_from is not None:
+        if resume_from is not None and trained_by is not None:
+            log.info("resuming from %s (the copied training, at its last step: nothing to train)", resume_from)
+        elif resume_from is not None:
             log.info("resuming from %s (a previous attempt of this run; resume=false starts over)", resume_from)
     loggers = build_loggers(cfg)
     if resume_from is not None:
