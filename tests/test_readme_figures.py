@@ -58,3 +58,34 @@ def test_every_paragraph_that_reports_a_measurement_names_its_commit():
         if not COMMIT.search(context):
             missing.append(block.splitlines()[0][:100])
     assert not missing, f"measured figures without a commit: {missing}"
+
+
+def committed_intervals() -> set[str]:
+    """Every paired effect in the committed study summaries, as the README writes it: ``+11.2 [6.3, 16.2]``."""
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if all(isinstance(node.get(key), (int, float)) for key in ("mean", "ci_low", "ci_high")):
+                found.add(f"{100 * node['mean']:+.1f} [{100 * node['ci_low']:.1f}, {100 * node['ci_high']:.1f}]")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in sorted((ROOT / "experiments" / "results").glob("*/summary.json")):
+        walk(json.loads(path.read_text()))
+    return found
+
+
+def test_the_studies_table_quotes_effects_of_the_committed_reports():
+    """Every effect and 95 % interval in "What the studies found" is one a committed summary.json holds."""
+    start = README.index("### What the studies found\n")
+    section = README[start:README.index("\n**", start)]  # up to the first study's own paragraph
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    quoted = [f"{sign}{effect} [{low}, {high}]".replace("−", "-") for sign, effect, low, high in
+              re.findall(r"([+−-])(\d+\.\d) (?:pts )?\[([−-]?\d+\.\d), ([−-]?\d+\.\d)\]", table)]
+    assert len(quoted) >= 3, "the table quotes no effects"
+    missing = set(quoted) - committed_intervals()
+    assert not missing, f"effects in the README's studies table that no committed summary.json holds: {sorted(missing)}"
