@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, compose_config, run_train
 
 from blocksft.results import RunResult
-from blocksft.reuse import computation_fingerprint, find_equivalent_run, origin_of, training_fingerprint
+from blocksft.reuse import adopt_run, computation_fingerprint, find_equivalent_run, origin_of, training_fingerprint
 from blocksft.run_identity import RESULTS, RUN_RECORD, job_identity
 
 if str(ROOT) not in sys.path:
@@ -43,6 +43,34 @@ def test_the_computation_fingerprint_ignores_the_study_label_only():
     assert computation_fingerprint(main) == computation_fingerprint(other)
     assert computation_fingerprint(main) != computation_fingerprint(seed)
     assert job_identity(compose_config([*SMOKE, "study=main"]))[1] != job_identity(compose_config([*SMOKE, "study=x"]))[1]
+
+
+def view_with_strategy(strategy: str, overrides: list[str]) -> tuple[dict, str]:
+    return job_identity(compose_config([*(o for o in SMOKE if not o.startswith("strategy=")), f"strategy={strategy}",
+                                        *overrides]))
+
+
+def test_the_strategy_name_labels_a_run_its_masking_is_what_it_computes():
+    visible, _ = view_with_strategy("blockwise_visible_future", ["study=controls"])
+    suffix, _ = view_with_strategy("blockwise", ["study=suffix", "strategy.masking.suffix_mask_prob=0.0"])
+    hidden, _ = view_with_strategy("blockwise", ["study=suffix"])
+    assert visible["strategy"]["name"] != suffix["strategy"]["name"]
+    assert computation_fingerprint(visible) == computation_fingerprint(suffix)
+    assert training_fingerprint(visible) == training_fingerprint(suffix)
+    assert computation_fingerprint(visible) != computation_fingerprint(hidden), "the masking differs"
+    assert visible["strategy"]["name"] == "blockwise_visible_future", "the view itself was changed"
+
+
+def test_a_copy_is_relabelled_with_this_jobs_study_and_strategy_name(tmp_path: Path):
+    studies = tmp_path / "studies"
+    source = record_run(studies / "suffix" / "job", ["study=suffix", "strategy.masking.suffix_mask_prob=0.0"])
+    view, digest = view_with_strategy("blockwise_visible_future", ["study=controls"])
+    here = studies / "controls" / "job"
+    assert find_equivalent_run(studies, view, here) == source
+    result = adopt_run(source, here, view, digest)
+    assert (result.study, result.strategy, result.config_fingerprint) == ("controls", "blockwise_visible_future", digest)
+    assert json.loads((here / RESULTS).read_text())["strategy"] == "blockwise_visible_future"
+    assert json.loads((source / RESULTS).read_text())["study"] == "suffix", "the source run was changed"
 
 
 def test_only_a_completed_training_run_of_the_same_computation_is_found(tmp_path: Path):

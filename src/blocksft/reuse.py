@@ -2,8 +2,9 @@
 
 Several studies hold the same run under another label: the main study's ``blockwise`` and ``classical``
 jobs are also the corruption-schemes study's, the from-the-base half of scratch-vs-base, and the
-ablations' unmodified arm. Their configs differ only in ``LABEL_KEYS`` (``study``), which name where a
-run is reported, not what it computes (a config and seed give the same run: ``experiments/results/
+ablations' unmodified arm, and the suffix ablation's visible-future arm is the controls' one. Their configs
+differ only in ``LABEL_KEYS`` (``study``, ``strategy.name``), which name where and how a run is reported, not
+what it computes (a config and seed give the same run: ``experiments/results/
 ablation_controls/RUN.md``). A token-budget job whose steps-budget twin spent that budget exactly is one
 more such case (``run.steps_run_of_token_budget``). A job whose config differs from a completed run's only
 in ``EVALUATION_KEYS`` (how the trained model is decoded) shares that run's training: the block-size grid's
@@ -17,7 +18,7 @@ in ``EVALUATION_KEYS`` (how the trained model is decoded) shares that run's trai
   later run in ``target``, e.g. with ``skip_completed=false``, rewrites files such as ``metrics.csv`` or the
   export in place, and must not touch the source; never its ``.hydra/``, logs, evaluations or records), claims
   ``target`` for this config and writes its ``results.json``: the source's results relabelled with this
-  job's study, config and fingerprint, plus ``reused_from`` (the folder, fingerprint and study of the
+  job's study, strategy name, config and fingerprint, plus ``reused_from`` (the folder, fingerprint and study of the
   run that computed it; the original one when the source was itself a copy). ``git_commit`` and the
   times stay the source's: they describe the computation. The report marks such jobs as linked.
 * ``find_equivalent_run(..., scope="training")``: a completed run that trained this job's model (the same
@@ -42,9 +43,12 @@ from blocksft.run_identity import RESULTS, RUN_RECORD, fingerprint, folder_recor
 
 log = logging.getLogger("blocksft")
 
-#: Keys that label a run (where it is reported) without changing what it computes. ``grid``: the block-size
-#: study's list of decoding block lengths, which reaches the run through ``decode.block_length``.
-LABEL_KEYS: tuple[str, ...] = ("study", "grid")
+#: Dotted keys that label a run (where and under which name it is reported) without changing what it computes.
+#: ``grid``: the block-size study's list of decoding block lengths, which reaches the run through
+#: ``decode.block_length``. ``strategy.name``: the strategy's config name; what it computes is in
+#: ``strategy.masking`` (the controls' ``blockwise_visible_future`` is the suffix ablation's
+#: ``suffix_mask_prob=0.0``).
+LABEL_KEYS: tuple[str, ...] = ("study", "grid", "strategy.name")
 #: Keys that choose how a trained model is decoded, never how it is trained.
 EVALUATION_KEYS: tuple[str, ...] = ("decode",)
 #: What a run folder holds that belongs to its own job, not to the computation: never copied.
@@ -55,14 +59,30 @@ TRAINING_ARTIFACTS: tuple[str, ...] = ("checkpoints", "csv")
 SCOPES = ("run", "training")
 
 
+def without_keys(view: dict, dotted_keys: tuple[str, ...]) -> dict:
+    """``view`` without the dotted keys (a shallow copy along their paths; ``view`` is not changed)."""
+    trimmed = dict(view)
+    for dotted in dotted_keys:
+        *parents, leaf = dotted.split(".")
+        node = trimmed
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = node = dict(child)
+        else:
+            node.pop(leaf, None)
+    return trimmed
+
+
 def computation_fingerprint(view: dict) -> str:
     """SHA-256 of an identity view without ``LABEL_KEYS``."""
-    return fingerprint({key: value for key, value in view.items() if key not in LABEL_KEYS})
+    return fingerprint(without_keys(view, LABEL_KEYS))
 
 
 def training_fingerprint(view: dict) -> str:
     """SHA-256 of an identity view without ``LABEL_KEYS`` and ``EVALUATION_KEYS``: what is trained."""
-    return fingerprint({key: value for key, value in view.items() if key not in (*LABEL_KEYS, *EVALUATION_KEYS)})
+    return fingerprint(without_keys(view, (*LABEL_KEYS, *EVALUATION_KEYS)))
 
 
 def kept_its_last_step(folder: Path, result: RunResult) -> bool:
@@ -132,7 +152,9 @@ def adopt_run(source: Path, target: Path, logged_config: dict, digest: str, beca
     origin = origin_of(source_real, source_result, owner[1])
     if because is not None:
         origin = {**origin, "because": because}
-    result = dataclasses.replace(source_result, study=logged_config.get("study"), config=logged_config,
+    strategy = logged_config.get("strategy")
+    name = strategy.get("name", source_result.strategy) if isinstance(strategy, dict) else source_result.strategy
+    result = dataclasses.replace(source_result, study=logged_config.get("study"), strategy=name, config=logged_config,
                                  config_fingerprint=digest, reused_from=origin,
                                  budget=logged_config.get("budget", source_result.budget))
     write_result(target / RESULTS, result)
