@@ -205,6 +205,43 @@ def test_block_grid_single_seed(grid_sweep: Path):
     assert [rows[k]["diagonal_is_max"] for k in ("B=4", "B=8", "B=16")] == [True, True, False]
     assert rows["B=16"]["best_decode"] == [8]
     assert rows["classical"]["best_decode"] == [32] and rows["classical"]["diagonal_is_max"] is None
+    assert "matched" not in rows["classical"] and "verdict" not in rows["classical"]
+    assert [d["decode"] for d in rows["B=8"]["matched"]] == [4, 16, 32]
+    assert rows["B=8"]["matched"][0]["mean"] == pytest.approx(0.07) and rows["B=8"]["matched"][0]["ci_low"] is None
+    assert rows["B=8"]["verdict"] == "inconclusive at n=1 seeds", "one seed: no interval"
+
+
+# three seeds; B=4 peaks at 4 (every paired difference clearly above 0), B=8 is beaten at decode 16
+GRID_SEEDS = {
+    4: {4: [0.50, 0.52, 0.56], 8: [0.40, 0.41, 0.47], 16: [0.30, 0.33, 0.35]},
+    8: {4: [0.48, 0.50, 0.52], 8: [0.50, 0.52, 0.54], 16: [0.55, 0.58, 0.59]},
+}
+
+
+def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp_path: Path):
+    for block, row in GRID_SEEDS.items():
+        for seed in range(3):
+            by_block = {length: values[seed] for length, values in row.items()}
+            write_job(tmp_path, f"B{block}-seed{seed}", block=block, seed=seed, by_block=by_block,
+                      accuracy=by_block[4], study="block_size_consistency")
+    grid = rep.block_grid(rep.load_runs(tmp_path))
+    rows = {r["label"]: r for r in grid["rows"]}
+    b4 = {d["decode"]: d for d in rows["B=4"]["matched"]}
+    assert b4[8]["diffs"] == pytest.approx([0.10, 0.11, 0.09]) and b4[8]["seeds"] == [0, 1, 2]
+    assert b4[8]["ci_low"] == pytest.approx(0.10 - T2 * 0.01 / math.sqrt(3), abs=1e-4)
+    assert rows["B=4"]["verdict"] == "supports"
+    b8 = {d["decode"]: d for d in rows["B=8"]["matched"]}
+    assert b8[16]["diffs"] == pytest.approx([-0.05, -0.06, -0.05]) and b8[16]["ci_high"] < 0
+    assert b8[4]["ci_low"] == pytest.approx(0.02, abs=1e-9) == b8[4]["ci_high"], "equal differences: a zero-width interval"
+    assert rows["B=8"]["verdict"] == "contradicts", "decode 16 beats the matched length"
+    assert rep.verdict_block_diagonal(grid) == "inconclusive (partly: 1/2 rows support, 1/2 contradict)"
+    summary = rep.write_report(tmp_path, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| train block: Δ vs decode | 4 | 8 | 16 | verdict |" in text
+    assert f"| B=4 | — | +10.0 [{100 * b4[8]['ci_low']:.1f}, {100 * b4[8]['ci_high']:.1f}] (3) |" in text
+    assert "| B=8 | +2.0 [2.0, 2.0] (3) | — |" in text and text.count("| contradicts |") == 1
+    [claim] = summary["claims"]
+    assert claim["verdict"] == rep.verdict_block_diagonal(grid) and "B=8: contradicts (vs decode 4: +2.0" in claim["evidence"]
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -215,47 +252,63 @@ def test_verdict_from_ci():
     assert rep.verdict_from_ci({"ci_low": -0.01, "ci_high": 0.05, "n_pairs": 5}) == "inconclusive at n=5 seeds"
 
 
-def _grid(flags: list[bool | None]) -> dict:
-    return {"rows": [{"label": str(i), "diagonal_is_max": f} for i, f in enumerate(flags)]}
+def _grid(verdicts: list[str | None]) -> dict:
+    return {"rows": [{"label": str(i), "verdict": v} for i, v in enumerate(verdicts)]}
 
 
 def test_verdict_block_diagonal():
-    assert rep.verdict_block_diagonal(_grid([True, True, None])) == "supports"
-    assert rep.verdict_block_diagonal(_grid([False, False])) == "contradicts"
-    assert rep.verdict_block_diagonal(_grid([True, False, True])) == "inconclusive (partly: 2/3 rows)"
-    assert rep.verdict_block_diagonal(_grid([None])).startswith("inconclusive")
+    assert rep.verdict_block_diagonal(_grid(["supports", "supports", None])) == "supports"
+    assert rep.verdict_block_diagonal(_grid(["contradicts", "contradicts"])) == "contradicts"
+    assert rep.verdict_block_diagonal(_grid(["supports", "contradicts", "inconclusive at n=5 seeds"])) == \
+        "inconclusive (partly: 1/3 rows support, 1/3 contradict)"
+    assert rep.verdict_block_diagonal(_grid(["inconclusive at n=5 seeds"])) == "inconclusive (no row decided)"
+    assert rep.verdict_block_diagonal(_grid([None])).startswith("inconclusive (no row has")
 
 
-def _groups(knob: str, stats: dict[float, tuple[float, float | None, int]]) -> list[dict]:
-    return [{knob: k, "mean": m, "std": s, "n": n} for k, (m, s, n) in stats.items()]
+def _differences(knob: str, intervals: dict[float, tuple[float, float]]) -> list[dict]:
+    return [{knob: k, "mean": (low + high) / 2, "ci_low": low, "ci_high": high, "n_pairs": 3}
+            for k, (low, high) in intervals.items()]
 
 
-def test_verdict_prefix():
+def test_verdict_prefix_from_the_clean_minus_noisiest_interval():
     knob = "prefix_mask_rate"
-    assert rep.verdict_prefix(_groups(knob, {0.0: (0.4, 0.01, 3), 0.5: (0.3, 0.01, 3)})) == "supports"
-    assert rep.verdict_prefix(_groups(knob, {0.0: (0.3, 0.01, 3), 0.5: (0.4, 0.01, 3)})) == "contradicts"
-    assert rep.verdict_prefix(_groups(knob, {0.0: (0.4, 0.06, 3), 0.5: (0.3, 0.06, 3)})) == "inconclusive at n=3 seeds"
-    assert rep.verdict_prefix(_groups(knob, {0.0: (0.4, None, 1), 0.5: (0.3, None, 1)})) == "inconclusive at n=1 seeds"
+    assert rep.verdict_prefix(_differences(knob, {0.1: (-0.05, 0.01), 0.5: (0.02, 0.08)})) == "supports"
+    assert rep.verdict_prefix(_differences(knob, {0.5: (0.02, 0.08), 0.1: (-0.05, 0.01)})) == "supports", "order"
+    assert rep.verdict_prefix(_differences(knob, {0.1: (0.02, 0.08), 0.5: (-0.08, -0.02)})) == "contradicts"
+    assert rep.verdict_prefix(_differences(knob, {0.5: (-0.01, 0.08)})) == "inconclusive at n=3 seeds"
+    assert rep.verdict_prefix([]).startswith("inconclusive (needs prefix_mask_rate=0")
 
 
-def test_verdict_suffix():
+def test_verdict_suffix_from_the_hidden_minus_most_visible_interval():
     knob = "suffix_mask_prob"
-    best = {1.0: (0.4, 0.01, 2), 0.5: (0.3, 0.01, 2), 0.0: (0.2, 0.01, 2)}
-    assert rep.verdict_suffix(_groups(knob, best)) == "supports"
-    worse = {1.0: (0.2, 0.01, 2), 0.0: (0.4, 0.01, 2)}
-    assert rep.verdict_suffix(_groups(knob, worse)) == "contradicts"
-    close = {1.0: (0.4, 0.01, 2), 0.5: (0.39, 0.01, 2), 0.0: (0.1, 0.01, 2)}
-    assert rep.verdict_suffix(_groups(knob, close)) == "inconclusive at n=2 seeds"
-    assert rep.verdict_suffix(_groups(knob, {1.0: (0.4, 0.01, 2)})).startswith("inconclusive")
+    assert rep.verdict_suffix(_differences(knob, {0.0: (0.10, 0.20), 0.5: (-0.01, 0.02)})) == "supports"
+    assert rep.verdict_suffix(_differences(knob, {0.0: (-0.20, -0.10), 0.5: (0.01, 0.02)})) == "contradicts"
+    assert rep.verdict_suffix(_differences(knob, {0.0: (-0.01, 0.20)})) == "inconclusive at n=3 seeds"
+    assert rep.verdict_suffix([]).startswith("inconclusive (needs suffix_mask_prob=1.0")
+
+
+def test_knob_differences_pair_each_value_with_the_reference_by_seed(prefix_sweep: Path):
+    runs = rep.load_runs(prefix_sweep)
+    differences = rep.knob_differences(runs, "prefix_mask_rate", 0.0)
+    assert [d["prefix_mask_rate"] for d in differences] == [0.25, 0.5]
+    assert [d["diffs"] for d in differences] == [pytest.approx([0.05, 0.05]), pytest.approx([0.10, 0.10])]
+    assert [d["verdict"] for d in differences] == ["supports", "supports"]
+    assert rep.knob_differences(runs, "prefix_mask_rate", 0.9) == [], "no runs at the reference: nothing paired"
 
 
 def test_claims_from_summary():
-    summary = {"paired": [{"budget_kind": "steps", "mean": 0.05, "ci_low": 0.02, "ci_high": 0.08, "n_pairs": 3}],
-               "grid": {"rows": [{"label": "B=8", "diagonal_is_max": False}]},
-               "prefix": _groups("prefix_mask_rate", {0.0: (0.4, 0.01, 3), 0.5: (0.3, 0.01, 3)}),
+    diff = {"mean": 0.05, "ci_low": 0.02, "ci_high": 0.08, "n_pairs": 3}
+    summary = {"paired": [{"budget_kind": "steps", **diff}],
+               "grid": {"rows": [{"label": "B=8", "verdict": "contradicts",
+                                  "matched": [{"decode": 16, **diff, "mean": -0.05, "ci_low": -0.08, "ci_high": -0.02}]}]},
+               "prefix": [{"prefix_mask_rate": 0.0, "mean": 0.4, "std": 0.01, "n": 3},
+                          {"prefix_mask_rate": 0.5, "mean": 0.35, "std": 0.01, "n": 3}],
+               "prefix_paired": [{"prefix_mask_rate": 0.5, **diff}],
                "suffix": []}
-    verdicts = [c["verdict"] for c in rep.claims(summary)]
-    assert verdicts == ["supports", "contradicts", "supports"]
+    claims = rep.claims(summary)
+    assert [c["verdict"] for c in claims] == ["supports", "contradicts", "supports"]
+    assert claims[1]["evidence"].endswith("B=8: contradicts (vs decode 16: -5.0 [-8.0, -2.0])")
+    assert "clean − prefix_mask_rate=0.5: Δ = +5.0 pts, 95% CI [2.0, 8.0], n=3 pairs" in claims[2]["evidence"]
     assert rep.claims({}) == []
 
 
@@ -298,7 +351,7 @@ def test_write_report_grid(grid_sweep: Path):
     assert summary["kinds"] == ["block_size_consistency"]
     saved = json.loads((out / "summary.json").read_text())
     assert saved["grid"]["rows"][1]["cells"]["8"]["mean"] == pytest.approx(0.35)
-    assert saved["claims"][0]["verdict"] == "inconclusive (partly: 2/3 rows)"
+    assert saved["claims"][0]["verdict"] == "inconclusive (no row decided)", "one seed: no interval"
     text = (out / "report.md").read_text()
     assert "| train block \\ decode | 4 | 8 | 16 | 32 | diagonal is row max? |" in text
     assert "| B=8 | 28.0 ± n/a (1) | **35.0 ± n/a (1)** | 30.0 ± n/a (1) | 20.0 ± n/a (1) | yes |" in text
@@ -318,7 +371,9 @@ def test_write_report_prefix(prefix_sweep: Path, tmp_path: Path):
     assert summary["group_keys"] == ["strategy", "block_size", "prefix_mask_rate"]
     assert [c["verdict"] for c in summary["claims"]] == ["supports"]
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "## Prefix ablation" in text and "| 0.25 | 36.0 ± 1.4 | 2 |" in text
+    assert "## Prefix ablation" in text and "| 0 | 41.0 ± 1.4 | 2 | reference | — | — | — |" in text
+    assert "| 0.25 | 36.0 ± 1.4 | 2 | +5.00 | [5.00, 5.00] | 2 | supports |" in text
+    assert [d["mean"] for d in summary["prefix_paired"]] == [pytest.approx(0.05), pytest.approx(0.10)]
     assert _png_ok(tmp_path / "out" / "bars.png")
 
 
@@ -350,6 +405,7 @@ def test_suffix_study_detected_from_data(tmp_path: Path):
     summary = rep.summarize(runs, "suffix")
     assert [g["suffix_mask_prob"] for g in summary["suffix"]] == [0.0, 1.0]
     assert summary["suffix"][1]["mean"] == pytest.approx(0.41)
+    assert summary["suffix_paired"][0]["diffs"] == pytest.approx([0.20, 0.20])
     assert [c["verdict"] for c in summary["claims"]] == ["supports"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from experiments.reporting.runs import Run
@@ -25,47 +24,48 @@ CONTROL_STRATEGIES: tuple[str, ...] = ("blockwise_unaligned", "classical_matched
 
 
 def verdict_block_diagonal(grid: dict[str, Any]) -> str:
-    """Diagonal is the row max for every blockwise row -> supports, for none -> contradicts, else partly."""
-    flags = [row["diagonal_is_max"] for row in grid.get("rows", []) if row.get("diagonal_is_max") is not None]
-    if not flags:
+    """From the rows' seed-paired verdicts (``stats.block_grid``: matched decode − each other decode
+    length): every row supports -> supports, every row contradicts -> contradicts, else inconclusive,
+    naming how many rows support and contradict when some do."""
+    verdicts = [row["verdict"] for row in grid.get("rows", []) if row.get("verdict") is not None]
+    if not verdicts:
         return "inconclusive (no row has its training block among the decode lengths)"
-    if all(flags):
+    if all(v == SUPPORTS for v in verdicts):
         return SUPPORTS
-    if not any(flags):
+    if all(v == CONTRADICTS for v in verdicts):
         return CONTRADICTS
-    return f"inconclusive (partly: {sum(flags)}/{len(flags)} rows)"
+    supporting, contradicting = verdicts.count(SUPPORTS), verdicts.count(CONTRADICTS)
+    if supporting or contradicting:
+        return (f"inconclusive (partly: {supporting}/{len(verdicts)} rows support, "
+                f"{contradicting}/{len(verdicts)} contradict)")
+    return "inconclusive (no row decided)"
 
 
-def verdict_prefix(groups: Sequence[Group], knob: str = "prefix_mask_rate") -> str:
-    """Clean prefix helps: mean at the lowest rate above mean at the highest rate (non-overlapping
-    mean ± std) -> supports; the reverse -> contradicts; else inconclusive."""
-    present = [g for g in groups if g.get(knob) is not None and g.get("mean") is not None]
-    if len({g[knob] for g in present}) < 2:
-        return "inconclusive (a single prefix_mask_rate)"
-    low = min(present, key=lambda g: g[knob])
-    high = max(present, key=lambda g: g[knob])
-    relation = compare_groups(low, high)
-    if relation == "above":
-        return SUPPORTS
-    if relation == "below":
-        return CONTRADICTS
-    return inconclusive(min(low["n"], high["n"]))
+def endpoint(differences: Sequence[dict[str, Any]], knob: str, last: bool) -> dict[str, Any] | None:
+    """The difference against the highest (``last``) or lowest value of ``knob``; None when there is none."""
+    present = [d for d in differences if d.get(knob) is not None]
+    if not present:
+        return None
+    return (max if last else min)(present, key=lambda d: d[knob])
 
 
-def verdict_suffix(groups: Sequence[Group], knob: str = "suffix_mask_prob", best: float = 1.0) -> str:
-    """Hidden suffix helps: the group at ``best`` (1.0) above every other (non-overlapping mean ± std)
-    -> supports; below any other -> contradicts; else inconclusive."""
-    present = [g for g in groups if g.get(knob) is not None and g.get("mean") is not None]
-    target = [g for g in present if math.isclose(g[knob], best)]
-    others = [g for g in present if not math.isclose(g[knob], best)]
-    if not target or not others:
-        return f"inconclusive (needs {knob}={best} and another value)"
-    relations = [compare_groups(target[0], other) for other in others]
-    if all(r == "above" for r in relations):
-        return SUPPORTS
-    if any(r == "below" for r in relations):
-        return CONTRADICTS
-    return inconclusive(min(g["n"] for g in present))
+def verdict_prefix(differences: Sequence[dict[str, Any]], knob: str = "prefix_mask_rate") -> str:
+    """A clean prefix matters: clean − the highest rate, paired by seed (``stats.knob_differences``
+    against the clean arm), interval above 0 -> supports, below 0 -> contradicts, else inconclusive."""
+    noisiest = endpoint(differences, knob, last=True)
+    if noisiest is None:
+        return f"inconclusive (needs {knob}=0 and another rate)"
+    return verdict_from_ci(noisiest)
+
+
+def verdict_suffix(differences: Sequence[dict[str, Any]], knob: str = "suffix_mask_prob") -> str:
+    """A hidden future matters: hidden (1.0) − the most visible (lowest) probability, paired by seed
+    (``stats.knob_differences`` against 1.0), interval above 0 -> supports, below 0 -> contradicts, else
+    inconclusive."""
+    visible = endpoint(differences, knob, last=False)
+    if visible is None:
+        return f"inconclusive (needs {knob}=1.0 and another value)"
+    return verdict_from_ci(visible)
 
 
 def control_comparisons(runs: Sequence[Run], reference: str = "blockwise") -> list[dict[str, Any]]:
@@ -96,18 +96,23 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
                     "verdict": verdict_from_ci(diff), "evidence": _diff_evidence(diff)})
     grid = summary.get("grid")
     if grid and grid.get("rows"):
-        flags = [(r["label"], r["diagonal_is_max"]) for r in grid["rows"] if r["diagonal_is_max"] is not None]
-        evidence = ", ".join(f"{label}: {'yes' if flag else 'no'}" for label, flag in flags) or "no diagonal cells"
+        decided = [r for r in grid["rows"] if r.get("verdict") is not None]
+        evidence = "; ".join(f"{r['label']}: {r['verdict']} ("
+                             + ", ".join(f"vs decode {d['decode']}: {_short_diff(d)}" for d in r["matched"]) + ")"
+                             for r in decided) or "no row has its training block among the decode lengths"
         out.append({"claim": "Accuracy peaks when the decoding block length equals the training block size",
-                    "verdict": verdict_block_diagonal(grid), "evidence": "diagonal is row max: " + evidence})
+                    "verdict": verdict_block_diagonal(grid),
+                    "evidence": "matched decode − other decode length, paired by seed: " + evidence})
     if summary.get("prefix"):
+        differences = summary.get("prefix_paired") or []
         out.append({"claim": "A clean prefix matters: noising earlier blocks (prefix_mask_rate > 0) lowers accuracy",
-                    "verdict": verdict_prefix(summary["prefix"]),
-                    "evidence": _knob_evidence(summary["prefix"], "prefix_mask_rate")})
+                    "verdict": verdict_prefix(differences),
+                    "evidence": _knob_evidence(summary["prefix"], differences, "prefix_mask_rate", "clean")})
     if summary.get("suffix"):
-        out.append({"claim": "Hiding the future matters: suffix_mask_prob = 1.0 (suffix fully masked) is best",
-                    "verdict": verdict_suffix(summary["suffix"]),
-                    "evidence": _knob_evidence(summary["suffix"], "suffix_mask_prob")})
+        differences = summary.get("suffix_paired") or []
+        out.append({"claim": "Hiding the future matters: a visible suffix (suffix_mask_prob < 1.0) lowers accuracy",
+                    "verdict": verdict_suffix(differences),
+                    "evidence": _knob_evidence(summary["suffix"], differences, "suffix_mask_prob", "hidden")})
     for c in summary.get("controls") or []:
         out.append({"claim": f"Blockwise's gain is its alignment, not incidental masking statistics: "
                              f"blockwise beats {c['control']}",
@@ -165,6 +170,13 @@ def pretraining_claims(comparison: dict[str, list[dict[str, Any]]]) -> list[dict
     return out
 
 
-def _knob_evidence(groups: Sequence[Group], knob: str) -> str:
-    return "; ".join(f"{knob}={g[knob]:g}: {pct_pm(g)} (n={g['n']})" for g in groups if g.get(knob) is not None)
+def _short_diff(diff: dict[str, Any]) -> str:
+    return f"{signed(diff['mean'])} [{pct(diff['ci_low'])}, {pct(diff['ci_high'])}]"
+
+
+def _knob_evidence(groups: Sequence[Group], differences: Sequence[dict[str, Any]], knob: str, reference: str) -> str:
+    """Each value's accuracy, then ``reference`` minus each other value paired by seed."""
+    accuracy = "; ".join(f"{knob}={g[knob]:g}: {pct_pm(g)} (n={g['n']})" for g in groups if g.get(knob) is not None)
+    paired = "; ".join(f"{reference} − {knob}={d[knob]:g}: {_diff_evidence(d)}" for d in differences)
+    return accuracy + (f". Paired by seed: {paired}" if paired else "")
 

@@ -118,7 +118,20 @@ def block_grid(s: Summary) -> list[str]:
             cells.append(f"**{text}**" if length in row["best_decode"] else text)
         diag = {True: "yes", False: "no", None: "n/a"}[row["diagonal_is_max"]]
         rows.append([row["label"], *cells, diag])
-    return lines + table(["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?"], rows)
+    lines += table(["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?"], rows)
+    decided = [row for row in grid["rows"] if row.get("matched") is not None]
+    if not decided:
+        return lines
+    lines += ["Does each row peak where the blocks match? Δ = accuracy decoded at the training block − at the "
+              "column's length, the same models paired by seed, in points of %, with its 95% t-interval; verdict: "
+              "every interval above 0 supports, any below 0 contradicts.", ""]
+    rows = []
+    for row in decided:
+        by_length = {d["decode"]: d for d in row["matched"]}
+        cells = [f"{signed(by_length[x]['mean'], 1)} {_ci(by_length[x], 1)} ({by_length[x]['n_pairs']})"
+                 if x in by_length else "—" for x in lengths]
+        rows.append([row["label"], *cells, row["verdict"]])
+    return lines + table(["train block: Δ vs decode", *(str(x) for x in lengths), "verdict"], rows)
 
 
 def knob_ablations(s: Summary) -> list[str]:
@@ -126,8 +139,16 @@ def knob_ablations(s: Summary) -> list[str]:
     for kind, knob, title in (("prefix", "prefix_mask_rate", "Prefix ablation"),
                               ("suffix", "suffix_mask_prob", "Suffix ablation")):
         if kind in s["kinds"] and s[kind]:
-            lines += [f"## {title}", ""]
-            lines += table([knob, "accuracy", "n seeds"], [[fmt_key(knob, g[knob]), pct_pm(g), g["n"]] for g in s[kind]])
+            paired = {d[knob]: d for d in s.get(f"{kind}_paired") or []}
+            reference = {"prefix": "the clean prefix (0)", "suffix": "the hidden suffix (1.0)"}[kind]
+            lines += [f"## {title}", "", f"Accuracy %, mean ± std over seeds; Δ = {reference} − this value, paired by "
+                      "seed, in points of %, with its 95% t-interval.", ""]
+            rows = []
+            for g in s[kind]:
+                d = paired.get(g[knob])
+                rows.append([fmt_key(knob, g[knob]), pct_pm(g), g["n"], signed(d["mean"], 2) if d else "reference",
+                             _ci(d) if d else "—", d["n_pairs"] if d else "—", _verdict(d) if d else "—"])
+            lines += table([knob, "accuracy", "n seeds", "Δ", "95% CI", "n pairs", "verdict"], rows)
     return lines
 
 

@@ -185,12 +185,19 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
 
     Rows: one per (strategy, training block size) for the non-control strategies, plus one
     ``control`` row pooled over block sizes. Each row names its best decode length(s) and, for
-    non-control rows, whether the diagonal (decode == train block) is the row maximum."""
-    values: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    non-control rows, whether the diagonal (decode == train block) is the row maximum. A non-control
+    row whose training block is among the decode lengths also holds ``matched``: per other decode length
+    ``decode``, the same models' accuracy at the training block minus at ``decode``, paired by seed
+    (``t_interval``'s fields; one model decoded twice, so the pairs share everything but the decoding),
+    and ``verdict``: every interval above 0 -> supports (the row peaks where the blocks match), any
+    below 0 -> contradicts (another decode length is better), else inconclusive."""
+    by_seed: dict[tuple, dict[int, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for run in completed(runs):
         row = (run["strategy"], None) if run["strategy"] == control else (run["strategy"], run["block_size"])
         for length, accuracy in run["accuracy_by_decode_block"].items():
-            values[row][length].append(accuracy)
+            by_seed[row][length][run.get("seed")].append(accuracy)
+    values = {row: {length: [a for seed in seeds.values() for a in seed] for length, seeds in cells.items()}
+              for row, cells in by_seed.items()}
     lengths = sorted({length for row in values.values() for length in row})
     non_control = sorted({s for s, _ in values if s != control})
     rows = []
@@ -212,9 +219,54 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
             label = control
         else:
             label = f"B={block}" if len(non_control) == 1 else f"{strategy} B={block}"
-        rows.append({"label": label, "strategy": strategy, "block_size": block, "cells": cells,
-                     "best_decode": best, "diagonal_is_max": diagonal})
+        row = {"label": label, "strategy": strategy, "block_size": block, "cells": cells,
+               "best_decode": best, "diagonal_is_max": diagonal}
+        if diagonal is not None:
+            row["matched"] = matched_differences(by_seed[(strategy, block)], block)
+            row["verdict"] = verdict_all_above(row["matched"])
+        rows.append(row)
     return {"decode_lengths": lengths, "rows": rows}
+
+
+def matched_differences(cells: dict[int, dict[Any, list[float]]], block: int) -> list[dict[str, Any]]:
+    """Per decode length other than ``block`` (ascending): accuracy at ``block`` minus at that length,
+    paired by seed (seeds with both; duplicate runs of a seed averaged), with ``t_interval``'s fields."""
+    matched = {seed: statistics.fmean(v) for seed, v in cells[block].items() if seed is not None}
+    out = []
+    for length in sorted(cells):
+        if length == block:
+            continue
+        other = {seed: statistics.fmean(v) for seed, v in cells[length].items() if seed is not None}
+        seeds = sorted(set(matched) & set(other), key=sort_key)
+        out.append({"decode": length, "seeds": seeds, **t_interval([matched[s] - other[s] for s in seeds])})
+    return out
+
+
+def knob_differences(runs: Sequence[Run], knob: str, reference: Any) -> list[dict[str, Any]]:
+    """Per other value of ``knob`` (ascending) sharing a seed with ``reference``: accuracy at ``reference``
+    minus at that value, paired by seed (``paired_difference`` with ``arm=knob``); each entry also holds
+    ``knob`` (that value) and ``verdict`` (interval above 0: ``reference`` is better). Empty without runs at
+    ``reference``."""
+    present = {r[knob] for r in completed(runs) if r.get(knob) is not None}
+    if reference not in present:
+        return []
+    out = []
+    for value in sorted(present - {reference}, key=sort_key):
+        for entry in paired_difference(runs, treatment=reference, control=value, by=(), arm=knob):
+            if entry["n_pairs"]:
+                out.append({knob: value, **entry})
+    return out
+
+
+def verdict_all_above(differences: Sequence[dict[str, Any]]) -> str:
+    """Differences ``reference − other``: every 95% interval above 0 -> supports, any below 0 ->
+    contradicts, else inconclusive (at the fewest pairs)."""
+    verdicts = [verdict_from_ci(d) for d in differences]
+    if verdicts and all(v == SUPPORTS for v in verdicts):
+        return SUPPORTS
+    if CONTRADICTS in verdicts:
+        return CONTRADICTS
+    return inconclusive(min((d["n_pairs"] for d in differences), default=None))
 
 
 def inconclusive(n: int | None) -> str:

@@ -13,8 +13,11 @@ from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, cont
 from experiments.reporting.pretraining import pretraining_comparison, scratch_pairs
 from experiments.reporting.runs import UNFINISHED, Run, completed
 from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
-from experiments.reporting.stats import (aggregate, block_grid, default_keys, paired_difference, pairing_keys,
-                                         time_breakdown, varying_knobs)
+from experiments.reporting.stats import (aggregate, block_grid, default_keys, knob_differences, paired_difference,
+                                         pairing_keys, time_breakdown, varying_knobs)
+
+#: The ablations' reference arms, the method itself: a clean prefix, a fully hidden suffix.
+CLEAN_PREFIX, HIDDEN_SUFFIX = 0.0, 1.0
 
 
 def study_name(runs: Sequence[Run], sweep_dir: str | Path, study: str | None = None) -> str:
@@ -97,8 +100,10 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "grid": block_grid(runs) if "block_size_consistency" in kinds else None,
         "prefix": aggregate([r for r in done if r["prefix_mask_rate"] is not None], ["prefix_mask_rate"])
         if "prefix" in kinds else [],
+        "prefix_paired": knob_differences(done, "prefix_mask_rate", CLEAN_PREFIX) if "prefix" in kinds else [],
         "suffix": aggregate([r for r in done if r["suffix_mask_prob"] is not None], ["suffix_mask_prob"])
         if "suffix" in kinds else [],
+        "suffix_paired": knob_differences(done, "suffix_mask_prob", HIDDEN_SUFFIX) if "suffix" in kinds else [],
         "controls": control_comparisons(runs) if "controls" in kinds else [],
         "schemes": scheme_comparison(runs) if "corruption_schemes" in kinds else [],
         "pretraining": pretraining_comparison(runs) if "scratch_vs_base" in kinds
