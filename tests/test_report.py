@@ -209,6 +209,7 @@ def test_block_grid_single_seed(grid_sweep: Path):
     assert [d["decode"] for d in rows["B=8"]["matched"]] == [4, 16, 32]
     assert rows["B=8"]["matched"][0]["mean"] == pytest.approx(0.07) and rows["B=8"]["matched"][0]["ci_low"] is None
     assert rows["B=8"]["verdict"] == "inconclusive at n=1 seeds", "one seed: no interval"
+    assert rows["B=8"]["supervised_tokens"] == 123
 
 
 # three seeds; B=4 peaks at 4 (every paired difference clearly above 0), B=8 is beaten at decode 16
@@ -353,10 +354,10 @@ def test_write_report_grid(grid_sweep: Path):
     assert saved["grid"]["rows"][1]["cells"]["8"]["mean"] == pytest.approx(0.35)
     assert saved["claims"][0]["verdict"] == "inconclusive (no row decided)", "one seed: no interval"
     text = (out / "report.md").read_text()
-    assert "| train block \\ decode | 4 | 8 | 16 | 32 | diagonal is row max? |" in text
-    assert "| B=8 | 28.0 ± n/a (1) | **35.0 ± n/a (1)** | 30.0 ± n/a (1) | 20.0 ± n/a (1) | yes |" in text
+    assert "| train block \\ decode | 4 | 8 | 16 | 32 | diagonal is row max? | supervised tokens per run |" in text
+    assert "| B=8 | 28.0 ± n/a (1) | **35.0 ± n/a (1)** | 30.0 ± n/a (1) | 20.0 ± n/a (1) | yes | 123 |" in text
     assert "| B=16 |" in text and "**33.0 ± n/a (1)**" in text
-    assert "| classical | 22.0 ± n/a (1) | 24.0 ± n/a (1) | 26.0 ± n/a (1) | **27.0 ± n/a (1)** | n/a |" in text
+    assert "| classical | 22.0 ± n/a (1) | 24.0 ± n/a (1) | 26.0 ± n/a (1) | **27.0 ± n/a (1)** | n/a | 123 |" in text
     assert "## Paper comparison" in text
     assert _png_ok(out / "heatmap.png")
     assert not (out / "bars.png").exists() and not (out / "loss_curves.png").exists()

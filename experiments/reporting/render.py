@@ -117,8 +117,10 @@ def block_grid(s: Summary) -> list[str]:
             text = f"{pct_pm(cell)} ({cell['n']})"
             cells.append(f"**{text}**" if length in row["best_decode"] else text)
         diag = {True: "yes", False: "no", None: "n/a"}[row["diagonal_is_max"]]
-        rows.append([row["label"], *cells, diag])
-    lines += table(["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?"], rows)
+        tokens = row.get("supervised_tokens")
+        rows.append([row["label"], *cells, diag, "—" if tokens is None else f"{tokens:,.0f}"])
+    lines += table(["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?",
+                    "supervised tokens per run"], rows)
     decided = [row for row in grid["rows"] if row.get("matched") is not None]
     if not decided:
         return lines

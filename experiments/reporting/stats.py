@@ -185,17 +185,22 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
 
     Rows: one per (strategy, training block size) for the non-control strategies, plus one
     ``control`` row pooled over block sizes. Each row names its best decode length(s) and, for
-    non-control rows, whether the diagonal (decode == train block) is the row maximum. A non-control
+    non-control rows, whether the diagonal (decode == train block) is the row maximum, and the mean
+    ``supervised_tokens`` of its runs (at equal steps a smaller training block supervises fewer tokens,
+    which the grid cannot tell apart from the block's alignment). A non-control
     row whose training block is among the decode lengths also holds ``matched``: per other decode length
     ``decode``, the same models' accuracy at the training block minus at ``decode``, paired by seed
     (``t_interval``'s fields; one model decoded twice, so the pairs share everything but the decoding),
     and ``verdict``: every interval above 0 -> supports (the row peaks where the blocks match), any
     below 0 -> contradicts (another decode length is better), else inconclusive."""
     by_seed: dict[tuple, dict[int, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    supervised: dict[tuple, list[float]] = defaultdict(list)
     for run in completed(runs):
         row = (run["strategy"], None) if run["strategy"] == control else (run["strategy"], run["block_size"])
         for length, accuracy in run["accuracy_by_decode_block"].items():
             by_seed[row][length][run.get("seed")].append(accuracy)
+        if run.get("supervised_tokens") is not None:
+            supervised[row].append(float(run["supervised_tokens"]))
     values = {row: {length: [a for seed in seeds.values() for a in seed] for length, seeds in cells.items()}
               for row, cells in by_seed.items()}
     lengths = sorted({length for row in values.values() for length in row})
@@ -220,7 +225,8 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
         else:
             label = f"B={block}" if len(non_control) == 1 else f"{strategy} B={block}"
         row = {"label": label, "strategy": strategy, "block_size": block, "cells": cells,
-               "best_decode": best, "diagonal_is_max": diagonal}
+               "best_decode": best, "diagonal_is_max": diagonal,
+               "supervised_tokens": mean_std(supervised[(strategy, block)])[0]}
         if diagonal is not None:
             row["matched"] = matched_differences(by_seed[(strategy, block)], block)
             row["verdict"] = verdict_all_above(row["matched"])
