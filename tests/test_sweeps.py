@@ -110,3 +110,41 @@ def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_s
     assert {cfg.budget.kind for cfg in cfgs} == {"steps"}
     assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
     assert all(cfg.model.name in cfg.run_name for cfg in cfgs)  # the job folder names the model
+
+
+def computations(study: str) -> dict[tuple, str]:
+    """(strategy name, prefix rate, suffix probability, budget kind, seed) -> the computation fingerprint
+    (``reuse``: the run's identity without its labels) of each job of ``study``."""
+    from blocksft.reuse import computation_fingerprint
+    from blocksft.run_identity import job_identity
+
+    out = {}
+    for job in sweep_jobs(study):
+        cfg = compose_config([f"+sweep={study}", *job])
+        masking = cfg.strategy.masking
+        key = (cfg.strategy.name, masking.get("prefix_mask_rate"), masking.get("suffix_mask_prob"), cfg.budget.kind,
+               cfg.seed)
+        out[key] = computation_fingerprint(job_identity(cfg)[0])
+    return out
+
+
+def test_the_ablations_share_the_runs_their_files_say_they_share():
+    """The ablations' unmodified arm is the main study's blockwise run, and the controls' visible-future arm
+    is the suffix ablation's suffix_mask_prob=0.0: the same computation, so ``reuse_runs`` copies it. Every
+    other arm is a computation of its own."""
+    main = computations("main")
+    studies = {study: computations(study) for study in ("ablation_suffix", "ablation_prefix", "ablation_controls")}
+    for seed in range(3):
+        method = main[("blockwise", 0.0, 1.0, "steps", seed)]
+        assert studies["ablation_suffix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
+        assert studies["ablation_prefix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
+        assert studies["ablation_controls"][("blockwise", 0.0, 1.0, "steps", seed)] == method
+        assert studies["ablation_controls"][("blockwise_visible_future", 0.0, 0.0, "steps", seed)] == \
+            studies["ablation_suffix"][("blockwise", 0.0, 0.0, "steps", seed)]
+    known = set(main.values())
+    new = {}
+    for study in ("ablation_suffix", "ablation_prefix", "ablation_controls"):  # the order the README runs them
+        new[study] = set(studies[study].values()) - known
+        known |= new[study]
+    assert {study: len(jobs) for study, jobs in new.items()} == {"ablation_suffix": 6, "ablation_prefix": 9,
+                                                                 "ablation_controls": 6}
