@@ -143,8 +143,8 @@ def knob_ablations(s: Summary) -> list[str]:
         if kind in s["kinds"] and s[kind]:
             paired = {d[knob]: d for d in s.get(f"{kind}_paired") or []}
             reference = {"prefix": "the clean prefix (0)", "suffix": "the hidden suffix (1.0)"}[kind]
-            lines += [f"## {title}", "", f"Accuracy %, mean ± std over seeds; Δ = {reference} − this value, paired by "
-                      "seed, in points of %, with its 95% t-interval.", ""]
+            lines += [f"## {title}", "", f"Accuracy %, mean ± std over seeds; Δ = {reference} − this value, "
+                      "paired by seed, in points of %, with its 95% t-interval.", ""]
             rows = []
             for g in s[kind]:
                 d = paired.get(g[knob])

@@ -193,7 +193,8 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
     (``t_interval``'s fields; one model decoded twice, so the pairs share everything but the decoding),
     and ``verdict``: every interval above 0 -> supports (the row peaks where the blocks match), any
     below 0 -> contradicts (another decode length is better), else inconclusive."""
-    by_seed: dict[tuple, dict[int, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    by_seed: dict[tuple, dict[int, dict[Any, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
     supervised: dict[tuple, list[float]] = defaultdict(list)
     for run in completed(runs):
         row = (run["strategy"], None) if run["strategy"] == control else (run["strategy"], run["block_size"])
@@ -201,8 +202,8 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
             by_seed[row][length][run.get("seed")].append(accuracy)
         if run.get("supervised_tokens") is not None:
             supervised[row].append(float(run["supervised_tokens"]))
-    values = {row: {length: [a for seed in seeds.values() for a in seed] for length, seeds in cells.items()}
-              for row, cells in by_seed.items()}
+    values = {row: {length: [a for runs_of_seed in seeds.values() for a in runs_of_seed]
+                    for length, seeds in cells.items()} for row, cells in by_seed.items()}
     lengths = sorted({length for row in values.values() for length in row})
     non_control = sorted({s for s, _ in values if s != control})
     rows = []

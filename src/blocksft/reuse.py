@@ -18,8 +18,8 @@ in ``EVALUATION_KEYS`` (how the trained model is decoded) shares that run's trai
   later run in ``target``, e.g. with ``skip_completed=false``, rewrites files such as ``metrics.csv`` or the
   export in place, and must not touch the source; never its ``.hydra/``, logs, evaluations or records), claims
   ``target`` for this config and writes its ``results.json``: the source's results relabelled with this
-  job's study, strategy name, config and fingerprint, plus ``reused_from`` (the folder, fingerprint and study of the
-  run that computed it; the original one when the source was itself a copy). ``git_commit`` and the
+  job's study, strategy name, config and fingerprint, plus ``reused_from`` (the folder, fingerprint and study
+  of the run that computed it; the original one when the source was itself a copy). ``git_commit`` and the
   times stay the source's: they describe the computation. The report marks such jobs as linked.
 * ``find_equivalent_run(..., scope="training")``: a completed run that trained this job's model (the same
   config but ``LABEL_KEYS`` and ``EVALUATION_KEYS``) and kept the checkpoint of its last step.
