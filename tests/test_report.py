@@ -236,13 +236,19 @@ def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp
     assert b8[4]["ci_low"] == pytest.approx(0.02, abs=1e-9) == b8[4]["ci_high"], "equal differences: a zero-width interval"
     assert rows["B=8"]["verdict"] == "contradicts", "decode 16 beats the matched length"
     assert rep.verdict_block_diagonal(grid) == "inconclusive (partly: 1/2 rows support, 1/2 contradict)"
+    assert (rows["B=4"]["verdict_longer"], rows["B=4"]["verdict_shorter"]) == ("supports", None), "no shorter length"
+    assert (rows["B=8"]["verdict_longer"], rows["B=8"]["verdict_shorter"]) == ("contradicts", "supports")
+    assert rep.verdict_block_diagonal(grid, "verdict_shorter") == "supports", "only the rows that have shorter lengths"
     summary = rep.write_report(tmp_path, tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| train block: Δ vs decode | 4 | 8 | 16 | verdict |" in text
     assert f"| B=4 | — | +10.0 [{100 * b4[8]['ci_low']:.1f}, {100 * b4[8]['ci_high']:.1f}] (3) |" in text
-    assert "| B=8 | +2.0 [2.0, 2.0] (3) | — |" in text and text.count("| contradicts |") == 1
-    [claim] = summary["claims"]
+    assert "| train block: Δ vs decode | 4 | 8 | 16 | verdict | vs longer decode blocks | vs shorter decode blocks |" in text
+    [b8_line] = [line for line in text.splitlines() if line.startswith("| B=8 | +2.0 [2.0, 2.0] (3) | — | -5.3 ")]
+    assert b8_line.endswith("| contradicts | contradicts | supports |")
+    claim, longer, shorter = summary["claims"]
     assert claim["verdict"] == rep.verdict_block_diagonal(grid) and "B=8: contradicts (vs decode 4: +2.0" in claim["evidence"]
+    assert longer["verdict"].startswith("inconclusive (partly") and longer["evidence"] == "B=4: supports; B=8: contradicts"
+    assert shorter["verdict"] == "supports" and shorter["evidence"] == "B=8: supports"
 
 
 # ------------------------------------------------------------------------------------------ claims

@@ -23,11 +23,12 @@ SCALE_NOTE = ("different scale: our 0.95M-parameter model (the shipped base, pre
 CONTROL_STRATEGIES: tuple[str, ...] = ("blockwise_unaligned", "classical_matched", "blockwise_visible_future")
 
 
-def verdict_block_diagonal(grid: dict[str, Any]) -> str:
+def verdict_block_diagonal(grid: dict[str, Any], key: str = "verdict") -> str:
     """From the rows' seed-paired verdicts (``stats.block_grid``: matched decode − each other decode
-    length): every row supports -> supports, every row contradicts -> contradicts, else inconclusive,
-    naming how many rows support and contradict when some do."""
-    verdicts = [row["verdict"] for row in grid.get("rows", []) if row.get("verdict") is not None]
+    length; ``key="verdict_longer"`` / ``"verdict_shorter"``: only the longer / shorter decode lengths):
+    every row supports -> supports, every row contradicts -> contradicts, else inconclusive, naming how
+    many rows support and contradict when some do."""
+    verdicts = [row[key] for row in grid.get("rows", []) if row.get(key) is not None]
     if not verdicts:
         return "inconclusive (no row has its training block among the decode lengths)"
     if all(v == SUPPORTS for v in verdicts):
@@ -103,6 +104,12 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
         out.append({"claim": "Accuracy peaks when the decoding block length equals the training block size",
                     "verdict": verdict_block_diagonal(grid),
                     "evidence": "matched decode − other decode length, paired by seed: " + evidence})
+        for side in ("longer", "shorter"):
+            sided = [r for r in decided if r.get(f"verdict_{side}") is not None]
+            if sided:
+                out.append({"claim": f"... decoding with blocks {side} than the training block lowers accuracy",
+                            "verdict": verdict_block_diagonal(grid, f"verdict_{side}"),
+                            "evidence": "; ".join(f"{r['label']}: {r[f'verdict_{side}']}" for r in sided)})
     if summary.get("prefix"):
         differences = summary.get("prefix_paired") or []
         out.append({"claim": "A clean prefix matters: noising earlier blocks (prefix_mask_rate > 0) lowers accuracy",

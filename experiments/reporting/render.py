@@ -132,8 +132,10 @@ def block_grid(s: Summary) -> list[str]:
         by_length = {d["decode"]: d for d in row["matched"]}
         cells = [f"{signed(by_length[x]['mean'], 1)} {_ci(by_length[x], 1)} ({by_length[x]['n_pairs']})"
                  if x in by_length else "—" for x in lengths]
-        rows.append([row["label"], *cells, row["verdict"]])
-    return lines + table(["train block: Δ vs decode", *(str(x) for x in lengths), "verdict"], rows)
+        rows.append([row["label"], *cells, row["verdict"], row.get("verdict_longer") or "—",
+                     row.get("verdict_shorter") or "—"])
+    return lines + table(["train block: Δ vs decode", *(str(x) for x in lengths), "verdict",
+                          "vs longer decode blocks", "vs shorter decode blocks"], rows)
 
 
 def knob_ablations(s: Summary) -> list[str]:

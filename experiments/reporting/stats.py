@@ -192,7 +192,9 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
     ``decode``, the same models' accuracy at the training block minus at ``decode``, paired by seed
     (``t_interval``'s fields; one model decoded twice, so the pairs share everything but the decoding),
     and ``verdict``: every interval above 0 -> supports (the row peaks where the blocks match), any
-    below 0 -> contradicts (another decode length is better), else inconclusive."""
+    below 0 -> contradicts (another decode length is better), else inconclusive; ``verdict_longer`` and
+    ``verdict_shorter`` the same over the decode lengths longer / shorter than the training block (None
+    when there are none)."""
     by_seed: dict[tuple, dict[int, dict[Any, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
     supervised: dict[tuple, list[float]] = defaultdict(list)
@@ -231,6 +233,9 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
         if diagonal is not None:
             row["matched"] = matched_differences(by_seed[(strategy, block)], block)
             row["verdict"] = verdict_all_above(row["matched"])
+            for side, longer in (("longer", True), ("shorter", False)):
+                part = [d for d in row["matched"] if (d["decode"] > block) == longer]
+                row[f"verdict_{side}"] = verdict_all_above(part) if part else None
         rows.append(row)
     return {"decode_lengths": lengths, "rows": rows}
 
