@@ -120,3 +120,13 @@ def test_format_mismatch_warns_and_flags_results(tmp_path, monkeypatch, caplog):
     assert "another format than the scorer expects" in results.answer_format_warning
     assert json.loads((tmp_path / "results.json").read_text())["answer_format_mismatch"] is True
     assert any("another format than the scorer expects" in r.getMessage() for r in caplog.records)
+
+
+def test_a_cpu_is_described_with_the_kernels_torch_chose_and_its_threads():
+    import torch
+
+    from blocksft.eval_metrics import device_description
+
+    description = device_description("cpu")
+    assert description.startswith("cpu: ")
+    assert description.endswith(f"({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} torch threads)")

@@ -57,3 +57,19 @@ def test_read_result_of_missing_or_broken_files(tmp_path):
     assert read_result(tmp_path / "broken.json") is None
     (tmp_path / "list.json").write_text("[1, 2]")
     assert read_result(tmp_path / "list.json") is None
+
+
+def test_the_recorded_commit_is_the_one_the_process_started_with(monkeypatch):
+    """A multirun imports its code once: a commit made while its jobs run must not be recorded as theirs."""
+    import subprocess
+
+    from blocksft import run
+
+    heads = iter(["a" * 40, "b" * 40])
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, next(heads)))
+    run.git_commit.cache_clear()
+    try:
+        assert run.git_commit() == "a" * 40
+        assert run.git_commit() == "a" * 40  # the checkout moved on; the process's code did not
+    finally:
+        run.git_commit.cache_clear()

@@ -25,7 +25,9 @@ __all__ = ["FORMAT_GAP", "decode_cost", "device_description", "evaluation_fields
 
 
 def device_description(device: torch.device | str) -> str:
-    """``"cuda: NVIDIA H200"`` or ``"cpu: <processor> (<n> torch threads)"``: what the timings ran on."""
+    """``"cuda: NVIDIA H200"`` or ``"cpu: <processor> (<vector ISA torch uses>, <n> torch threads)"``: what
+    the timings ran on. The ISA (``AVX2``, ``AVX512``...) chooses the CPU kernels, so two machines of one
+    processor name can round differently and give different runs of one config and seed."""
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
@@ -36,7 +38,8 @@ def device_description(device: torch.device | str) -> str:
                              processor)
     except OSError:
         pass
-    return f"{device.type}: {processor} ({torch.get_num_threads()} torch threads)"
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"{device.type}: {processor} ({kernels}, {torch.get_num_threads()} torch threads)"
 
 
 def decode_cost(

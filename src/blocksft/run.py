@@ -8,6 +8,7 @@ loggers (W&B) are always closed, even when the job fails.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -47,7 +48,10 @@ from blocksft.run_identity import (RESULTS, apply_run_record, check_folder, comp
 log = logging.getLogger("blocksft")
 
 
+@functools.cache
 def git_commit() -> str | None:
+    """HEAD of the checkout this package was imported from, read at the first call of the process: a
+    multirun's jobs all run the code imported at its start, so a commit made while a sweep runs is not theirs."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()
@@ -130,7 +134,7 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
         validate_config(cfg)
     check_runtime(cfg)
     started = time.perf_counter()
-    commit = git_commit()  # read at the start: the code this run imported, whatever the checkout becomes later
+    commit = git_commit()  # the code this process imported, whatever the checkout becomes later
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     logged_config = recorded_config(cfg)
