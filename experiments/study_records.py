@@ -22,12 +22,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from blocksft.run_identity import RESULTS, RUN_RECORD  # noqa: E402
+
 STUDIES = ROOT / "outputs" / "studies"
 RECORDS = ROOT / "experiments" / "records"
-#: The file of a job folder that says it finished (completed or failed).
-RESULTS = "results.json"
 #: Glob patterns, relative to a job folder, of what a record holds.
-RECORD_FILES: tuple[str, ...] = (RESULTS, "run_config.json", "csv/**/metrics.csv", "generations.jsonl")
+RECORD_FILES: tuple[str, ...] = (RESULTS, RUN_RECORD, "csv/**/metrics.csv", "generations.jsonl")
 
 
 def finished_jobs(study_dir: Path) -> list[Path]:
@@ -36,17 +38,14 @@ def finished_jobs(study_dir: Path) -> list[Path]:
     return sorted(path.parent for path in study_dir.glob(f"*/{RESULTS}"))
 
 
-def copy_record(job: Path, target: Path) -> list[Path]:
-    """Replace ``target`` by the record files of ``job``; returns the files written."""
+def copy_record(job: Path, target: Path) -> None:
+    """Replace ``target`` by the record files of ``job``."""
     shutil.rmtree(target, ignore_errors=True)
-    written = []
     for pattern in RECORD_FILES:
         for source in sorted(job.glob(pattern)):
             destination = target / source.relative_to(job)
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination)
-            written.append(destination)
-    return written
 
 
 def keep(study_dir: Path, records_dir: Path) -> int:
