@@ -88,6 +88,56 @@ def test_a_lightning_checkpoint_loads_into_the_configured_model_or_names_the_mis
         load_initial_model(tiny_cfg(f"model.init_from={tmp_path / 'last.ckpt'}", "model.hidden_size=64"), train=True)
 
 
+def save_run_checkpoint(run, model, model_cfg: dict | None = None):
+    """``run/checkpoints/last.ckpt`` of ``model`` (Lightning's ``model.*`` keys), with a ``run_config.json``
+    recording ``model_cfg`` when given."""
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, run / "checkpoints" / "last.ckpt")
+    if model_cfg is not None:
+        (run / "run_config.json").write_text(json.dumps({"config": {"model": model_cfg}}))
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_a_checkpoint_continues_with_the_tokenizer_of_the_run_that_wrote_it(tmp_path):
+    """With ``model.tokenizer=auto`` a .ckpt brings its run's tokenizer: the run's export/, else the export its
+    run_config.json started from (through a chain of checkpoints), else the tokenizer folder it names."""
+    bpe = train_bpe_tokenizer(["Mia has 7 apples. 7 + 5 = 12"] * 20, 120)
+    base = export_tiny(tmp_path / "base" / "export", bpe)
+    cfg = tiny_cfg()
+    with_export = save_run_checkpoint(tmp_path / "exported", base)
+    export_model(base, bpe, tmp_path / "exported" / "export", cfg.model)
+    mid_run = save_run_checkpoint(tmp_path / "mid", base, {"tokenizer": "auto", "init_from": str(tmp_path / "base")})
+    chained = save_run_checkpoint(tmp_path / "chained", base, {"tokenizer": "auto", "init_from": str(mid_run)})
+    bpe.save_pretrained(tmp_path / "vocab")
+    named = save_run_checkpoint(tmp_path / "named", base, {"tokenizer": str(tmp_path / "vocab"), "init_from": None})
+    for checkpoint in (with_export, mid_run, chained, named):
+        run_cfg = tiny_cfg(f"model.init_from={checkpoint}")
+        validate_config(run_cfg)
+        model, tokenizer, _, record = load_initial_model(run_cfg, train=True)
+        assert tokenizer.get_vocab() == bpe.get_vocab() and same_weights(model, base), checkpoint
+        assert record["kind"] == "lightning_ckpt"
+    # a run of the character tokenizer (recorded, or no record at all) keeps it
+    char_model = build_model(cfg.model, build_char_tokenizer())
+    for run, record in (("char", {"tokenizer": "char", "init_from": None}), ("unrecorded", None)):
+        checkpoint = save_run_checkpoint(tmp_path / run, char_model, record)
+        _, tokenizer, _, _ = load_initial_model(tiny_cfg(f"model.init_from={checkpoint}"), train=True)
+        assert tokenizer.get_vocab() == build_char_tokenizer().get_vocab()
+
+
+@pytest.mark.parametrize(("recorded", "reason"), [
+    ({"tokenizer": "bpe", "init_from": None}, "trained a BPE tokenizer and has no export/ yet"),
+    ({"tokenizer": "auto", "init_from": "/gone/base"}, "names model.init_from=/gone/base, which is gone"),
+    ({"tokenizer": "/gone/vocab", "init_from": None}, "names model.tokenizer=/gone/vocab, which holds no tokenizer.json"),
+])
+def test_a_checkpoint_whose_runs_tokenizer_is_lost_fails_in_validation_naming_the_key(tmp_path, recorded, reason):
+    checkpoint = save_run_checkpoint(tmp_path / "run", build_model(tiny_cfg().model, build_char_tokenizer()), recorded)
+    with pytest.raises(ConfigError) as error:
+        validate_config(tiny_cfg(f"model.init_from={checkpoint}"))
+    message = str(error.value)
+    assert message.startswith(f"model.init_from={checkpoint} is invalid: allowed a checkpoint whose run")
+    assert reason in message and "\n" not in message
+
+
 # ----------------------------------------------------------------------------- bad values
 @pytest.mark.parametrize("target, reason", [
     ("missing", "no such path"),

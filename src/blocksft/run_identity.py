@@ -38,10 +38,9 @@ from blocksft.config import decode_block_lengths, validate_config
 from blocksft.errors import ConfigError
 from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.redact import redact
+from blocksft.run_files import RESULTS, RUN_RECORD
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RUN_RECORD = "run_config.json"
-RESULTS = "results.json"
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
 #: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the

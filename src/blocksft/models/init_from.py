@@ -7,7 +7,10 @@
   (LoRA, gradient checkpointing) come from the run's config; an adapter export keeps training its own
   adapter when ``model.lora.enabled=true`` and is merged into its base (full fine-tuning) otherwise.
 * a **run folder**: its ``export/``.
-* a Lightning **.ckpt**: the model the run's config describes, then the checkpoint's weights.
+* a Lightning **.ckpt**: the model the run's config describes, then the checkpoint's weights. With
+  ``model.tokenizer=auto`` (a tiny model) the tokenizer is the one of the run that wrote the checkpoint
+  (``checkpoint_tokenizer_folder``: its ``export/``, else what its ``run_config.json`` names), so a
+  checkpoint of a run fine-tuned from the base continues with the base's ids.
 
 Every bad value stops before training with one line naming ``model.init_from``. What a run started
 from is recorded by :func:`init_record` (path, kind, sha256 of each weights file).
@@ -29,6 +32,7 @@ from blocksft.errors import ConfigError
 from blocksft.models import build_hf_backbone, build_model, load_exported
 from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
 from blocksft.models.tokenizers import build_configured_tokenizer, build_run_tokenizer
+from blocksft.run_files import RUN_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,41 @@ def resolve_init_source(value) -> InitSource:
         if kind is not None:
             return InitSource(str(value), folder, kind)
     raise _fail(value, f"{ALLOWED} (a folder with neither config.json, adapter_config.json nor export/)")
+
+
+def checkpoint_tokenizer_folder(checkpoint: Path, given=None, depth: int = 0) -> Path | None:
+    """The folder holding the tokenizer of the run that wrote ``checkpoint`` (``<run>/checkpoints/*.ckpt``):
+    the run's ``export/``, else the one its ``run_config.json`` names (a ``model.tokenizer`` folder, or
+    the start ``model.init_from``, followed through run folders and checkpoints). None when that run
+    used the character tokenizer, or the file does not lie in a blocksft run folder (the run's own
+    ``model.tokenizer`` then applies). ``ConfigError`` naming ``model.init_from`` (``given``) for a run
+    that trained a BPE tokenizer and has not exported it yet."""
+    given = checkpoint if given is None else given
+    if checkpoint.resolve().parent.name != "checkpoints":
+        return None
+    run = checkpoint.resolve().parent.parent
+    if (run / "export" / "tokenizer.json").is_file():
+        return run / "export"
+    model = (_read_json(run / RUN_RECORD).get("config") or {}).get("model") or {}
+    choice, start = model.get("tokenizer", "auto"), model.get("init_from")
+    if choice == "bpe":
+        raise _fail(given, f"a checkpoint whose run saved its tokenizer ({run} trained a BPE tokenizer and has no "
+                           "export/ yet: start from its export when it finishes, or set model.tokenizer)")
+    if choice not in ("auto", "char"):
+        if not (folder := Path(str(choice)).expanduser() / "tokenizer.json").is_file():
+            raise _fail(given, f"a checkpoint whose run's tokenizer is still there ({run / RUN_RECORD} names "
+                               f"model.tokenizer={choice}, which holds no tokenizer.json)")
+        return folder.parent
+    if choice == "char" or start is None or depth >= 8:
+        return None
+    try:
+        source = resolve_init_source(start)
+    except ConfigError:
+        raise _fail(given, f"a checkpoint whose run's start is still there (its tokenizer: {run / RUN_RECORD} "
+                           f"names model.init_from={start}, which is gone)") from None
+    if source.kind == "lightning_ckpt":
+        return checkpoint_tokenizer_folder(source.path, given, depth + 1)
+    return source.path if (source.path / "tokenizer.json").is_file() else None
 
 
 def weight_files(source: InitSource) -> list[Path]:
@@ -161,6 +200,8 @@ def validate_init_from(cfg: DictConfig) -> None:
                               "own modeling code; set model.trust_remote_code=true to run it)")
     if model.kind == "tiny" and source.kind == "tiny_export":
         _check_tokenizer_matches(cfg, source)
+    if model.kind == "tiny" and source.kind == "lightning_ckpt" and model.get("tokenizer", "auto") == "auto":
+        checkpoint_tokenizer_folder(source.path, value)  # a run whose tokenizer is lost fails here, before any work
 
 
 def _reject_tiny_name_or_path(name) -> None:
@@ -262,6 +303,17 @@ def load_checkpoint_weights(model, source: InitSource, vocab_size: int) -> None:
     model.load_state_dict(weights)
 
 
+def _checkpoint_tokenizer(cfg: DictConfig, source: InitSource):
+    """The tokenizer for ``model.init_from=<.ckpt>``: with a tiny ``model.tokenizer=auto``, the one of the run
+    that wrote it (``checkpoint_tokenizer_folder``); else the run's own."""
+    if cfg.model.kind == "tiny" and cfg.model.get("tokenizer", "auto") == "auto":
+        folder = checkpoint_tokenizer_folder(source.path, source.given)
+        if folder is not None:
+            log.info("model.init_from=%s: the tokenizer of the run that wrote it (%s)", source.given, folder)
+            return AutoTokenizer.from_pretrained(folder)
+    return build_run_tokenizer(cfg)
+
+
 def load_initial_model(cfg: DictConfig, *, train: bool):
     """(model, tokenizer, model config to export with, init record) for the run ``cfg``.
 
@@ -273,7 +325,7 @@ def load_initial_model(cfg: DictConfig, *, train: bool):
         return build_model(cfg.model, tokenizer), tokenizer, cfg.model, None
     source = resolve_init_source(value)
     if source.kind == "lightning_ckpt":
-        tokenizer = build_run_tokenizer(cfg)
+        tokenizer = _checkpoint_tokenizer(cfg, source)
         model = build_model(cfg.model, tokenizer)
         load_checkpoint_weights(model, source, len(tokenizer))
         model_cfg = cfg.model
