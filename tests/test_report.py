@@ -251,6 +251,25 @@ def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp
     assert shorter["verdict"] == "supports" and shorter["evidence"] == "B=8: supports"
 
 
+def test_block_grid_gives_no_verdict_to_a_row_without_its_training_block_or_another_length(tmp_path: Path):
+    """A row trained at a block outside the decode lengths, or scored at its training block alone (a job
+    copied from a study that decodes once), has cells but no paired differences: it counts for no verdict."""
+    for seed in range(3):
+        write_job(tmp_path, f"B4-seed{seed}", block=4, seed=seed, by_block={4: 0.5 + seed / 100, 8: 0.4, 16: 0.3})
+        write_job(tmp_path, f"B64-seed{seed}", block=64, seed=seed, by_block={4: 0.5, 8: 0.4, 16: 0.3})
+        write_job(tmp_path, f"B8-seed{seed}", block=8, seed=seed, by_block={8: 0.5})
+    grid = rep.block_grid(rep.load_runs(tmp_path))
+    rows = {r["label"]: r for r in grid["rows"]}
+    assert grid["decode_lengths"] == [4, 8, 16]
+    assert rows["B=64"]["diagonal_is_max"] is None and rows["B=8"]["diagonal_is_max"] is True
+    assert all("matched" not in rows[label] and "verdict" not in rows[label] for label in ("B=64", "B=8"))
+    assert rows["B=8"]["cells"]["4"] is None and rows["B=8"]["cells"]["8"]["n"] == 3
+    assert rep.verdict_block_diagonal(grid) == "supports", "B=4 alone decides"
+    summary = rep.write_report(tmp_path, tmp_path / "out")
+    assert summary["claims"][0]["evidence"].endswith("B=4: supports (vs decode 8: +11.0 [8.5, 13.5], vs decode 16: "
+                                                     "+21.0 [18.5, 23.5])")
+
+
 # ------------------------------------------------------------------------------------------ claims
 
 def test_verdict_from_ci():

@@ -188,7 +188,7 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
     non-control rows, whether the diagonal (decode == train block) is the row maximum, and the mean
     ``supervised_tokens`` of its runs (at equal steps a smaller training block supervises fewer tokens,
     which the grid cannot tell apart from the block's alignment). A non-control
-    row whose training block is among the decode lengths also holds ``matched``: per other decode length
+    row whose training block is among two or more decode lengths also holds ``matched``: per other decode length
     ``decode``, the same models' accuracy at the training block minus at ``decode``, paired by seed
     (``t_interval``'s fields; one model decoded twice, so the pairs share everything but the decoding),
     and ``verdict``: every interval above 0 -> supports (the row peaks where the blocks match), any
@@ -230,7 +230,7 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
         row = {"label": label, "strategy": strategy, "block_size": block, "cells": cells,
                "best_decode": best, "diagonal_is_max": diagonal,
                "supervised_tokens": mean_std(supervised[(strategy, block)])[0]}
-        if diagonal is not None:
+        if diagonal is not None and len(means) > 1:  # scored at its training block and at another length
             row["matched"] = matched_differences(by_seed[(strategy, block)], block)
             row["verdict"] = verdict_all_above(row["matched"])
             for side, longer in (("longer", True), ("shorter", False)):
