@@ -480,6 +480,7 @@ def test_controls_study_compares_each_control_with_blockwise_by_seed(tmp_path: P
         "blockwise_unaligned": "supports", "classical_matched": "contradicts",
         "blockwise_visible_future": "inconclusive at n=3 seeds"}
     assert [c["verdict"] for c in summary["claims"]] == ["supports", "inconclusive at n=3 seeds", "contradicts"]
+    assert "paired by seed, blockwise − blockwise_unaligned: Δ = +11.0 pts, 95% CI [" in summary["claims"][0]["evidence"]
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Controls: blockwise vs variants that break its alignment" in text and "## Suffix ablation" not in text
     assert "| blockwise_unaligned | 21.0 ± 1.0 (3) | 32.0 ± 2.0 (3) | +11.00 |" in text

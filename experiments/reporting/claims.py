@@ -125,8 +125,10 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
                              f"blockwise beats {c['control']}",
                     "verdict": c["verdict"],
                     "evidence": f"blockwise {pct_pm(c['reference'])} (n={c['reference']['n']}) vs {c['control']} "
-                                f"{pct_pm(c['group'])} (n={c['group']['n']}); mean ± std intervals: blockwise "
-                                f"{c['relation']}"})
+                                f"{pct_pm(c['group'])} (n={c['group']['n']}); "
+                                + (f"paired by seed, blockwise − {c['control']}: {_diff_evidence(c['paired'])}; "
+                                   if c.get("paired") else "")
+                                + f"mean ± std intervals: blockwise {c['relation']}"})
     out += scheme_claims(summary.get("schemes") or [])
     out += pretraining_claims(summary.get("pretraining") or {})
     return out
