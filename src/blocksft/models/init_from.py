@@ -96,9 +96,10 @@ def checkpoint_tokenizer_folder(checkpoint: Path, given=None, depth: int = 0) ->
     ``model.tokenizer`` then applies). ``ConfigError`` naming ``model.init_from`` (``given``) for a run
     that trained a BPE tokenizer and has not exported it yet."""
     given = checkpoint if given is None else given
-    if checkpoint.resolve().parent.name != "checkpoints":
+    folder = checkpoint.resolve().parent
+    if folder.name != "checkpoints":
         return None
-    run = checkpoint.resolve().parent.parent
+    run = folder.parent
     if (run / "export" / "tokenizer.json").is_file():
         return run / "export"
     model = (_read_json(run / RUN_RECORD).get("config") or {}).get("model") or {}
@@ -200,7 +201,7 @@ def validate_init_from(cfg: DictConfig) -> None:
                               "own modeling code; set model.trust_remote_code=true to run it)")
     if model.kind == "tiny" and source.kind == "tiny_export":
         _check_tokenizer_matches(cfg, source)
-    if model.kind == "tiny" and source.kind == "lightning_ckpt" and model.get("tokenizer", "auto") == "auto":
+    if source.kind == "lightning_ckpt" and _takes_checkpoint_tokenizer(model):
         checkpoint_tokenizer_folder(source.path, value)  # a run whose tokenizer is lost fails here, before any work
 
 
@@ -303,10 +304,15 @@ def load_checkpoint_weights(model, source: InitSource, vocab_size: int) -> None:
     model.load_state_dict(weights)
 
 
+def _takes_checkpoint_tokenizer(model_cfg: DictConfig) -> bool:
+    """A tiny model with ``model.tokenizer=auto`` takes the tokenizer of the run that wrote its .ckpt."""
+    return model_cfg.kind == "tiny" and model_cfg.get("tokenizer", "auto") == "auto"
+
+
 def _checkpoint_tokenizer(cfg: DictConfig, source: InitSource):
-    """The tokenizer for ``model.init_from=<.ckpt>``: with a tiny ``model.tokenizer=auto``, the one of the run
-    that wrote it (``checkpoint_tokenizer_folder``); else the run's own."""
-    if cfg.model.kind == "tiny" and cfg.model.get("tokenizer", "auto") == "auto":
+    """The tokenizer for ``model.init_from=<.ckpt>``: the one of the run that wrote it
+    (``checkpoint_tokenizer_folder``) when ``_takes_checkpoint_tokenizer``; else the run's own."""
+    if _takes_checkpoint_tokenizer(cfg.model):
         folder = checkpoint_tokenizer_folder(source.path, source.given)
         if folder is not None:
             log.info("model.init_from=%s: the tokenizer of the run that wrote it (%s)", source.given, folder)
