@@ -67,8 +67,9 @@ def unfinished_jobs(s: Summary) -> list[str]:
 def accuracy_by_configuration(s: Summary) -> list[str]:
     keys = s["group_keys"]
     flexible = {tuple(g.get(k) for k in keys): g for g in s["groups_flexible"]}
+    several = " A run decoded at several block lengths counts at its training block." if s.get("grid") else ""
     lines = ["## Accuracy by configuration", "",
-             "Accuracy in %, mean ± std over seeds (std with ddof=1; n/a for a single seed).", ""]
+             f"Accuracy in %, mean ± std over seeds (std with ddof=1; n/a for a single seed).{several}", ""]
     return lines + table([*keys, "accuracy", "flexible", "n seeds", "seeds"],
                          [[*(fmt_key(k, g.get(k)) for k in keys), pct_pm(g),
                            pct_pm(flexible.get(tuple(g.get(k) for k in keys))), g["n"],

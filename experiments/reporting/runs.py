@@ -120,9 +120,21 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         for key, value in parse_overrides(overrides).items():  # what a failed record does not hold
             if run.get(key) is None and value is not None:
                 run[key] = value
+    if result.completed and result.block_size in by_block and result.decode_block_length != result.block_size:
+        _count_at_training_block(run, result, by_block)
     if not by_block and run["accuracy"] is not None and run["decode_block_length"] is not None:
         run["accuracy_by_decode_block"] = {run["decode_block_length"]: run["accuracy"]}
     return run
+
+
+def _count_at_training_block(run: Run, result: RunResult, by_block: dict[int, float]) -> None:
+    """A run scored at several decoding block lengths counts, in every table but the grid's, at its training
+    block: what the default ``decode.block_length`` (``${block.size}``) would have scored. Its results.json
+    names the first length of the list as the primary one, so a grid's B=32 row would otherwise read as
+    its accuracy decoded in blocks of 4."""
+    flexible = {as_int(length): value for length, value in result.accuracy_flexible_by_decode_block.items()}
+    run.update(decode_block_length=result.block_size, accuracy=by_block[result.block_size],
+               accuracy_flexible=flexible.get(result.block_size))
 
 def _model_name(config: dict[str, Any]) -> str | None:
     """``config.model.name`` of a results.json's resolved config (``base``, ``base_scratch``...), else None."""
