@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from blocksft.results import FAILURE_FIELDS, RunResult, read_result, write_result
+from blocksft.results import FAILURE_FIELDS, RunResult, primary_decode_length, read_result, write_result
 
 COMPLETED_RECORD = {
     "status": "completed", "mode": "train", "study": "main", "strategy": "blockwise", "block_size": 8,
@@ -49,6 +49,13 @@ def test_a_failed_record_holds_identity_and_error_only():
     assert tuple(failed.to_json()) == FAILURE_FIELDS and failed.to_json()["error"] == "RuntimeError: boom"
     partial = RunResult.from_json({"status": "failed", "error": "RuntimeError: CUDA OOM"})
     assert not partial.completed and partial.strategy is None and partial.budget == {}
+
+
+def test_the_primary_decode_length_is_the_training_block_when_decoded_there():
+    assert primary_decode_length(32, (4, 8, 16, 32)) == 32
+    assert primary_decode_length(8, [16, 8]) == 8
+    assert primary_decode_length(64, (4, 8)) == 4, "not decoded at its block: the first length"
+    assert primary_decode_length(None, (16,)) == 16, "a record without a block size"
 
 
 def test_read_result_of_missing_or_broken_files(tmp_path):

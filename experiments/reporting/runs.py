@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from blocksft.results import RunResult, as_float, as_int
+from blocksft.results import RunResult, as_float, as_int, primary_decode_length
 
 Run = dict[str, Any]
 #: The status of a job folder without ``results.json``: still running, or killed (a job that raises writes a
@@ -120,21 +120,21 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         for key, value in parse_overrides(overrides).items():  # what a failed record does not hold
             if run.get(key) is None and value is not None:
                 run[key] = value
-    if result.completed and result.block_size in by_block and result.decode_block_length != result.block_size:
-        _count_at_training_block(run, result, by_block)
+    primary = primary_decode_length(result.block_size, list(by_block)) if result.completed and by_block else None
+    if primary is not None and primary != result.decode_block_length:
+        _count_at_primary_length(run, result, by_block, primary)
     if not by_block and run["accuracy"] is not None and run["decode_block_length"] is not None:
         run["accuracy_by_decode_block"] = {run["decode_block_length"]: run["accuracy"]}
     return run
 
 
-def _count_at_training_block(run: Run, result: RunResult, by_block: dict[int, float]) -> None:
+def _count_at_primary_length(run: Run, result: RunResult, by_block: dict[int, float], primary: int) -> None:
     """A run scored at several decoding block lengths counts, in every table but the grid's, at its training
-    block: what the default ``decode.block_length`` (``${block.size}``) would have scored. Its results.json
-    names the first length of the list as the primary one, so a grid's B=32 row would otherwise read as
-    its accuracy decoded in blocks of 4."""
+    block (``blocksft.results.primary_decode_length``). Records written before run.py chose that length name
+    the first of the list instead, so a grid's B=32 row would read as its accuracy decoded in blocks of 4."""
     flexible = {as_int(length): value for length, value in result.accuracy_flexible_by_decode_block.items()}
-    run.update(decode_block_length=result.block_size, accuracy=by_block[result.block_size],
-               accuracy_flexible=flexible.get(result.block_size))
+    run.update(decode_block_length=primary, accuracy=by_block[primary], accuracy_flexible=flexible.get(primary))
+
 
 def _model_name(config: dict[str, Any]) -> str | None:
     """``config.model.name`` of a results.json's resolved config (``base``, ``base_scratch``...), else None."""

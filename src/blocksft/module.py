@@ -54,6 +54,12 @@ class DecodeSettings:
     prefix_cache: bool = False
     confidence_threshold: float | None = None
     attention: str = "full"
+    primary_block_length: int | None = None  # the length of the unsuffixed metrics (val/accuracy); None: the first
+
+    @property
+    def primary(self) -> int:
+        """The decoding block length whose metrics are logged without an ``@block<length>`` suffix."""
+        return self.block_lengths[0] if self.primary_block_length is None else self.primary_block_length
 
 
 @dataclass(frozen=True)
@@ -268,7 +274,7 @@ class DiffusionSFTModule(L.LightningModule):
         costs = self.decode_cost_by_decode_block()
         for block_length, metrics in self.accuracy_by_decode_block().items():
             prefix = f"{self.eval_name}/"
-            suffix = "" if block_length == self.decode.block_lengths[0] else f"@block{block_length}"
+            suffix = "" if block_length == self.decode.primary else f"@block{block_length}"
             numbers = {k: v for k, v in costs.get(block_length, {}).items() if isinstance(v, (int, float))}
             for name, value in {**metrics, **numbers}.items():
                 if value is not None:

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 COMPLETED, FAILED = "completed", "failed"
 #: The keys of a failed job's record, in file order.
@@ -36,6 +36,13 @@ def as_int(value: Any) -> int | None:
     """``value`` as an int, None unless it is a whole number."""
     number = as_float(value)
     return int(number) if number is not None and math.isfinite(number) and number == int(number) else None
+
+
+def primary_decode_length(block_size: int | None, decode_lengths: Sequence[int]) -> int:
+    """The decoding block length of a run's headline numbers (``accuracy``, ``val/accuracy``) among the
+    non-empty ``decode_lengths`` it was scored at: its training block when that is one of them (what the
+    default ``decode.block_length``, ``${block.size}``, scores), else the first."""
+    return block_size if block_size in decode_lengths else decode_lengths[0]
 
 
 def _as_str(value: Any) -> str | None:

@@ -40,7 +40,7 @@ from blocksft.models.tokenizers import build_run_tokenizer
 from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.progress import progress_callbacks
 from blocksft.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
-from blocksft.results import FAILED, RunResult, read_result, write_jsonl_atomic, write_result
+from blocksft.results import FAILED, RunResult, primary_decode_length, read_result, write_jsonl_atomic, write_result
 from blocksft.run_identity import (RESULTS, apply_run_record, check_folder, completed_results, identity_fields,
                                    job_identity, read_json, recorded_config, remove_unclaimed_folder,
                                    restore_hydra_files, short_hash, write_run_record)
@@ -168,7 +168,8 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
         schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
         decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature,
                               cfg.decode.remasking, cfg.decode.get("prefix_cache", False),
-                              cfg.decode.get("confidence_threshold"), cfg.decode.get("attention", "full")),
+                              cfg.decode.get("confidence_threshold"), cfg.decode.get("attention", "full"),
+                              primary_decode_length(cfg.block.size, block_lengths)),
         loss_weighting=cfg.objective.weighting,
         token_budget=cfg.budget.value if cfg.budget.kind == "tokens" else None,
         token_count=cfg.budget.get("count", "eligible"),
@@ -259,14 +260,14 @@ def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Tra
     code it ran (``commit``, read at its start), its identity (``run_identity.identity_fields``) and the
     run whose training it decoded (``reused_from``, ``run(trained_by=...)``)."""
     by_block = module.accuracy_by_decode_block()
-    primary = by_block.get(module.decode.block_lengths[0], {})
+    primary = by_block.get(module.decode.primary, {})
     return RunResult(
         status="completed",
         mode=cfg.mode,
         study=cfg.get("study"),
         strategy=cfg.strategy.name,
         block_size=cfg.block.size,
-        decode_block_length=module.decode.block_lengths[0],
+        decode_block_length=module.decode.primary,
         seed=cfg.seed,
         budget=OmegaConf.to_container(cfg.budget, resolve=True),
         steps=trainer.global_step if cfg.mode == "train" else None,
@@ -280,7 +281,7 @@ def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Tra
         eval_size=len(datamodule.eval_set),
         # decoding cost (NFE, positions fed, problems/s, tokens/s, device) and the answer-format check
         answer_scheme=cfg.data.answer_scheme,
-        **evaluation_fields(by_block, module.decode_cost_by_decode_block(), module.decode.block_lengths[0]),
+        **evaluation_fields(by_block, module.decode_cost_by_decode_block(), module.decode.primary),
         final_train_loss=final_train_loss,
         eval_loss=getattr(module, "eval_loss", None),
         init_from=started_from,
