@@ -8,11 +8,30 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from blocksft.cli import quote_numeric_group_overrides
-from blocksft.run_identity import register_resolvers
 
+def share_cores_between_workers() -> int | None:
+    """Under pytest-xdist (``-n``), the cores are split between the workers: torch in each worker and in the
+    ``train.py`` runs it starts (``OMP_NUM_THREADS`` is inherited) uses its share, instead of every worker
+    using every core. Returns the threads per worker, or None outside xdist or where the user set them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
+_threads = share_cores_between_workers()  # before torch is imported (through blocksft below)
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from blocksft.cli import quote_numeric_group_overrides  # noqa: E402
+from blocksft.run_identity import register_resolvers  # noqa: E402
+
+if _threads is not None:
+    torch.set_num_threads(_threads)
 register_resolvers()
 
 ROOT = Path(__file__).resolve().parents[1]

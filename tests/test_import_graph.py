@@ -6,6 +6,8 @@ hide a cycle. The graph is read from the source with ``ast`` (nothing is importe
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "blocksft"
@@ -83,3 +85,12 @@ def test_the_checker_finds_a_cycle_even_through_a_deferred_import(tmp_path):
     assert find_cycle(graph) == ["blocksft.config", "blocksft.models", "blocksft.models.hf", "blocksft.config"]
     (package / "models" / "hf.py").write_text("import torch\n")
     assert find_cycle(import_graph(package)) is None
+
+
+def test_train_py_validates_a_config_without_importing_lightning():
+    """What train.py imports before it can refuse a config (``blocksft.run_identity``, which validates it) leaves
+    Lightning and torchmetrics unloaded: a bad value is answered without their seconds of start-up."""
+    code = ("import sys, blocksft.cli, blocksft.run_identity; "
+            "print(sorted(m for m in ('lightning', 'torchmetrics', 'blocksft.run') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 
 import pytest
@@ -35,6 +37,23 @@ def sweep_jobs(study: str) -> list[list[str]]:
     return [list(job) for job in itertools.product(*axes)]
 
 
+@functools.cache
+def composed_job(study: str, job: tuple[str, ...]):
+    """The composed config of one job of ``study`` (``+sweep=<study>`` and the job's overrides), composed once
+    per module: composition is most of these tests' time, and several tests read the same jobs."""
+    return compose_config([f"+sweep={study}", *job])
+
+
+def job_config(study: str, job: tuple[str, ...]):
+    """A private copy of :func:`composed_job` (a test may change its config)."""
+    return copy.deepcopy(composed_job(study, job))
+
+
+def study_configs(study: str, *extra: str) -> list:
+    """The configs of every job of ``study``, in the sweeper's order, each with ``extra`` overrides."""
+    return [job_config(study, (*job, *extra)) for job in sweep_jobs(study)]
+
+
 def test_every_study_file_is_listed():
     assert sorted(p.stem for p in (ROOT / "multirun_sweeps").glob("*.yaml")) == sorted(EXPECTED_JOBS)
 
@@ -54,8 +73,7 @@ def test_study_composes_into_the_expected_valid_jobs(study, trained_run):
     assert len(jobs) == EXPECTED_JOBS[study]
     names = set()
     trained = [f"ckpt_path={trained_run}"] if study in EVAL_ONLY else []
-    for job in jobs:
-        cfg = compose_config([f"+sweep={study}", *job, *trained])
+    for cfg in study_configs(study, *trained):
         validate_config(cfg)
         assert cfg.study == study
         names.add((cfg.run_name, cfg.budget.kind, cfg.decode.get("confidence_threshold")))
@@ -72,13 +90,12 @@ def test_sweep_folder_resolves_before_any_job_runs(study):
 
 def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_control():
     strategies = set()
-    for job in sweep_jobs("block_size_consistency"):
-        cfg = compose_config(["+sweep=block_size_consistency", *job])
+    for cfg in study_configs("block_size_consistency"):
         assert decode_block_lengths(cfg) == tuple(cfg.grid)
         strategies.add((cfg.strategy.name, cfg.block.size if cfg.strategy.name == "blockwise" else None))
     assert strategies == {("blockwise", b) for b in (4, 8, 16, 32)} | {("classical", None)}
     default_steps = compose_config([]).budget.value
-    assert {compose_config(["+sweep=block_size_consistency", *job]).budget.value for job in sweep_jobs("block_size_consistency")} == {default_steps}
+    assert {cfg.budget.value for cfg in study_configs("block_size_consistency")} == {default_steps}
 
 
 def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(trained_run):
@@ -86,15 +103,14 @@ def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(t
 
     with pytest.raises(ConfigError, match="^ckpt_path=None is invalid: allowed a run directory"):
         validate_config(compose_config(["+sweep=threshold_decoding", "model=base_scratch"]))  # model=base names weights
-    cfgs = [compose_config(["+sweep=threshold_decoding", *job, f"ckpt_path={trained_run}"])
-            for job in sweep_jobs("threshold_decoding")]
+    cfgs = study_configs("threshold_decoding", f"ckpt_path={trained_run}")
     assert {cfg.mode for cfg in cfgs} == {"eval"} and {cfg.decode.remasking for cfg in cfgs} == {"low_confidence"}
     assert [cfg.decode.confidence_threshold for cfg in cfgs] == [None, 0.5, 0.7, 0.9, 0.95]
     assert len({(cfg.decode.steps, cfg.decode.block_length, cfg.eval.size, cfg.eval.split) for cfg in cfgs}) == 1
 
 
 def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_both_budgets():
-    cfgs = [compose_config(["+sweep=corruption_schemes", *job]) for job in sweep_jobs("corruption_schemes")]
+    cfgs = study_configs("corruption_schemes")
     schemes = {"classical", "blockwise", "blockwise_all_blocks", "blockwise_complementary", "blockwise_block_causal"}
     assert {(cfg.strategy.name, cfg.budget.kind, cfg.seed) for cfg in cfgs} == set(
         itertools.product(schemes, ("steps", "tokens"), range(5)))
@@ -103,7 +119,7 @@ def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_b
 
 
 def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_scratch():
-    cfgs = [compose_config(["+sweep=scratch_vs_base", *job]) for job in sweep_jobs("scratch_vs_base")]
+    cfgs = study_configs("scratch_vs_base")
     assert {(cfg.strategy.name, cfg.model.name, cfg.seed) for cfg in cfgs} == set(
         itertools.product(("classical", "blockwise"), ("base", "base_scratch"), range(5)))
     assert {cfg.model.name: cfg.model.init_from is None for cfg in cfgs} == {"base": False, "base_scratch": True}
@@ -119,8 +135,7 @@ def computations(study: str) -> dict[tuple, str]:
     from blocksft.run_identity import job_identity
 
     out = {}
-    for job in sweep_jobs(study):
-        cfg = compose_config([f"+sweep={study}", *job])
+    for cfg in study_configs(study):
         masking = cfg.strategy.masking
         key = (cfg.strategy.name, masking.get("prefix_mask_rate"), masking.get("suffix_mask_prob"), cfg.budget.kind,
                cfg.seed)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.answers import SCHEMES
 from blocksft.data.collate import TAIL_PADDINGS
-from blocksft.data.documents import validate_documents
+from blocksft.data.formats import validate_data_format
 from blocksft.data.prepare import CHAT_TEMPLATE_MODES
 from blocksft.decoding import ATTENTION_MODES
 from blocksft.decoding import REMASKING_MODES as REMASKINGS
@@ -32,11 +32,11 @@ from blocksft.multirow import ROW_PLANS
 from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
 from blocksft.optim import WARMUP_TYPES
 from blocksft.path_kinds import require_path
-from blocksft.progress import BAR_MODES
 
 MODES = ("train", "eval")
 BUDGET_KINDS = ("steps", "tokens")
 TOKEN_COUNTS = ("eligible", "masked")
+BAR_MODES = ("auto", True, False)  # progress.bar (blocksft.progress)
 #: What ``ckpt_path`` may be in each mode (blocksft.path_kinds): train resumes from a checkpoint file
 #: (a run folder resumes by itself); eval loads a run's export, an export folder or a checkpoint.
 CKPT_PATH_KINDS = {"train": ("checkpoint",), "eval": ("run_dir", "export", "checkpoint")}
@@ -164,7 +164,7 @@ def validate_config(cfg: DictConfig) -> None:
         value = cfg.data[key]
         _require(_is_int(value) and value > 0, f"data.{key}", value, "a positive integer")
     validate_data(cfg.data)
-    validate_documents(cfg)
+    validate_data_format(cfg)
 
     masking = cfg.strategy.masking
     if "eps" in masking:

@@ -19,7 +19,6 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 log = logging.getLogger("blocksft")
-BAR_MODES = ("auto", True, False)
 
 
 def format_duration(seconds: float) -> str:

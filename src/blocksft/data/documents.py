@@ -23,9 +23,6 @@ from torch.utils.data import DataLoader
 from blocksft.data.prepare import prepare_split
 from blocksft.datamodule import DiffusionSFTDataModule
 from blocksft.distributed import BatchPlan
-from blocksft.errors import ConfigError
-
-DATA_FORMATS = ("prompt_response", "documents")
 
 
 @dataclass(frozen=True)
@@ -93,18 +90,3 @@ def build_document_datamodule(cfg: DictConfig, tokenizer, micro_batch: int) -> D
         batch_size=micro_batch, eval_batch_size=data.eval_batch_size, eval_split=cfg.eval.split,
         eval_size=cfg.eval.size, max_train_rows=data.get("max_train_rows"), num_workers=data.num_workers,
         num_proc=data.get("num_proc", 1), cache_dir=data.get("cache_dir"), seed=cfg.seed)
-
-
-def validate_documents(cfg: DictConfig) -> None:
-    """``data.format`` and what it implies: documents need ``data.text_field``; ``strategy=pretrain``
-    (whole-sequence masking) needs documents."""
-    data_format = cfg.data.get("format", "prompt_response")
-    if data_format not in DATA_FORMATS:
-        raise ConfigError(f"data.format={data_format!r} is invalid: allowed one of {', '.join(DATA_FORMATS)}")
-    if data_format == "documents":
-        field = cfg.data.get("text_field")
-        if not isinstance(field, str) or not field:
-            raise ConfigError(f"data.text_field={field!r} is invalid: allowed a non-empty field name (data.format=documents)")
-    elif cfg.strategy.name == "pretrain":
-        raise ConfigError(f"strategy=pretrain is invalid with data.format={data_format}: allowed data.format=documents "
-                          "(pretraining masks whole documents; e.g. experiment=pretrain_base)")
