@@ -18,7 +18,7 @@ from blocksft.config import decode_block_lengths, validate_config
 EXPECTED_JOBS = {
     "main": 40,  # 2 strategies x 2 budgets x 10 seeds
     "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
-    "ablation_prefix": 12,  # 4 rates x 3 seeds
+    "ablation_prefix": 20,  # 4 rates x 5 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
     "ablation_controls": 12,  # 4 variants x 3 seeds
     "threshold_decoding": 5,  # eval only: exact + 4 confidence thresholds, one trained model
@@ -161,5 +161,5 @@ def test_the_ablations_share_the_runs_their_files_say_they_share():
     for study in ("ablation_suffix", "ablation_prefix", "ablation_controls"):  # the order the README runs them
         new[study] = set(studies[study].values()) - known
         known |= new[study]
-    assert {study: len(jobs) for study, jobs in new.items()} == {"ablation_suffix": 6, "ablation_prefix": 9,
+    assert {study: len(jobs) for study, jobs in new.items()} == {"ablation_suffix": 6, "ablation_prefix": 15,
                                                                  "ablation_controls": 6}
