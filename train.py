@@ -9,15 +9,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from blocksft.cli import quote_numeric_group_overrides, unknown_group_option
-from blocksft.run_identity import register_resolvers
+from blocksft.runs.cli import quote_numeric_group_overrides, unknown_group_option
+from blocksft.runs.identity import register_resolvers
 
 register_resolvers()  # ${config_hash:}, ${job_dir:...}: output folders named and checked from the config
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from blocksft.run import main as run_main
+    from blocksft.runs.run import main as run_main
 
     run_main(cfg)
 

@@ -89,7 +89,7 @@ def prepare_once(corpus: str, cache_dir: str, num_proc: int, response_len: int, 
     """One ``setup`` of the data module on ``corpus``: seconds, rows/s, kept/dropped rows, cache reuse."""
     from blocksft.data.sources import HubSource
     from blocksft.data.tokenizer import build_char_tokenizer
-    from blocksft.datamodule import DiffusionSFTDataModule
+    from blocksft.data.datamodule import DiffusionSFTDataModule
 
     with open(corpus) as handle:
         rows = sum(1 for _ in handle)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from blocksft.models.init_from import sha256_file  # noqa: E402
-from blocksft.results import RunResult  # noqa: E402
+from blocksft.runs.results import RunResult  # noqa: E402
 
 PROVENANCE = "provenance.json"
 CARD = "MODEL_CARD.md"

@@ -1,6 +1,6 @@
 """Time training steps of any config: ``python experiments/step_cost.py experiment=pretrain_base [overrides]``.
 
-Builds the run's model, data and module exactly as ``train.py`` does (``blocksft.run``), then times
+Builds the run's model, data and module exactly as ``train.py`` does (``blocksft.runs.run``), then times
 ``--steps`` optimizer steps (training step + backward + AdamW) after ``--warmup`` untimed ones, and
 prints parameters, sequence length, wall and CPU seconds per step. ``--decode N`` also times one
 decoding pass (``decode.*`` of the config, first block length) over N evaluation prompts of an SFT
@@ -24,11 +24,11 @@ from hydra.utils import instantiate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from blocksft.cli import quote_numeric_group_overrides  # noqa: E402
+from blocksft.runs.cli import quote_numeric_group_overrides  # noqa: E402
 from blocksft.models.init_from import load_initial_model  # noqa: E402
 from blocksft.data.documents import datamodule_from_config  # noqa: E402
-from blocksft.distributed import plan_batches  # noqa: E402
-from blocksft.run_identity import register_resolvers  # noqa: E402
+from blocksft.data.batch_plan import plan_batches  # noqa: E402
+from blocksft.runs.identity import register_resolvers  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     strategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     datamodule = datamodule_from_config(cfg, tokenizer, plan_batches(cfg.data.batch_size, cfg.data.get("micro_batch_size"), 1))
     datamodule.setup("fit")
-    from blocksft.heldout_loss import batch_loss
+    from blocksft.training.heldout_loss import batch_loss
 
     optimizer = instantiate(cfg.optim.optimizer)(params=[p for p in model.parameters() if p.requires_grad])
     batches = iter(datamodule.train_dataloader())
@@ -72,8 +72,8 @@ def main() -> None:
 
 @torch.no_grad()
 def time_decoding(cfg, model, tokenizer, datamodule, count: int) -> None:
-    from blocksft.config import decode_block_lengths
-    from blocksft.decoding import generate
+    from blocksft.config.validation import decode_block_lengths
+    from blocksft.evaluation.decoding import generate
 
     batch = datamodule.eval_collator([datamodule.eval_set[i] for i in range(min(count, len(datamodule.eval_set)))])
     block_length = decode_block_lengths(cfg)[0]

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from blocksft.run_identity import RESULTS, RUN_RECORD  # noqa: E402
+from blocksft.runs.identity import RESULTS, RUN_RECORD  # noqa: E402
 
 STUDIES = ROOT / "outputs" / "studies"
 RECORDS = ROOT / "experiments" / "records"

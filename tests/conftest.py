@@ -27,8 +27,8 @@ _threads = share_cores_between_workers()  # before torch is imported (through bl
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from blocksft.cli import quote_numeric_group_overrides  # noqa: E402
-from blocksft.run_identity import register_resolvers  # noqa: E402
+from blocksft.runs.cli import quote_numeric_group_overrides  # noqa: E402
+from blocksft.runs.identity import register_resolvers  # noqa: E402
 
 if _threads is not None:
     torch.set_num_threads(_threads)

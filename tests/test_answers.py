@@ -1,6 +1,6 @@
 import pytest
 
-from blocksft.answers import (
+from blocksft.evaluation.answers import (
     SCHEMES,
     answers_equal,
     gsm8k_flexible,

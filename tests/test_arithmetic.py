@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from blocksft.answers import gsm8k_target
+from blocksft.evaluation.answers import gsm8k_target
 from blocksft.data.arithmetic import (
     TEMPLATES,
     ArithmeticConfig,

@@ -313,7 +313,7 @@ def check_target(name, value):
 
 def test_the_benchmark_times_the_training_code():
     """The timed loss is blocksft's training step (objective.masked_diffusion_step), not a copy."""
-    from blocksft.objective import masked_diffusion_step
+    from blocksft.training.objective import masked_diffusion_step
 
     model, batch, masks = loss_positions.loss_setup(TINY_SPEC)
     timed = common.loss_and_backward(model, batch, masks["blockwise"])

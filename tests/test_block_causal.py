@@ -11,13 +11,13 @@ import torch
 from conftest import compose_config, run_train
 from hydra.utils import instantiate
 
-from blocksft.config import ConfigError, validate_config
-from blocksft.decoding import generate, generate_batched
+from blocksft.config.validation import ConfigError, validate_config
+from blocksft.evaluation.decoding import generate, generate_batched
 from blocksft.masking import BlockCausalMasking, BlockwiseMasking, block_causal_attention, response_positions
 from blocksft.models.hf import HFBackbone
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
-from blocksft.objective import masked_diffusion_step
-from blocksft.run_identity import apply_run_record, decode_label, job_identity
+from blocksft.training.objective import masked_diffusion_step
+from blocksft.runs.identity import apply_run_record, decode_label, job_identity
 
 MASK_ID, VOCAB = 1, 24
 

@@ -8,7 +8,7 @@ from conftest import compose_config
 from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
-from blocksft.config import ConfigError, validate_config
+from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import WHOLE_NUMBERS, train_bpe_tokenizer
 from blocksft.data.tokenizer import SPECIAL_TOKENS
 from blocksft.models.tokenizers import build_run_tokenizer

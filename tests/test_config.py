@@ -7,7 +7,7 @@ from conftest import CONF, ROOT, compose_config, run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from blocksft.config import ConfigError, decode_block_lengths, validate_config
+from blocksft.config.validation import ConfigError, decode_block_lengths, validate_config
 
 
 def options(group: str) -> list[str]:
@@ -163,13 +163,13 @@ def test_unknown_group_option_lists_the_valid_ones(tmp_path):
     (["+arm=blockwise_b5"], "arm=blockwise_b5"),
 ])
 def test_unknown_options_of_every_group_are_named_in_one_line(argv, error):
-    from blocksft.cli import quote_numeric_group_overrides, unknown_group_option
+    from blocksft.runs.cli import quote_numeric_group_overrides, unknown_group_option
     message = unknown_group_option(quote_numeric_group_overrides(argv), CONF)
     assert message.startswith(f"config error: {error} is invalid: allowed one of ")
 
 
 def test_known_options_sweeps_and_hydra_groups_pass_the_option_check():
-    from blocksft.cli import unknown_group_option
+    from blocksft.runs.cli import unknown_group_option
     argv = ["strategy=blockwise,classical", "block='8'", "model.hidden_size=3", "hydra/launcher=basic",
             "experiment=paper_gsm8k", "+sweep=main", "debug=null", "seed=choice(1,2)"]
     assert unknown_group_option(argv, CONF) is None

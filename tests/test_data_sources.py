@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import compose_config, run_train
 
-from blocksft.answers import score
-from blocksft.config import ConfigError, validate_config
+from blocksft.evaluation.answers import score
+from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data import prepare
 from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.sources import HubSource, JsonlSource
 from blocksft.data.tokenizer import CHARACTERS, build_char_tokenizer
-from blocksft.datamodule import DataError, DiffusionSFTDataModule
+from blocksft.data.datamodule import DataError, DiffusionSFTDataModule
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL_START = "Below is an instruction that describes a task."

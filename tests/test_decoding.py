@@ -1,4 +1,4 @@
-"""Tests for blocksft.decoding: LLaDA-style semi-autoregressive low-confidence-remasking decoding."""
+"""Tests for blocksft.evaluation.decoding: LLaDA-style semi-autoregressive low-confidence-remasking decoding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocksft.decoding import generate, generate_batched, num_transfer_tokens
+from blocksft.evaluation.decoding import generate, generate_batched, num_transfer_tokens
 
 VOCAB = 20
 MASK_ID = 19

@@ -11,8 +11,8 @@ from conftest import ROOT, compose_config, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from blocksft.config import ConfigError, validate_config
-from blocksft.distributed import plan_batches, world_size
+from blocksft.config.validation import ConfigError, validate_config
+from blocksft.data.batch_plan import plan_batches, world_size
 
 HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
 

@@ -84,7 +84,7 @@ def test_non_finite_loss_stops_with_the_step_number():
     from blocksft.data.tokenizer import build_char_tokenizer
     from blocksft.masking import ClassicalMasking
     from blocksft.models import build_model
-    from blocksft.module import DecodeSettings, DiffusionSFTModule, NonFiniteLossError, ScheduleSettings
+    from blocksft.training.module import DecodeSettings, DiffusionSFTModule, NonFiniteLossError, ScheduleSettings
 
     tokenizer = build_char_tokenizer()
     model = build_model(OmegaConf.create(dict(kind="tiny", hidden_size=32, num_layers=1, num_heads=2,

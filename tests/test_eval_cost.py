@@ -8,7 +8,7 @@ import logging
 import pytest
 from conftest import PREVIOUS_DEFAULT, compose_config, run_train
 
-from blocksft.eval_metrics import FORMAT_GAP, decode_cost, evaluation_fields, format_warning
+from blocksft.evaluation.metrics import FORMAT_GAP, decode_cost, evaluation_fields, format_warning
 
 COST_KEYS = {"problems", "nfe_per_problem", "nfe_min", "nfe_max", "positions_fed_per_problem", "decode_seconds",
              "problems_per_second", "generated_tokens_per_second", "answer_tokens_per_second", "device"}
@@ -101,8 +101,8 @@ def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
 
 def test_format_mismatch_warns_and_flags_results(tmp_path, monkeypatch, caplog):
     """A model that writes `#### n` scored by the metamathqa rule: strict 0, flexible 100 -> warning + flag."""
-    from blocksft import module as module_file
-    from blocksft.run import run
+    from blocksft.training import module as module_file
+    from blocksft.runs.run import run
 
     original_step = module_file.DiffusionSFTModule.test_step
 
@@ -127,7 +127,7 @@ def test_format_mismatch_warns_and_flags_results(tmp_path, monkeypatch, caplog):
 def test_a_cpu_is_described_with_the_kernels_torch_chose_and_its_threads():
     import torch
 
-    from blocksft.eval_metrics import device_description
+    from blocksft.evaluation.metrics import device_description
 
     description = device_description("cpu")
     assert description.startswith("cpu: ")

@@ -11,7 +11,7 @@ from conftest import compose_config, run_train
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from blocksft.config import ConfigError, validate_config
+from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.collate import left_pad
 from blocksft.data.tokenizer import CHARACTERS
 from blocksft.models import build_model, build_tokenizer, export_model, load_exported
@@ -241,7 +241,7 @@ def test_lora_run_exports_merged_or_adapter_and_evaluates_the_same(bert_dir, tmp
 
 
 def test_eval_without_ckpt_path_scores_the_pretrained_model(bert_dir):
-    from blocksft.run import load_for_eval
+    from blocksft.runs.run import load_for_eval
 
     cfg = hf_cfg(bert_dir, "mode=eval", "model.lora.enabled=true", BERT_TARGETS)
     validate_config(cfg)

@@ -64,14 +64,52 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert {"blocksft.config", "blocksft.models", "blocksft.models.hf", "blocksft.errors"} <= set(graph)
-    assert "blocksft.data.collate" in graph["blocksft.config"]  # the graph does see project imports
+    assert {"blocksft.config.validation", "blocksft.models", "blocksft.models.hf", "blocksft.errors"} <= set(graph)
+    assert "blocksft.data.collate" in graph["blocksft.config.validation"]  # the graph does see project imports
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 def test_errors_is_on_the_bottom_floor():
     assert import_graph()["blocksft.errors"] == set()
+
+
+#: The rooms of the package, lowest floor first: a module imports only from its own room or lower floors, so
+#: evaluation never imports training, and runs (the orchestration) sits on top of everything.
+FLOORS: dict[str, int] = {
+    "errors": 0, "folders": 0,
+    "masking": 1, "evaluation": 1,
+    "data": 2,
+    "models": 3,
+    "training": 4,
+    "config": 5,
+    "runs": 6,
+}
+
+
+def room(module: str) -> str:
+    """``blocksft.training.module`` -> ``training``; the package itself is its own room."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "blocksft"
+
+
+def test_every_room_has_a_floor_and_the_top_level_holds_few_modules():
+    rooms = {room(module) for module in import_graph()} - {"blocksft"}
+    assert rooms == set(FLOORS), f"rooms without a floor: {sorted(rooms - set(FLOORS))}"
+    top_level = sorted(path.name for path in PACKAGE_DIR.glob("*.py"))
+    assert len(top_level) <= 6, top_level
+
+
+def test_every_import_goes_down_or_stays_in_its_room():
+    upward = [f"{source} -> {target}" for source, targets in import_graph().items() for target in targets
+              if room(source) != room(target) and room(source) in FLOORS and FLOORS[room(target)] > FLOORS[room(source)]]
+    assert upward == []
+
+
+def test_evaluation_never_imports_training():
+    graph = import_graph()
+    assert not [target for source in graph if room(source) == "evaluation" for target in graph[source]
+                if room(target) == "training"]
 
 
 def test_the_checker_finds_a_cycle_even_through_a_deferred_import(tmp_path):
@@ -88,9 +126,9 @@ def test_the_checker_finds_a_cycle_even_through_a_deferred_import(tmp_path):
 
 
 def test_train_py_validates_a_config_without_importing_lightning():
-    """What train.py imports before it can refuse a config (``blocksft.run_identity``, which validates it) leaves
+    """What train.py imports before it can refuse a config (``blocksft.runs.identity``, which validates it) leaves
     Lightning and torchmetrics unloaded: a bad value is answered without their seconds of start-up."""
-    code = ("import sys, blocksft.cli, blocksft.run_identity; "
-            "print(sorted(m for m in ('lightning', 'torchmetrics', 'blocksft.run') if m in sys.modules))")
+    code = ("import sys, blocksft.runs.cli, blocksft.runs.identity; "
+            "print(sorted(m for m in ('lightning', 'torchmetrics', 'blocksft.runs.run') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

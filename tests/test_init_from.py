@@ -11,7 +11,7 @@ import torch
 from conftest import compose_config, run_train
 from test_hf_models import BERT_TARGETS, random_ids, save_tiny_bert
 
-from blocksft.config import ConfigError, validate_config
+from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import train_bpe_tokenizer
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.models import build_model, build_tokenizer, export_model
@@ -272,7 +272,7 @@ def test_a_run_from_saved_weights_is_identified_by_their_content_not_their_path(
     checkout) or a rewritten model card keep the identity."""
     import shutil
 
-    from blocksft.run_identity import INIT_DIGEST_KEY, fingerprint, identity_view, job_identity, recorded_config
+    from blocksft.runs.identity import INIT_DIGEST_KEY, fingerprint, identity_view, job_identity, recorded_config
 
     export_tiny(tmp_path / "a" / "export", seed=0)
     shutil.copytree(tmp_path / "a", tmp_path / "moved")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from blocksft.masking import BlockwiseMasking, ClassicalMasking, MatchedClassicalMasking, UnalignedBlockMasking
-from blocksft.multirow import AllBlocksMasking, ComplementaryMasking, plan_rows
+from blocksft.masking.multirow import AllBlocksMasking, ComplementaryMasking, plan_rows
 
 MASK = 1
 ALL = [ClassicalMasking, BlockwiseMasking, UnalignedBlockMasking, MatchedClassicalMasking, AllBlocksMasking,
@@ -200,7 +200,7 @@ def test_tail_zero_equals_a_visible_tail():
 # ---------------------------------------------------------------------------------- loss wiring
 @pytest.mark.parametrize("cls", [AllBlocksMasking, ComplementaryMasking])
 def test_loss_runs_on_expanded_rows_against_the_source_tokens(cls):
-    from blocksft.objective import masked_diffusion_step
+    from blocksft.training.objective import masked_diffusion_step
 
     class Echo(torch.nn.Module):
         """encode: one-hot of the noisy ids; project: identity. Checks rows/targets line up."""

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from blocksft.objective import masked_diffusion_loss
+from blocksft.training.objective import masked_diffusion_loss
 
 
 def ce(logits_row, target):

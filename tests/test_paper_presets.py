@@ -10,8 +10,8 @@ import pytest
 from conftest import compose_config, run_train
 from test_remote_code_models import save_standin
 
-from blocksft.answers import reference_answer, score
-from blocksft.config import ConfigError, validate_config, with_eval_benchmark
+from blocksft.evaluation.answers import reference_answer, score
+from blocksft.config.validation import ConfigError, validate_config, with_eval_benchmark
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRESETS = {"paper_gsm8k": ("gsm8k", "openai/gsm8k"), "paper_math": ("math", "EleutherAI/hendrycks_math")}

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from conftest import compose_config, run_train
 
-from blocksft.config import ConfigError, validate_config
+from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.corpus import ProceduralCorpusSource
 from blocksft.data.documents import DocumentDataModule
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.masking import SequenceMasking
 from blocksft.models import load_exported
-from blocksft.objective import masked_diffusion_loss
+from blocksft.training.objective import masked_diffusion_loss
 
 CORPUS = dict(max_operand=10, min_ops=1, max_ops=4, max_result=30)
 
@@ -120,7 +120,7 @@ def test_corpus_can_mix_in_reasoning_gym_paragraphs():
 
 
 def test_pretraining_resumes_from_its_last_checkpoint_with_the_same_bpe_ids(tmp_path):
-    """A longer budget is another config (its own folder, blocksft.run_identity): it continues from the
+    """A longer budget is another config (its own folder, blocksft.runs.identity): it continues from the
     first run's checkpoint through ``ckpt_path`` and retrains the same BPE vocabulary."""
     common = ["experiment=pretrain_base", "debug=smoke", "checkpoint.every_n_train_steps=3", "skip_completed=false"]
     first = run_train([*common, "budget.value=6"], tmp_path / "first")

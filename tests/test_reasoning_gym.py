@@ -6,12 +6,12 @@ import re
 
 from conftest import compose_config
 
-from blocksft.answers import reference_answer
-from blocksft.config import validate_config
+from blocksft.evaluation.answers import reference_answer
+from blocksft.config.validation import validate_config
 from blocksft.data.reasoning_gym import ReasoningGymSource
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.data.documents import datamodule_from_config
-from blocksft.distributed import plan_batches
+from blocksft.data.batch_plan import plan_batches
 
 SIZES = {"train": 40, "validation": 10}
 

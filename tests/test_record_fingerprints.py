@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, compose_config
 
-from blocksft.run_identity import differing_keys, fingerprint, identity_view, job_identity, short_hash
+from blocksft.runs.identity import differing_keys, fingerprint, identity_view, job_identity, short_hash
 
 RECORDS = sorted((ROOT / "experiments" / "records").rglob("run_config.json"))
 

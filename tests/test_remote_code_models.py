@@ -26,7 +26,7 @@ from safetensors import safe_open
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
 
-from blocksft.config import ConfigError, validate_config
+from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.collate import left_pad
 from blocksft.data.tokenizer import CHARACTERS
 from blocksft.models import build_model, build_tokenizer, load_exported

@@ -1,10 +1,10 @@
-"""blocksft.results: the results.json schema, its round trip and its tolerance of other versions."""
+"""blocksft.runs.results: the results.json schema, its round trip and its tolerance of other versions."""
 
 from __future__ import annotations
 
 import json
 
-from blocksft.results import FAILURE_FIELDS, RunResult, primary_decode_length, read_result, write_result
+from blocksft.runs.results import FAILURE_FIELDS, RunResult, primary_decode_length, read_result, write_result
 
 COMPLETED_RECORD = {
     "status": "completed", "mode": "train", "study": "main", "strategy": "blockwise", "block_size": 8,
@@ -70,7 +70,7 @@ def test_the_recorded_commit_is_the_one_the_process_started_with(monkeypatch):
     """A multirun imports its code once: a commit made while its jobs run must not be recorded as theirs."""
     import subprocess
 
-    from blocksft import run
+    from blocksft.runs import run
 
     heads = iter(["a" * 40, "b" * 40])
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, next(heads)))

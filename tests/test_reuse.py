@@ -1,4 +1,4 @@
-"""Studies share runs (blocksft.reuse): a study job whose computation another study completed is copied
+"""Studies share runs (blocksft.runs.reuse): a study job whose computation another study completed is copied
 from it, marked, and never confused with a run of another config."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, compose_config, run_train
 
-from blocksft.results import RunResult
-from blocksft.reuse import adopt_run, computation_fingerprint, find_equivalent_run, origin_of, training_fingerprint
-from blocksft.run_identity import RESULTS, RUN_RECORD, job_identity
+from blocksft.runs.results import RunResult
+from blocksft.runs.reuse import adopt_run, computation_fingerprint, find_equivalent_run, origin_of, training_fingerprint
+from blocksft.runs.identity import RESULTS, RUN_RECORD, job_identity
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -122,7 +122,7 @@ def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skip
 
 @pytest.mark.parametrize("override", ["reuse_runs=false", "study=null"])
 def test_no_reuse_when_switched_off_or_outside_a_study(override: str, tmp_path: Path):
-    from blocksft.run import reusable_run
+    from blocksft.runs.run import reusable_run
 
     root = tmp_path / "outputs"
     record_run(root / "studies" / "main" / "job", ["study=main"])

@@ -21,10 +21,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from blocksft.config import ConfigError
-from blocksft.path_kinds import require_path
-from blocksft.progress import ProgressLog, expected_steps, progress_callbacks
-from blocksft.run_identity import apply_run_record, check_folder, fingerprint, identity_view, job_identity
+from blocksft.config.validation import ConfigError
+from blocksft.folders import require_path
+from blocksft.runs.progress import ProgressLog, expected_steps, progress_callbacks
+from blocksft.runs.identity import apply_run_record, check_folder, fingerprint, identity_view, job_identity
 
 TRAINED = ["debug=smoke", "strategy=blockwise", "block=16", "seed=3", "study=probe", "progress.every_n_steps=5"]
 

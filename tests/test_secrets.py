@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import run_train
 
-from blocksft.redact import REDACTED, environment_secrets, redact
+from blocksft.runs.redact import REDACTED, environment_secrets, redact
 
 FAKE_KEY = "wandb-fake-key-0123456789abcdef0123456789"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 
-from blocksft.config import validate_config
+from blocksft.config.validation import validate_config
 from blocksft.models import load_exported
 from blocksft.models.init_from import load_initial_model, sha256_file
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from blocksft.run_identity import completed_results
+from blocksft.runs.identity import completed_results
 
 sys.path.insert(0, str(ROOT))
 from experiments import study_records  # noqa: E402

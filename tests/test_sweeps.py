@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from blocksft.config import decode_block_lengths, validate_config
+from blocksft.config.validation import decode_block_lengths, validate_config
 
 EXPECTED_JOBS = {
     "main": 40,  # 2 strategies x 2 budgets x 10 seeds
@@ -99,7 +99,7 @@ def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_
 
 
 def test_threshold_study_decodes_one_trained_run_exactly_and_at_each_threshold(trained_run):
-    from blocksft.config import ConfigError
+    from blocksft.config.validation import ConfigError
 
     with pytest.raises(ConfigError, match="^ckpt_path=None is invalid: allowed a run directory"):
         validate_config(compose_config(["+sweep=threshold_decoding", "model=base_scratch"]))  # model=base names weights
@@ -131,8 +131,8 @@ def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_s
 def computations(study: str) -> dict[tuple, str]:
     """(strategy name, prefix rate, suffix probability, budget kind, seed) -> the computation fingerprint
     (``reuse``: the run's identity without its labels) of each job of ``study``."""
-    from blocksft.reuse import computation_fingerprint
-    from blocksft.run_identity import job_identity
+    from blocksft.runs.reuse import computation_fingerprint
+    from blocksft.runs.identity import job_identity
 
     out = {}
     for cfg in study_configs(study):

@@ -19,7 +19,7 @@ from blocksft.data.collate import TrainCollator
 from blocksft.masking import MaskedBatch, MaskingStrategy
 from blocksft.models import build_model, build_tokenizer
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
-from blocksft.objective import masked_diffusion_step
+from blocksft.training.objective import masked_diffusion_step
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -130,7 +130,7 @@ LossFn = Callable[[torch.nn.Module, dict, MaskedBatch], torch.Tensor]
 
 
 def training_loss(model: torch.nn.Module, batch: dict, masked: MaskedBatch) -> torch.Tensor:
-    """The loss ``DiffusionSFTModule.training_step`` computes (``blocksft.objective.masked_diffusion_step``,
+    """The loss ``DiffusionSFTModule.training_step`` computes (``blocksft.training.objective.masked_diffusion_step``,
     the default ``objective.weighting``)."""
     return masked_diffusion_step(model, batch, masked, default_config().objective.weighting)
 

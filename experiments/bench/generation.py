@@ -1,5 +1,5 @@
 """Decoding helpers shared by the decoding sections: a counting, timing model wrapper, the models and
-prompts they decode, and batch-1 vs batched decoding through ``blocksft.decoding``."""
+prompts they decode, and batch-1 vs batched decoding through ``blocksft.evaluation.decoding``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import datasets
 import torch
 
-from blocksft.datamodule import DiffusionSFTDataModule
-from blocksft.decoding import generate_batched, supports_prefix_cache
+from blocksft.data.datamodule import DiffusionSFTDataModule
+from blocksft.evaluation.decoding import generate_batched, supports_prefix_cache
 from blocksft.models import load_exported
 
 from experiments.bench.common import arithmetic_rows, default_config, default_model, default_tokenizer, to_device

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from blocksft.masking import BlockwiseMasking, ClassicalMasking, MaskedBatch, MaskingStrategy
-from blocksft.objective import masked_diffusion_loss
+from blocksft.training.objective import masked_diffusion_loss
 
 from experiments.bench.common import (MASK_ID, ROOT, loss_and_backward, mask_generator, sized_model, synthetic_batch,
                                       to_device)

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import torch
 
-from blocksft.answers import score
-from blocksft.config import decode_block_lengths
-from blocksft.decoding import generate
-from blocksft.module import response_texts
+from blocksft.evaluation.answers import score
+from blocksft.config.validation import decode_block_lengths
+from blocksft.evaluation.decoding import generate
+from blocksft.training.module import response_texts
 
 from experiments.bench.generation import ForwardTimer, decoding_model, validation_batches
 from experiments.bench.render import fmt_time, table
@@ -43,7 +43,7 @@ def prefix_cache_section(
     Per decoding block length (``None`` = the default config's): both decoders decode the same
     batches (``generate`` with the batch's ``attention_mask``, as ``test_step``), repetitions
     interleaved; reports the speed-up (median wall time, exact / cached), forward calls, token positions
-    fed to the model per problem, accuracy of each decoder (``blocksft.answers.score``), and how many
+    fed to the model per problem, accuracy of each decoder (``blocksft.evaluation.answers.score``), and how many
     generations are identical. With a random-init model, accuracies are meaningless (marked).
     """
     model, tokenizer, description = decoding_model(model_path, seed, device)
@@ -105,7 +105,7 @@ def render(pc: dict[str, Any]) -> list[str]:
              f"{pc['batch_size']}, gen_length {settings['gen_length']}, steps {settings['steps']})", "",
              f"Model: {pc['model']}." + ("" if pc["trained"] else
                                          " **Random init: the accuracies below are meaningless** (pass --model)."),
-             "The cache is approximate (prefix keys/values frozen within a block, see blocksft.decoding); "
+             "The cache is approximate (prefix keys/values frozen within a block, see blocksft.evaluation.decoding); "
              "both decoders run in the same process, repetitions interleaved.", ""]
     rows = []
     for e in pc["blocks"].values():

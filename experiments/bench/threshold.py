@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from blocksft.answers import score
-from blocksft.decoding import generate
-from blocksft.eval_metrics import device_description
-from blocksft.module import response_texts
+from blocksft.evaluation.answers import score
+from blocksft.evaluation.decoding import generate
+from blocksft.evaluation.metrics import device_description
+from blocksft.training.module import response_texts
 
 from experiments.bench.generation import decoding_model, validation_batches
 

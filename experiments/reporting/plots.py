@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from blocksft.results import as_float, as_int
+from blocksft.runs.results import as_float, as_int
 
 from experiments.reporting.runs import Run, completed
 from experiments.reporting.stats import Group

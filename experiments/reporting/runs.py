@@ -1,4 +1,4 @@
-"""Loading a sweep: one row (``Run``) per job, from its ``results.json`` (``blocksft.results.RunResult``)
+"""Loading a sweep: one row (``Run``) per job, from its ``results.json`` (``blocksft.runs.results.RunResult``)
 and, for a job that left no completed record, from its ``.hydra/overrides.yaml``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from blocksft.results import RunResult, as_float, as_int, primary_decode_length
+from blocksft.runs.results import RunResult, as_float, as_int, primary_decode_length
 
 Run = dict[str, Any]
 #: The status of a job folder without ``results.json``: still running, or killed (a job that raises writes a
@@ -110,7 +110,7 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         "eval_seconds": result.eval_seconds,
         "git_commit": result.git_commit,
         "study": result.study,
-        # copied from another study (blocksft.reuse): the whole run, or the training it decoded
+        # copied from another study (blocksft.runs.reuse): the whole run, or the training it decoded
         "linked_from": None if trained_elsewhere else (result.reused_from or {}).get("dir"),
         "training_from": result.reused_from["dir"] if trained_elsewhere else None,
     }
@@ -130,7 +130,7 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
 
 def _count_at_primary_length(run: Run, result: RunResult, by_block: dict[int, float], primary: int) -> None:
     """A run scored at several decoding block lengths counts, in every table but the grid's, at its training
-    block (``blocksft.results.primary_decode_length``). Records written before run.py chose that length name
+    block (``blocksft.runs.results.primary_decode_length``). Records written before run.py chose that length name
     the first of the list instead, so a grid's B=32 row would read as its accuracy decoded in blocks of 4."""
     flexible = {as_int(length): value for length, value in result.accuracy_flexible_by_decode_block.items()}
     run.update(decode_block_length=primary, accuracy=by_block[primary], accuracy_flexible=flexible.get(primary))

@@ -1,7 +1,7 @@
 """The project's error types, on the bottom floor: every module may raise them, none is imported here.
 
 ``ConfigError`` and ``DataError`` end a run with one line on stderr and exit status 2
-(``blocksft.run.main``); ``NonFiniteLossError`` stops training and keeps the last good checkpoint.
+(``blocksft.runs.run.main``); ``NonFiniteLossError`` stops training and keeps the last good checkpoint.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ LLaDA's pretraining objective). Documents longer than ``response_len - 1`` token
 
 ``DocumentDataModule`` reuses the SFT data module's stream, resume state and Arrow cache; its test
 loader yields training-layout batches of the held-out split, scored by a held-out loss
-(``blocksft.heldout_loss``), not by decoding.
+(``blocksft.training.heldout_loss``), not by decoding.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from blocksft.data.prepare import prepare_split
-from blocksft.datamodule import DiffusionSFTDataModule
-from blocksft.distributed import BatchPlan
+from blocksft.data.datamodule import DiffusionSFTDataModule
+from blocksft.data.batch_plan import BatchPlan
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, Features, Sequence, Value
 
-from blocksft.answers import reference_answer
+from blocksft.evaluation.answers import reference_answer
 from blocksft.data.jsonl import ERROR_COLUMN, ORIGIN_COLUMN
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from blocksft.errors import ConfigError
 from blocksft.models import build_hf_backbone, build_model, load_exported
 from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
 from blocksft.models.tokenizers import build_configured_tokenizer, build_run_tokenizer
-from blocksft.run_files import RUN_RECORD
+from blocksft.folders import RUN_RECORD
 
 log = logging.getLogger(__name__)
 

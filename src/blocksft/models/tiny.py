@@ -11,7 +11,7 @@ count real tokens only, so a left-padded prompt sees exactly what the unpadded p
 per-example ``attention_mask`` [B, L, L] (True = query i may attend key j) restricts attention further,
 e.g. block-causal training and decoding (``blocksft.masking.block_causal_attention``).
 
-Key/value cache (for prefix-cached decoding, ``blocksft.decoding`` with ``prefix_cache=True``):
+Key/value cache (for prefix-cached decoding, ``blocksft.evaluation.decoding`` with ``prefix_cache=True``):
 ``model(x, attention_mask=m, use_cache=True)`` also returns ``past_key_values``, one ``(key, value)``
 pair [B, heads, L, head_dim] per layer (Hugging Face's legacy tuple layout; keys already rotated, so
 they carry their positions). ``model(suffix, attention_mask=m_all, past_key_values=prefix_kv)`` then
@@ -72,7 +72,7 @@ class DiffusionLMOutput:
 
     A plain dataclass we own, not a transformers ``ModelOutput``: transformers 5.x renames the
     ``past_key_values`` keyword of every ``ModelOutput`` to ``cache`` (5.24 does), and the prefix-cache
-    protocol between this model and ``blocksft.decoding`` must not change with a dependency's
+    protocol between this model and ``blocksft.evaluation.decoding`` must not change with a dependency's
     release. Attribute access (``.logits``, ``.past_key_values``) is all the decoder and module use.
     """
 
@@ -147,8 +147,8 @@ class TinyDiffusionLM(PreTrainedModel):
     config_class = TinyDiffusionConfig
     base_model_prefix = "tiny"
     _supports_sdpa = True
-    supports_prefix_cache = True  # read by blocksft.decoding (prefix_cache=True)
-    supports_attention_mask_2d = True  # a per-example [B, L, L] mask (blocksft.decoding: attention=block_causal)
+    supports_prefix_cache = True  # read by blocksft.evaluation.decoding (prefix_cache=True)
+    supports_attention_mask_2d = True  # a per-example [B, L, L] mask (blocksft.evaluation.decoding: attention=block_causal)
 
     def __init__(self, config: TinyDiffusionConfig) -> None:
         super().__init__(config)

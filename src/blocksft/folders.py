@@ -1,11 +1,15 @@
-"""User-facing path arguments: is the path the kind of thing the key accepts?
+"""What a run folder holds, and what kind of thing a user-given path is.
 
-``require_path(key, value, kinds)`` returns the kind it found, or raises ``ConfigError`` with one line
-naming the key, what the path is, and the accepted kinds, e.g.::
+* The names of the files a run writes into its folder (``RUN_RECORD``, ``RESULTS``), for the modules that
+  read another run's folder.
+* ``is_export(path)``: the one test for a ``save_pretrained`` folder (``config.json``, or a peft adapter's
+  ``adapter_config.json``).
+* ``require_path(key, value, kinds)`` returns the kind of path it found, or raises ``ConfigError`` with one
+  line naming the key, what the path is, and the accepted kinds, e.g.::
 
     ckpt_path='runs/x/export' is invalid: allowed a Lightning checkpoint file (.ckpt) (got a folder)
 
-Any config key can use it (``ckpt_path``; ``model.init_from`` when it exists) with its own kinds.
+  Any config key can use it (``ckpt_path``, ``model.init_from``) with its own kinds.
 """
 
 from __future__ import annotations
@@ -15,16 +19,22 @@ from typing import Callable
 
 from blocksft.errors import ConfigError
 
+#: The run record, written when a run starts: its resolved config and fingerprint (``blocksft.runs.identity``).
+RUN_RECORD = "run_config.json"
+#: The results of a finished run (``blocksft.runs.results``).
+RESULTS = "results.json"
 
-def _is_export(path: Path) -> bool:
+
+def is_export(path: Path) -> bool:
+    """A ``save_pretrained`` folder: a model (``config.json``) or a peft adapter (``adapter_config.json``)."""
     return path.is_dir() and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file())
 
 
 #: kind -> (description for the error line, test)
 PATH_KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "checkpoint": ("a Lightning checkpoint file (.ckpt)", lambda p: p.is_file() and p.suffix == ".ckpt"),
-    "run_dir": ("a run folder holding export/", lambda p: _is_export(p / "export")),
-    "export": ("a save_pretrained folder (config.json or adapter_config.json)", _is_export),
+    "run_dir": ("a run folder holding export/", lambda p: is_export(p / "export")),
+    "export": ("a save_pretrained folder (config.json or adapter_config.json)", is_export),
 }
 
 

@@ -24,24 +24,24 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor,
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from blocksft.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
+from blocksft.runs.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
                                     keep_csv_rows_on_resume, resume_checkpoint)
-from blocksft.config import check_runtime, decode_block_lengths, validate_config, with_eval_benchmark
+from blocksft.config.validation import check_runtime, decode_block_lengths, validate_config, with_eval_benchmark
 from blocksft.data.documents import datamodule_from_config
-from blocksft.datamodule import DiffusionSFTDataModule
-from blocksft.distributed import BatchPlan, plan_batches, world_size
+from blocksft.data.datamodule import DiffusionSFTDataModule
+from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
 from blocksft.errors import ConfigError, DataError
-from blocksft.eval_metrics import evaluation_fields
-from blocksft.heldout_loss import DocumentLossModule
+from blocksft.evaluation.metrics import evaluation_fields
+from blocksft.training.heldout_loss import DocumentLossModule
 from blocksft.masking import MaskingStrategy
 from blocksft.models import build_model, export_model, load_exported
 from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
-from blocksft.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
-from blocksft.progress import progress_callbacks
-from blocksft.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
-from blocksft.results import FAILED, RunResult, primary_decode_length, read_result, write_jsonl_atomic, write_result
-from blocksft.run_identity import (RESULTS, apply_run_record, check_folder, completed_results, identity_fields,
+from blocksft.training.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
+from blocksft.runs.progress import progress_callbacks
+from blocksft.runs.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
+from blocksft.runs.results import FAILED, RunResult, primary_decode_length, read_result, write_jsonl_atomic, write_result
+from blocksft.runs.identity import (RESULTS, apply_run_record, check_folder, completed_results, identity_fields,
                                    job_identity, read_json, recorded_config, remove_unclaimed_folder,
                                    restore_hydra_files, short_hash, write_run_record)
 
@@ -328,7 +328,7 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
 def reusable_run(cfg: DictConfig, view: dict, output_dir: Path, scope: str = "run") -> Path | None:
     """Another study's completed run of this computation (``scope="run"``), or that trained this model and
     kept its last checkpoint (``scope="training"``; only for a job that resumes from its folder), for a
-    single-process study training job with ``reuse_runs`` (``blocksft.reuse``); else None."""
+    single-process study training job with ``reuse_runs`` (``blocksft.runs.reuse``); else None."""
     if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
         return None
     if scope == "training" and (cfg.ckpt_path is not None or not cfg.get("resume", True)):

@@ -34,13 +34,13 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from blocksft.config import decode_block_lengths, validate_config
+from blocksft.config.validation import decode_block_lengths, validate_config
 from blocksft.errors import ConfigError
 from blocksft.models.init_from import content_digest, resolve_init_source
-from blocksft.redact import redact
-from blocksft.run_files import RESULTS, RUN_RECORD
+from blocksft.runs.redact import redact
+from blocksft.folders import RESULTS, RUN_RECORD
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
 #: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
@@ -57,6 +57,12 @@ IGNORED_KEYS: tuple[str, ...] = (
 #: Keys added after runs were recorded, with the value they had implicitly before: at that value they
 #: are left out of the fingerprint, so earlier runs and study folders keep their identity.
 IMPLICIT_DEFAULTS: dict[str, Any] = {"decode.attention": "full", "optim.ema_decay": None}
+#: ``_target_`` paths of classes that moved, mapped to the path runs recorded before the move: the identity
+#: holds the old path, so a moved class is the same computation (``tests/test_record_fingerprints.py``).
+MOVED_TARGETS: dict[str, str] = {
+    "blocksft.masking.AllBlocksMasking": "blocksft.multirow.AllBlocksMasking",
+    "blocksft.masking.ComplementaryMasking": "blocksft.multirow.ComplementaryMasking",
+}
 #: Keys ``mode=eval`` takes from the evaluated run's record (what was trained, and its labels).
 TRAINED_KEYS: tuple[str, ...] = ("strategy", "block", "seed", "study", "model")
 
@@ -69,10 +75,20 @@ INIT_DIGEST_KEY = "init_from_sha256"
 
 # ----------------------------------------------------------------------------------- fingerprint
 
+def _recorded_targets(node):
+    """``node`` with every ``_target_`` in ``MOVED_TARGETS`` replaced by the path recorded before the move."""
+    if isinstance(node, dict):
+        return {key: MOVED_TARGETS.get(value, value) if key == "_target_" and isinstance(value, str)
+                else _recorded_targets(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_recorded_targets(value) for value in node]
+    return node
+
+
 def identity_view(container: dict) -> dict:
-    """A copy of a resolved config container without ``IGNORED_KEYS`` and without the
-    ``IMPLICIT_DEFAULTS`` at their default value."""
-    view = copy.deepcopy(container)
+    """A copy of a resolved config container without ``IGNORED_KEYS``, without the ``IMPLICIT_DEFAULTS`` at
+    their default value, and with moved classes under their recorded ``_target_`` (``MOVED_TARGETS``)."""
+    view = _recorded_targets(copy.deepcopy(container))
     for dotted in (*IGNORED_KEYS, *IMPLICIT_DEFAULTS):
         *parents, leaf = dotted.split(".")
         node = view

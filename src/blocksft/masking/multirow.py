@@ -22,7 +22,8 @@ from typing import Literal
 
 import torch
 
-from blocksft.masking import BlockwiseMasking, MaskedBatch, response_positions
+from blocksft.masking.base import MaskedBatch, response_positions
+from blocksft.masking.blockwise import BlockwiseMasking
 
 RowPlan = Literal["batch", "expand"]
 ROW_PLANS = ("batch", "expand")

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from blocksft.answers import SCHEMES
+from blocksft.evaluation.answers import SCHEMES
 from blocksft.data.collate import TAIL_PADDINGS
 from blocksft.data.formats import validate_data_format
 from blocksft.data.prepare import CHAT_TEMPLATE_MODES
-from blocksft.decoding import ATTENTION_MODES
-from blocksft.decoding import REMASKING_MODES as REMASKINGS
-from blocksft.distributed import plan_batches, world_size
+from blocksft.evaluation.decoding import ATTENTION_MODES
+from blocksft.evaluation.decoding import REMASKING_MODES as REMASKINGS
+from blocksft.data.batch_plan import plan_batches, world_size
 from blocksft.errors import ConfigError
 from blocksft.masking import BLOCK_SAMPLINGS
 from blocksft.models import MODEL_KINDS
@@ -28,16 +28,16 @@ from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
 from blocksft.models.init_from import validate_init_from
 from blocksft.models.lora import LORA_EXPORTS
 from blocksft.models.tokenizers import validate_tokenizer_choice
-from blocksft.multirow import ROW_PLANS
-from blocksft.objective import LOSS_WEIGHTINGS as WEIGHTINGS
-from blocksft.optim import WARMUP_TYPES
-from blocksft.path_kinds import require_path
+from blocksft.masking.multirow import ROW_PLANS
+from blocksft.training.objective import LOSS_WEIGHTINGS as WEIGHTINGS
+from blocksft.training.optim import WARMUP_TYPES
+from blocksft.folders import require_path
 
 MODES = ("train", "eval")
 BUDGET_KINDS = ("steps", "tokens")
 TOKEN_COUNTS = ("eligible", "masked")
-BAR_MODES = ("auto", True, False)  # progress.bar (blocksft.progress)
-#: What ``ckpt_path`` may be in each mode (blocksft.path_kinds): train resumes from a checkpoint file
+BAR_MODES = ("auto", True, False)  # progress.bar (blocksft.runs.progress)
+#: What ``ckpt_path`` may be in each mode (blocksft.folders): train resumes from a checkpoint file
 #: (a run folder resumes by itself); eval loads a run's export, an export folder or a checkpoint.
 CKPT_PATH_KINDS = {"train": ("checkpoint",), "eval": ("run_dir", "export", "checkpoint")}
 

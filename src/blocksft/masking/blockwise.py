@@ -1,180 +1,16 @@
-"""Masking strategies for diffusion SFT: pure tensor code, vectorised over the batch.
-
-A strategy turns a clean batch into the model input and the loss positions:
-
-    strategy(input_ids [B, L], response_start [B], response_len [B], generator, sample_index [B])
-        -> MaskedBatch(noisy_ids [B, L], loss_mask [B, L], eligible_mask [B, L], mask_rate [B], ...)
-
-``response_start`` is the index of the first response token and ``response_len`` the number of
-response tokens in the loss scope (the answer, its EOS and, by default, the EOS tail; see
-``DataConfig.tail_padding``). Tokens before ``response_start`` (the prompt) are never masked.
-Every random draw comes from the ``torch.Generator`` passed in, so a run is reproducible.
-
-Two knobs every strategy has: the mask-rate range p ~ U(p_min, p_max) (default (eps, 1), LLaDA; the
-draws are the same as before the knob existed) and ``tail_eos_in_loss`` (dLLM-RL ``post_num``, NeMo
-``supervise_padding``): how many EOS tokens of the padding tail after the answer's own EOS stay in the
-loss scope (null = all of them; 0 = none, as ``data.tail_padding=visible``). Tail tokens cut from the
-scope are treated like a visible tail: clean, never masked, never in the loss. The strategies that turn
-one sample into several rows live in ``blocksft.multirow``.
-"""
+"""Blockwise SFT masking (one active block, clean prefix, hidden future) and its variants: the active
+block unaligned, the future cut from attention (block-causal)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from blocksft.masking.base import MaskedBatch, MaskingStrategy, check_rate, response_positions
+
 BlockSampling = Literal["without_replacement", "uniform"]
 BLOCK_SAMPLINGS = ("without_replacement", "uniform")
-
-
-@dataclass
-class MaskedBatch:
-    """Output of a strategy. ``loss_mask`` ⊆ ``eligible_mask`` ⊆ response scope; prompt untouched.
-    ``attention_mask`` (block-causal strategies only) restricts attention per row; the padding key mask
-    of the batch still applies on top of it (``blocksft.objective.masked_diffusion_step``)."""
-
-    noisy_ids: torch.Tensor  # [B, L] long: input with [MASK] substituted
-    loss_mask: torch.Tensor  # [B, L] bool: masked tokens that carry loss
-    eligible_mask: torch.Tensor  # [B, L] bool: response tokens in this strategy's loss scope
-    mask_rate: torch.Tensor  # [B] float: the sampled rate p of each sample
-    response_len: torch.Tensor  # [B] long: response tokens in scope (ELBO normaliser)
-    active_block: torch.Tensor | None = None  # [B] long: blockwise active block index
-    source_row: torch.Tensor | None = None  # [R] long: the batch sample each row comes from (None: row r = sample r)
-    attention_mask: torch.Tensor | None = None  # [R, L, L] bool: query i may attend key j (None: full attention)
-
-    def rows_of(self, tensor: torch.Tensor) -> torch.Tensor:
-        """A per-sample batch tensor [B, ...] laid out as this batch's rows [R, ...]."""
-        return tensor if self.source_row is None else tensor[self.source_row]
-
-    @property
-    def num_source_samples(self) -> int:
-        return self.noisy_ids.shape[0] if self.source_row is None else int(self.source_row.unique().numel())
-
-
-def sample_mask_rate(batch_size: int, eps: float, generator: torch.Generator, device: torch.device,
-                     p_max: float = 1.0) -> torch.Tensor:
-    """p ~ U(eps, p_max), one per sample: [B] float (``eps`` is the lower end, p_min)."""
-    return eps + (p_max - eps) * torch.rand(batch_size, generator=generator, device=device)
-
-
-def response_positions(input_ids: torch.Tensor, response_start: torch.Tensor) -> torch.Tensor:
-    """Position of every token relative to its response start: [B, L] long (negative = prompt)."""
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-    return positions[None, :] - response_start[:, None]
-
-
-def _check_rate(name: str, value: float, low_open: bool = False) -> None:
-    if low_open and not 0.0 < value < 1.0:
-        raise ValueError(f"strategy.{name}={value}: must be in the open interval (0, 1)")
-    if not low_open and not 0.0 <= value <= 1.0:
-        raise ValueError(f"strategy.{name}={value}: must be in [0, 1]")
-
-
-def check_rate_range(eps: float, p_min: float | None, p_max: float) -> tuple[float, float]:
-    """(p_min, p_max) of p ~ U(p_min, p_max); ``p_min=None`` means ``eps``. Raises naming the key."""
-    _check_rate("eps", eps, low_open=True)
-    low = eps if p_min is None else p_min
-    if p_min is not None and not 0.0 < p_min < 1.0:
-        raise ValueError(f"strategy.masking.p_min={p_min}: must be in the open interval (0, 1)")
-    if not 0.0 < p_max <= 1.0:
-        raise ValueError(f"strategy.masking.p_max={p_max}: must be in (0, 1]")
-    if low >= p_max:
-        raise ValueError(f"strategy.masking.p_min={low} >= strategy.masking.p_max={p_max}: p_min must be below p_max")
-    return low, p_max
-
-
-def check_tail_eos(tail_eos_in_loss: int | None) -> int | None:
-    if tail_eos_in_loss is not None and (isinstance(tail_eos_in_loss, bool) or not isinstance(tail_eos_in_loss, int)
-                                         or tail_eos_in_loss < 0):
-        raise ValueError(f"strategy.masking.tail_eos_in_loss={tail_eos_in_loss!r}: must be null (all) or an integer >= 0")
-    return tail_eos_in_loss
-
-
-class MaskingStrategy:
-    """Base class; subclasses implement ``__call__``. Stateless unless they override the state hooks
-    (``state_dict``/``load_state_dict`` for checkpoints, ``sync_ranks`` for several processes).
-
-    ``configure`` sets the knobs every strategy shares: the rate range and the EOS-tail count."""
-
-    eps: float = 1e-3
-    p_min: float = 1e-3
-    p_max: float = 1.0
-    tail_eos_in_loss: int | None = None
-
-    def configure(self, eps: float, p_min: float | None = None, p_max: float = 1.0,
-                  tail_eos_in_loss: int | None = None) -> None:
-        self.eps = eps
-        self.p_min, self.p_max = check_rate_range(eps, p_min, p_max)
-        self.tail_eos_in_loss = check_tail_eos(tail_eos_in_loss)
-
-    def sample_rate(self, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """p ~ U(p_min, p_max), one per row: [B] float. With the defaults, the draw of p ~ U(eps, 1)."""
-        return sample_mask_rate(batch_size, self.p_min, generator, device, self.p_max)
-
-    def expected_mask_rate(self) -> float:
-        """E[p]: the expected share of eligible tokens that carry loss (sizes ``budget.count=masked``)."""
-        return (self.p_min + self.p_max) / 2.0
-
-    def loss_scope(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Response tokens in the loss scope [B]: ``loss_scope_len`` cut to the answer (with its EOS) plus
-        ``tail_eos_in_loss`` EOS tokens of the padding tail."""
-        scope = batch["loss_scope_len"]
-        if self.tail_eos_in_loss is None:
-            return scope
-        return torch.minimum(scope, batch["answer_len"] + self.tail_eos_in_loss)
-
-    def __call__(
-        self,
-        input_ids: torch.Tensor,
-        response_start: torch.Tensor,
-        response_len: torch.Tensor,
-        generator: torch.Generator,
-        sample_index: torch.Tensor | None = None,
-    ) -> MaskedBatch:
-        raise NotImplementedError
-
-    def mask_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> MaskedBatch:
-        """Mask a collated training batch (``blocksft.data.collate``: its ``loss_scope_len`` is the
-        ``response_len`` of this interface)."""
-        return self(batch["input_ids"], batch["response_start"], self.loss_scope(batch), generator, batch["index"])
-
-    def expected_eligible(self, response_len: torch.Tensor) -> torch.Tensor:
-        """Expected eligible (loss-scope) tokens per sample, [B] float; used to size token budgets."""
-        return response_len.float()
-
-    def sync_ranks(self, sample_index: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor],
-                   reduce_max: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """After a step on several processes: bring the state this step changed on other ranks here, so
-        every rank holds what a single process would. ``gather(t)`` -> [world, *t.shape] from every rank;
-        ``reduce_max(t)`` -> the maximum over ranks. Stateless strategies have nothing to share."""
-        del sample_index, gather, reduce_max
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        del state
-
-
-class ClassicalMasking(MaskingStrategy):
-    """Classical (LLaDA) SFT: p ~ U(p_min, p_max) per sample, each response token masked w.p. p."""
-
-    def __init__(self, eps: float = 1e-3, mask_id: int = 0, p_min: float | None = None, p_max: float = 1.0,
-                 tail_eos_in_loss: int | None = None) -> None:
-        self.configure(eps, p_min, p_max, tail_eos_in_loss)
-        self.mask_id = mask_id
-
-    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
-        relative = response_positions(input_ids, response_start)
-        eligible = (relative >= 0) & (relative < response_len[:, None])
-        rate = self.sample_rate(input_ids.shape[0], generator, input_ids.device)
-        draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-        loss_mask = eligible & (draws < rate[:, None])
-        noisy_ids = torch.where(loss_mask, self.mask_id, input_ids)
-        return MaskedBatch(noisy_ids, loss_mask, eligible, rate, response_len)
 
 
 class BlockSampler:
@@ -271,8 +107,8 @@ class BlockwiseMasking(MaskingStrategy):
         if block_size <= 0:
             raise ValueError(f"block.size={block_size}: must be a positive integer")
         self.configure(eps, p_min, p_max, tail_eos_in_loss)
-        _check_rate("prefix_mask_rate", prefix_mask_rate)
-        _check_rate("suffix_mask_prob", suffix_mask_prob)
+        check_rate("prefix_mask_rate", prefix_mask_rate)
+        check_rate("suffix_mask_prob", suffix_mask_prob)
         self.block_size = block_size
         self.mask_id = mask_id
         self.prefix_mask_rate = prefix_mask_rate
@@ -365,7 +201,7 @@ class BlockCausalMasking(BlockwiseMasking):
     spans the positions the decoder's block would), and later tokens stay in ``noisy_ids`` as they were
     (clean), attended by nothing that carries loss. With the same generator the active blocks, rates and
     ``loss_mask`` equal :class:`BlockwiseMasking`'s. The backbone must take a per-example 2-D mask; a
-    model trained so is decoded with ``decode.attention=block_causal`` (``blocksft.decoding``)."""
+    model trained so is decoded with ``decode.attention=block_causal`` (``blocksft.evaluation.decoding``)."""
 
     def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0,
                  block_sampling: BlockSampling = "without_replacement", p_min: float | None = None,
@@ -379,42 +215,3 @@ class BlockCausalMasking(BlockwiseMasking):
         relative = response_positions(input_ids, response_start)
         masked.attention_mask = block_causal_attention(relative, block_start, block_start + self.block_size)
         return masked
-
-
-class MatchedClassicalMasking(ClassicalMasking):
-    """Control: classical masking (positions anywhere in the response, no clean prefix, no hidden
-    suffix) with the expected number of masked tokens matched to blockwise: each response token is
-    masked with probability p * b / L, where b is the mean block length of the sample's blocks and L
-    its response length (so E[masked] = p * b, as for one blockwise block)."""
-
-    def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0, p_min: float | None = None,
-                 p_max: float = 1.0, tail_eos_in_loss: int | None = None) -> None:
-        if block_size <= 0:
-            raise ValueError(f"block.size={block_size}: must be a positive integer")
-        super().__init__(eps=eps, mask_id=mask_id, p_min=p_min, p_max=p_max, tail_eos_in_loss=tail_eos_in_loss)
-        self.block_size = block_size
-
-    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
-        relative = response_positions(input_ids, response_start)
-        eligible = (relative >= 0) & (relative < response_len[:, None])
-        rate = self.sample_rate(input_ids.shape[0], generator, input_ids.device)
-        num_blocks = (response_len + self.block_size - 1) // self.block_size
-        token_rate = rate / num_blocks.clamp_min(1)  # p * (L / K) / L
-        draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-        loss_mask = eligible & (draws < token_rate[:, None])
-        noisy_ids = torch.where(loss_mask, self.mask_id, input_ids)
-        return MaskedBatch(noisy_ids, loss_mask, eligible, rate, response_len)
-
-
-class SequenceMasking(ClassicalMasking):
-    """LLaDA's pretraining masking: the whole sequence masked at t ~ U(eps, 1) (each token w.p. t), every
-    masked token in the loss; with ``objective.weighting=elbo`` the loss is LLaDA's 1/t-weighted
-    cross-entropy normalised by the sequence length. Rows must have no prompt (``response_start == 0``,
-    ``data.format=documents``): the sequence is the response."""
-
-    name = "pretrain"
-
-    def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
-        if bool((response_start != 0).any()):
-            raise ValueError("strategy=pretrain masks whole documents: rows must have no prompt (data.format=documents)")
-        return super().__call__(input_ids, response_start, response_len, generator, sample_index)

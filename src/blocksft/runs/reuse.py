@@ -37,9 +37,9 @@ import os
 import shutil
 from pathlib import Path
 
-from blocksft.checkpointing import LAST_CHECKPOINT, checkpoint_step
-from blocksft.results import RunResult, read_result, write_result
-from blocksft.run_identity import RESULTS, RUN_RECORD, fingerprint, folder_record, write_run_record
+from blocksft.runs.checkpointing import LAST_CHECKPOINT, checkpoint_step
+from blocksft.runs.results import RunResult, read_result, write_result
+from blocksft.runs.identity import RESULTS, RUN_RECORD, fingerprint, folder_record, write_run_record
 
 log = logging.getLogger("blocksft")
 

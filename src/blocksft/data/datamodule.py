@@ -17,12 +17,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from blocksft.answers import SCHEMES
+from blocksft.evaluation.answers import SCHEMES
 from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.order import ShuffledBatchStream
 from blocksft.data.prepare import (PrepareSettings, RowPreparer, prepare_split, resolve_chat_template,
                                     tokenizer_fingerprint)
-from blocksft.distributed import BatchPlan, plan_batches, world_size
+from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
 from blocksft.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Plain functions (no Lightning), called by the module (W&B / CSV metrics) and by ``run.py``
 (``results.json``):
 
-* :func:`decode_cost` turns per-problem decoder counts (``blocksft.decoding.DecodeStats``) and the
+* :func:`decode_cost` turns per-problem decoder counts (``blocksft.evaluation.decoding.DecodeStats``) and the
   decoding wall time into the cost of one decode setting: forward passes per problem (NFE), positions
   fed to the model per problem, problems/s and generated tokens/s, and the device that did it.
 * :func:`format_warning` compares strict with flexible accuracy: a gap above
@@ -52,7 +52,7 @@ def decode_cost(
 ) -> dict:
     """Cost of decoding ``len(nfe)`` problems in ``seconds`` (decoder calls only, no scoring).
 
-    ``nfe`` / ``positions_fed``: per problem, as :class:`blocksft.decoding.DecodeStats`;
+    ``nfe`` / ``positions_fed``: per problem, as :class:`blocksft.evaluation.decoding.DecodeStats`;
     ``answer_tokens``: per problem, generated tokens before the first EOS. Rates use the whole
     canvas (``gen_length`` tokens per problem, what the decoder produces) and, separately, the
     answer tokens. Returns plain numbers (``None`` rates when ``seconds`` is 0).

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
-from blocksft.answers import score
-from blocksft.decoding import generate
+from blocksft.evaluation.answers import score
+from blocksft.evaluation.decoding import generate
 from blocksft.errors import NonFiniteLossError
-from blocksft.eval_metrics import decode_cost, device_description
+from blocksft.evaluation.metrics import decode_cost, device_description
 from blocksft.masking import MaskingStrategy
-from blocksft.objective import masked_diffusion_step
-from blocksft.optim import warmup_cosine_factor
+from blocksft.training.objective import masked_diffusion_step
+from blocksft.training.optim import warmup_cosine_factor
 
 
 MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first blocks only
@@ -44,7 +44,7 @@ class DecodeSettings:
     """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score.
     ``prefix_cache`` selects the prefix-KV-cached decoder (approximate with full attention, exact with
     block-causal), ``confidence_threshold`` the Fast-dLLM threshold rule instead of the fixed per-step
-    counts, ``attention`` full or block-causal attention (see ``blocksft.decoding``)."""
+    counts, ``attention`` full or block-causal attention (see ``blocksft.evaluation.decoding``)."""
 
     gen_length: int
     block_lengths: tuple[int, ...]
@@ -135,7 +135,7 @@ class DiffusionSFTModule(L.LightningModule):
                                      "the last good checkpoint is kept in checkpoints/last.ckpt")
         self._count_tokens(masked, batch["index"])
         self.last_train_loss = loss.detach()
-        batch_size = masked.noisy_ids.shape[0]  # rows: the batch's samples, or more/fewer (blocksft.multirow)
+        batch_size = masked.noisy_ids.shape[0]  # rows: the batch's samples, or more/fewer (blocksft.masking.multirow)
         self.log("train/rows", float(batch_size), batch_size=batch_size)
         self.log("train/source_samples", float(masked.num_source_samples), batch_size=batch_size)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
@@ -281,7 +281,7 @@ class DiffusionSFTModule(L.LightningModule):
                     self.log(f"{prefix}{name}{suffix}", float(value))
 
     def decode_cost_by_decode_block(self) -> dict[int, dict]:
-        """{decode block length: :func:`blocksft.eval_metrics.decode_cost`} over ``eval_records``."""
+        """{decode block length: :func:`blocksft.evaluation.metrics.decode_cost`} over ``eval_records``."""
         device = device_description(self.device)
         summary: dict[int, dict] = {}
         for block_length in self.decode.block_lengths:

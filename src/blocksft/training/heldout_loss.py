@@ -13,8 +13,8 @@ import copy
 import torch
 
 from blocksft.masking import MaskingStrategy
-from blocksft.module import DiffusionSFTModule
-from blocksft.objective import masked_diffusion_step
+from blocksft.training.module import DiffusionSFTModule
+from blocksft.training.objective import masked_diffusion_step
 
 
 def batch_loss(model, masking: MaskingStrategy, batch: dict, generator: torch.Generator, weighting: str) -> torch.Tensor:

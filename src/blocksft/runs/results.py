@@ -1,4 +1,4 @@
-"""The record of one run: ``results.json``, written by ``blocksft.run`` and read by the study report.
+"""The record of one run: ``results.json``, written by ``blocksft.runs.run`` and read by the study report.
 
 ``RunResult`` is the one schema of that file. ``to_json()`` gives the dict written to disk (the field
 names are the file's keys); ``from_json(raw)`` reads any version of it without failing: values of the
@@ -96,10 +96,10 @@ class RunResult:
     git_commit: str | None = None
     ckpt_path: str | None = None
     config: dict = field(default_factory=dict)  # the resolved, redacted config
-    config_fingerprint: str | None = None  # sha256 of the result-bearing config (blocksft.run_identity)
+    config_fingerprint: str | None = None  # sha256 of the result-bearing config (blocksft.runs.identity)
     decode: dict = field(default_factory=dict)  # the evaluation's decode settings
     trained_run: dict | None = None  # mode=eval of a recorded run: {"dir", "config_fingerprint", "config"}
-    reused_from: dict | None = None  # copied from another study's run of this computation (blocksft.reuse):
+    reused_from: dict | None = None  # copied from another study's run of this computation (blocksft.runs.reuse):
     #                                  {"dir", "config_fingerprint", "study"} of the run that computed it
     error: str | None = None  # failed runs: "<ExceptionType>: <message>"
     extra: dict = field(default_factory=dict)  # keys of a newer or older schema, kept as read

@@ -1,0 +1,1 @@
+"""The composed config: validated before anything is built (``validation``: one-line errors naming the key)."""

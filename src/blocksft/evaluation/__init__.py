@@ -1,0 +1,1 @@
+"""Evaluation: the semi-autoregressive decoder, answer extraction and scoring, generation metrics."""
