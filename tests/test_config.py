@@ -161,6 +161,7 @@ def test_unknown_group_option_lists_the_valid_ones(tmp_path):
 @pytest.mark.parametrize(("argv", "error"), [
     (["model=gpt5"], "model=gpt5"), (["data=nope", "seed=1"], "data=nope"), (["-m", "block=8,12"], "block=12"),
     (["+arm=blockwise_b5"], "arm=blockwise_b5"),
+    (["data=common/loader"], "data=common/loader"), (["strategy=common/rate"], "strategy=common/rate"),  # shared keys
 ])
 def test_unknown_options_of_every_group_are_named_in_one_line(argv, error):
     from blocksft.runs.cli import quote_numeric_group_overrides, unknown_group_option
@@ -173,6 +174,16 @@ def test_known_options_sweeps_and_hydra_groups_pass_the_option_check():
     argv = ["strategy=blockwise,classical", "block='8'", "model.hidden_size=3", "hydra/launcher=basic",
             "experiment=paper_gsm8k", "+sweep=main", "debug=null", "seed=choice(1,2)"]
     assert unknown_group_option(argv, CONF) is None
+
+
+@pytest.mark.parametrize("overrides", [[], ["block=8"], ["data.batch_size=16"]])
+def test_token_budget_is_what_the_equal_steps_blockwise_run_spends(overrides):
+    """budget=tokens: batch x block eligible tokens a step for budget=steps' step count (1,843,200 at the default)."""
+    cfg = compose_config(["budget=tokens", *overrides])
+    steps = compose_config(["budget=steps"]).budget.value
+    assert cfg.budget.value == steps * cfg.data.batch_size * cfg.block.size and isinstance(cfg.budget.value, int)
+    if not overrides:
+        assert cfg.budget.value == 1_843_200
 
 
 @pytest.mark.parametrize(("experiment", "type_prefix"), [("paper_gsm8k", "GSM"), ("paper_math", "MATH")])

@@ -19,6 +19,8 @@
   config's run ends the command with one ``config error`` line (exit 2) before any folder exists.
   Also ``${project_root:}``: the repository holding ``src/blocksft``, so files shipped with the
   project (the pretrained base) are found from any working directory.
+  And ``${product:a,b,...}``: the product of its arguments (``conf/budget/tokens.yaml`` computes its token
+  budget from steps, batch and block).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -378,10 +381,15 @@ def _project_root() -> str:
     return str(PROJECT_ROOT)
 
 
+def _product(*factors: int) -> int:
+    """``${product:a,b,...}``: a pure computation (an int for int factors), never a check."""
+    return math.prod(factors)
+
+
 def register_resolvers() -> None:
-    """Register ``config_hash``, ``job_dir``, ``job_subdir`` and ``project_root`` (idempotent)."""
+    """Register ``config_hash``, ``job_dir``, ``job_subdir``, ``project_root`` and ``product`` (idempotent)."""
     for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("job_subdir", _job_subdir),
-                           ("project_root", _project_root)):
+                           ("project_root", _project_root), ("product", _product)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=False)
 
