@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 #: Special ids of the synthetic batches (sections 1 and 2); real tokens are drawn from [4, vocab).
 PAD_ID, MASK_ID, EOS_ID, FIRST_TOKEN = 0, 1, 2, 4
-#: The setting the benchmark's README figures were measured in (the project's default until the shipped
+#: The setting the benchmark's documented figures (docs/performance.md) were measured in (the project's default until the shipped
 #: base): the tiny model with characters on one-operation arithmetic, block 8, 32-token responses.
 BENCH_SETTING = ("model=tiny", "data=arithmetic", "block='8'")  # quoted: a numeric group option
 
