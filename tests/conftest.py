@@ -25,9 +25,7 @@ def share_cores_between_workers() -> int | None:
 _threads = share_cores_between_workers()  # before torch is imported (through blocksft below)
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from blocksft.runs.cli import quote_numeric_group_overrides  # noqa: E402
+from blocksft.runs.compose import compose_config  # noqa: E402, F401 (the fixture below and the test modules use it)
 from blocksft.runs.identity import register_resolvers  # noqa: E402
 
 if _threads is not None:
@@ -39,14 +37,6 @@ CONF = ROOT / "conf"
 #: The project's default before the shipped base (tiny char model, one-operation arithmetic, 32-token
 #: responses, block 8): tests whose expectations are in those units (block counts, NFE) pin it.
 PREVIOUS_DEFAULT = ["model=tiny", "data=arithmetic", "block=8"]
-
-
-def compose_config(overrides: list[str] | None = None, output_dir: str | Path = "/tmp/blocksft-compose"):
-    """Compose ``conf/train.yaml`` with overrides as the CLI would (no run directory is created;
-    the paths that Hydra fills at run time are set explicitly)."""
-    paths = [f"paths.output_dir={output_dir}"]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=paths + quote_numeric_group_overrides(overrides or []))
 
 
 def run_train(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
