@@ -84,7 +84,8 @@ def test_non_finite_loss_stops_with_the_step_number():
     from blocksft.data.tokenizer import build_char_tokenizer
     from blocksft.masking import ClassicalMasking
     from blocksft.models import build_model
-    from blocksft.training.module import DecodeSettings, DiffusionSFTModule, NonFiniteLossError, ScheduleSettings
+    from blocksft.evaluation.decoding import DecodePlan
+    from blocksft.training.module import DiffusionSFTModule, NonFiniteLossError, ScheduleSettings
 
     tokenizer = build_char_tokenizer()
     model = build_model(OmegaConf.create(dict(kind="tiny", hidden_size=32, num_layers=1, num_heads=2,
@@ -92,7 +93,7 @@ def test_non_finite_loss_stops_with_the_step_number():
     with torch.no_grad():
         model.lm_head.weight.fill_(float("nan"))
     module = DiffusionSFTModule(model, tokenizer, ClassicalMasking(mask_id=tokenizer.mask_token_id),
-                                optimizer=None, schedule=ScheduleSettings(10), decode=DecodeSettings(8, (8,), 8))
+                                optimizer=None, schedule=ScheduleSettings(10), decode=DecodePlan.of((8,), gen_length=8, steps=8))
     ids = torch.randint(5, 50, (2, 12))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "response_start": torch.tensor([4, 4]),
              "loss_scope_len": torch.tensor([8, 8]), "index": torch.tensor([0, 1])}

@@ -84,8 +84,8 @@ REMASKING_MODES = ("low_confidence", "random")
 ATTENTION_MODES = ("full", "block_causal")
 
 __all__ = [
-    "ATTENTION_MODES", "REMASKING_MODES", "DecodeStats", "add_gumbel_noise", "generate", "generate_batched",
-    "num_transfer_tokens", "supports_attention_mask_2d", "supports_prefix_cache",
+    "ATTENTION_MODES", "REMASKING_MODES", "DecodePlan", "DecodeSettings", "DecodeStats", "add_gumbel_noise", "decode",
+    "generate", "generate_batched", "num_transfer_tokens", "supports_attention_mask_2d", "supports_prefix_cache",
 ]
 
 
@@ -157,6 +157,61 @@ def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remaski
     return num_blocks, steps // num_blocks
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """One semi-autoregressive decoding, LLaDA's arguments (module docstring); checked on construction, the
+    one place these rules live (``ValueError`` naming the argument). ``steps`` is the whole decode's budget,
+    split evenly over ``gen_length // block_length`` blocks."""
+
+    gen_length: int
+    block_length: int
+    steps: int
+    temperature: float = 0.0
+    remasking: str = "low_confidence"
+    prefix_cache: bool = False
+    confidence_threshold: float | None = None
+    attention: str = "full"
+    cfg_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_args(self.steps, self.gen_length, self.block_length, self.temperature, self.cfg_scale, self.remasking,
+                    self.confidence_threshold)
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention={self.attention!r}: must be one of {ATTENTION_MODES}")
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """Every decoding a run scores: one :class:`DecodeSettings` per decoding block length (the same settings
+    otherwise), and the ``primary`` length, whose metrics carry no ``@block<length>`` suffix."""
+
+    settings: tuple[DecodeSettings, ...]
+    primary: int
+
+    @classmethod
+    def of(cls, block_lengths: Sequence[int], primary: int | None = None, **common) -> DecodePlan:
+        """The plan decoding at each of ``block_lengths`` with ``common`` (the other :class:`DecodeSettings`
+        fields); ``primary`` defaults to the first length."""
+        settings = tuple(DecodeSettings(block_length=length, **common) for length in block_lengths)
+        return cls(settings, block_lengths[0] if primary is None else primary)
+
+    @property
+    def block_lengths(self) -> tuple[int, ...]:
+        return tuple(settings.block_length for settings in self.settings)
+
+    @property
+    def gen_length(self) -> int:
+        return self.settings[0].gen_length
+
+
 def supports_attention_mask_2d(model) -> bool:
     """Whether ``model`` takes a per-example ``attention_mask`` [B, L, L] (``attention="block_causal"``)."""
     return bool(getattr(model, "supports_attention_mask_2d", False))
@@ -199,7 +254,8 @@ def generate(
     temperature: float = 0.0,
     cfg_scale: float = 0.0,
     remasking: str = "low_confidence",
-    mask_id: int = 126336,
+    *,
+    mask_id: int,
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     prefix_cache: bool = False,
@@ -207,14 +263,34 @@ def generate(
     return_stats: bool = False,
     attention: str = "full",
 ) -> torch.LongTensor | tuple[torch.LongTensor, DecodeStats]:
-    """Decode ``gen_length`` tokens after ``prompt`` [B, P]; returns long [B, P + gen_length]
+    """Decode ``gen_length`` tokens after ``prompt`` [B, P] with LLaDA's ``generate`` arguments: the
+    :class:`DecodeSettings` they make, given to :func:`decode`. ``mask_id`` has no default: it is the
+    tokenizer's, never LLaDA's 126336 by accident."""
+    settings = DecodeSettings(gen_length, block_length, steps, temperature, remasking, prefix_cache,
+                              confidence_threshold, attention, cfg_scale)
+    return decode(model, prompt, settings, mask_id=mask_id, attention_mask=attention_mask, generator=generator,
+                  return_stats=return_stats)
+
+
+@torch.no_grad()
+def decode(
+    model,
+    prompt: torch.Tensor,
+    settings: DecodeSettings,
+    *,
+    mask_id: int,
+    attention_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    return_stats: bool = False,
+) -> torch.LongTensor | tuple[torch.LongTensor, DecodeStats]:
+    """Decode ``settings.gen_length`` tokens after ``prompt`` [B, P]; returns long [B, P + gen_length]
     (and its :class:`DecodeStats` with ``return_stats=True``).
 
     ``model(x)`` (or ``model(x, attention_mask=m)`` when ``attention_mask`` [B, P] is given; it is
     extended with ones over the canvas) must return an object with ``.logits`` [B, L, V]; the logit of
-    ``mask_id`` is ignored (never predicted). The model
-    is called exactly ``steps`` times with the fixed schedule (twice the batch when ``cfg_scale > 0``); put it in eval mode
-    yourself. Random draws (Gumbel noise, ``"random"`` confidences) all come from ``generator``.
+    ``mask_id`` is ignored (never predicted). The model is called exactly ``steps`` times with the fixed
+    schedule (twice the batch when ``cfg_scale > 0``); put it in eval mode yourself. Random draws (Gumbel
+    noise, ``"random"`` confidences) all come from ``generator``.
 
     ``cfg_scale > 0`` applies LLaDA's classifier-free guidance: the unconditional pass sees the
     prompt replaced by ``mask_id`` and ``logits = u + (cfg_scale + 1) * (c - u)``.
@@ -230,125 +306,187 @@ def generate(
     ``attention="block_causal"`` cuts the canvas after the current block and passes a per-example
     ``attention_mask`` [B, block_end, block_end] (module docstring); with ``prefix_cache`` it is exact.
 
-    Raises ``ValueError`` if ``gen_length % block_length != 0``, ``steps % num_blocks != 0``,
-    ``remasking`` is not ``"low_confidence"``/``"random"``, ``temperature``/``cfg_scale`` < 0,
-    ``confidence_threshold`` is outside (0, 1] or used without low-confidence remasking, or
-    ``prefix_cache`` is asked of a model without ``supports_prefix_cache``, ``attention`` is not
-    ``"full"``/``"block_causal"`` or ``"block_causal"`` is asked of a model without ``supports_attention_mask_2d``.
+    Raises ``ValueError`` for a prompt that is not [B, P], an ``attention_mask`` of another shape, or a model
+    without what the settings ask of it (``supports_prefix_cache``, ``supports_attention_mask_2d``); the
+    settings' own rules are :class:`DecodeSettings`'.
     """
-    num_blocks, steps_per_block = _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking,
-                                              confidence_threshold)
+    _check_model(model, settings)
     if prompt.dim() != 2:
         raise ValueError(f"prompt: expected shape [B, P], got {tuple(prompt.shape)}")
-    if attention not in ATTENTION_MODES:
-        raise ValueError(f"attention={attention!r}: must be one of {ATTENTION_MODES}")
-    block_causal = attention == "block_causal"
-    if block_causal and not supports_attention_mask_2d(model):
+    canvas = _Canvas.start(prompt, settings, mask_id, attention_mask)
+    for block in range(settings.num_blocks):
+        _decode_block(model, canvas, block, settings, mask_id, generator)
+    if return_stats:
+        return canvas.x, DecodeStats(nfe=canvas.nfe, positions_fed=canvas.positions_fed)
+    return canvas.x
+
+
+def _check_model(model, settings: DecodeSettings) -> None:
+    """``ValueError`` when the settings ask for what ``model`` does not declare it supports."""
+    if settings.attention == "block_causal" and not supports_attention_mask_2d(model):
         raise ValueError(f"attention='block_causal' needs a model that takes a per-example [B, L, L] attention_mask "
                          f"(supports_attention_mask_2d = True); {type(model).__name__} does not: use attention='full'")
-    if prefix_cache and not supports_prefix_cache(model):
+    if settings.prefix_cache and not supports_prefix_cache(model):
         raise ValueError(
             f"prefix_cache=True (decode=semi_ar_cached) needs a model with key/value cache support "
             f"(supports_prefix_cache = True, e.g. blocksft TinyDiffusionLM); {type(model).__name__} has none: "
             "use exact decoding (decode=semi_ar)"
         )
-    batch, prompt_len = prompt.shape
-    length = prompt_len + gen_length
-    device = prompt.device
 
-    x = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
-    x[:, :prompt_len] = prompt.long()
-    full_mask = None
-    if attention_mask is not None:
-        if attention_mask.shape != prompt.shape:
-            raise ValueError(f"attention_mask: expected shape {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}")
-        canvas_ones = torch.ones(batch, gen_length, dtype=attention_mask.dtype, device=device)
-        full_mask = torch.cat([attention_mask.to(device), canvas_ones], dim=1)
-    if cfg_scale > 0 and full_mask is not None:
-        full_mask = torch.cat([full_mask, full_mask], dim=0)
 
-    real_len = (attention_mask.to(device).sum(dim=1).long() if attention_mask is not None
-                else torch.full((batch,), prompt_len, dtype=torch.long, device=device)) + gen_length  # [B]
-    nfe = torch.zeros(batch, dtype=torch.long, device=device)
-    positions_fed = torch.zeros(batch, dtype=torch.long, device=device)
-    passes = 2 if cfg_scale > 0 else 1
-    ranks = torch.arange(block_length, device=device)
-    for block in range(num_blocks):
-        start = prompt_len + block * block_length
-        end = start + block_length
-        counts = num_transfer_tokens(x[:, start:end] == mask_id, steps_per_block)  # [B, steps_per_block]
-        prefix_key_values = None
+@dataclass
+class _Canvas:
+    """The decoding state: ``x`` [B, P + gen_length] (the prompt, then ``mask_id`` until committed), the key mask
+    of the model's input (``full_mask`` [B (x2 with guidance), L], None without ``attention_mask``), the
+    positions of each row an exact forward feeds (``real_len`` [B], left padding excluded) and the cost so
+    far (``nfe``, ``positions_fed`` [B])."""
 
-        step = 0
-        while True:
-            candidates = x[:, start:end] == mask_id  # [B, block_length]
-            if confidence_threshold is None:  # fixed schedule: every row takes every step
-                if step == steps_per_block:
-                    break
-                needs_step = torch.ones(batch, dtype=torch.bool, device=device)
-            else:  # threshold: a row needs a step while its block has a masked position
-                needs_step = candidates.any(dim=1)
-                if not needs_step.any():
-                    break
-            if block_causal:  # the canvas is cut after the block; a cached step feeds the block alone
-                fed = real_len - (length - end) if not prefix_cache or step == 0 else torch.full_like(real_len, block_length)
-            else:
-                fed = real_len if not prefix_cache or step == 0 else torch.full_like(real_len, length - start)
-            nfe += needs_step.long()
-            positions_fed += needs_step.long() * fed * passes
-            model_input = x
-            if cfg_scale > 0:
-                unconditional = x.clone()
-                unconditional[:, :prompt_len] = mask_id
-                model_input = torch.cat([x, unconditional], dim=0)
+    x: torch.Tensor
+    prompt_len: int
+    full_mask: torch.Tensor | None
+    real_len: torch.Tensor
+    nfe: torch.Tensor
+    positions_fed: torch.Tensor
 
-            # 1. logits of the current block only, [B (x2 with cfg), block_length, V]
-            if block_causal:
-                block_logits, prefix_key_values = _block_causal_logits(model, model_input, full_mask, start, end,
-                                                                       prefix_cache, prefix_key_values)
-            elif not prefix_cache:
-                block_logits = _forward(model, model_input, full_mask).logits[:, start:end]
-            elif step == 0:  # whole canvas; keep the prefix's keys/values for the block's other steps
-                output = _forward(model, model_input, full_mask, use_cache=True)
-                block_logits = output.logits[:, start:end]
-                prefix_key_values = _crop(output.past_key_values, start)
-            else:  # block + future only, attending to the frozen prefix keys/values
-                output = _forward(model, model_input[:, start:], full_mask, past_key_values=prefix_key_values)
-                block_logits = output.logits[:, :block_length]
-            logits = block_logits.to(torch.float64)
-            if cfg_scale > 0:
-                cond, uncond = logits.chunk(2, dim=0)
-                logits = uncond + (cfg_scale + 1) * (cond - uncond)
-            if 0 <= mask_id < logits.shape[-1]:
-                # committing [MASK] would be a silent no-op; out-of-place so the model's output is untouched
-                logits = logits.index_fill(-1, torch.tensor([mask_id], device=device), float("-inf"))
+    @classmethod
+    def start(cls, prompt: torch.Tensor, settings: DecodeSettings, mask_id: int,
+              attention_mask: torch.Tensor | None) -> _Canvas:
+        batch, prompt_len = prompt.shape
+        device = prompt.device
+        x = torch.full((batch, prompt_len + settings.gen_length), mask_id, dtype=torch.long, device=device)
+        x[:, :prompt_len] = prompt.long()
+        full_mask = None
+        if attention_mask is not None:
+            if attention_mask.shape != prompt.shape:
+                raise ValueError(f"attention_mask: expected shape {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}")
+            canvas_ones = torch.ones(batch, settings.gen_length, dtype=attention_mask.dtype, device=device)
+            full_mask = torch.cat([attention_mask.to(device), canvas_ones], dim=1)
+            if settings.cfg_scale > 0:
+                full_mask = torch.cat([full_mask, full_mask], dim=0)
+        real_len = (attention_mask.to(device).sum(dim=1).long() if attention_mask is not None
+                    else torch.full((batch,), prompt_len, dtype=torch.long, device=device)) + settings.gen_length
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        return cls(x, prompt_len, full_mask, real_len, zeros, zeros.clone())
 
-            # 2. proposals and confidences (random draws shaped as LLaDA's, for the whole canvas)
-            noise = None
-            if temperature > 0:
-                noise = torch.rand((batch, length, logits.shape[-1]), dtype=torch.float64, device=device,
-                                   generator=generator)[:, start:end]
-            x0 = add_gumbel_noise(logits, temperature, noise=noise).argmax(dim=-1)  # [B, block_length]
-            if remasking == "low_confidence":
-                confidence = F.softmax(logits, dim=-1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-            else:
-                confidence = torch.rand((batch, length), dtype=torch.float64, device=device,
-                                        generator=generator)[:, start:end]
-            confidence = confidence.masked_fill(~candidates, float("-inf"))
 
-            # 3. per-row top-k with a per-row k: rank the block once, keep ranks below k
-            if confidence_threshold is None:
-                k = counts[:, step]  # [B]
-            else:  # every candidate at or above the threshold (they rank first), at least the top one
-                k = (confidence >= confidence_threshold).sum(dim=1).clamp(min=1) * needs_step.long()
-            order = confidence.argsort(dim=1, descending=True, stable=True)  # [B, block_length]
-            commit = torch.zeros_like(candidates).scatter(1, order, ranks[None, :] < k[:, None])
-            x[:, start:end] = torch.where(commit, x0, x[:, start:end])
-            step += 1
+def _decode_block(model, canvas: _Canvas, block: int, settings: DecodeSettings, mask_id: int,
+                  generator: torch.Generator | None) -> None:
+    """Decode block ``block`` of the canvas in place: step until its schedule (or, with a threshold, every
+    row's block) is done; each step commits the most confident proposals of still-masked positions."""
+    x, length = canvas.x, canvas.x.shape[1]
+    start = canvas.prompt_len + block * settings.block_length
+    end = start + settings.block_length
+    counts = num_transfer_tokens(x[:, start:end] == mask_id, settings.steps_per_block)  # [B, steps_per_block]
+    prefix_key_values = None
+    step = 0
+    while True:
+        candidates = x[:, start:end] == mask_id  # [B, block_length]
+        needs_step = _rows_needing_a_step(candidates, step, settings)
+        if needs_step is None:
+            return
+        _count_cost(canvas, needs_step, start, end, step, settings)
 
-    if return_stats:
-        return x, DecodeStats(nfe=nfe, positions_fed=positions_fed)
-    return x
+        # 1. logits of the current block only, [B, block_length, V] (guidance applied, mask_id never proposed)
+        block_logits, prefix_key_values = _block_logits(model, _model_input(canvas, mask_id, settings),
+                                                        canvas.full_mask, start, end, step, settings,
+                                                        prefix_key_values)
+        logits = _guided_logits(block_logits, settings.cfg_scale, mask_id)
+
+        # 2. proposals and confidences (random draws shaped as LLaDA's, for the whole canvas)
+        x0, confidence = _proposals(logits, settings, generator, (x.shape[0], length), start, end)
+        confidence = confidence.masked_fill(~candidates, float("-inf"))
+
+        # 3. per-row top-k with a per-row k: rank the block once, keep ranks below k
+        if settings.confidence_threshold is None:
+            k = counts[:, step]  # [B]
+        else:  # every candidate at or above the threshold (they rank first), at least the top one
+            k = (confidence >= settings.confidence_threshold).sum(dim=1).clamp(min=1) * needs_step.long()
+        order = confidence.argsort(dim=1, descending=True, stable=True)  # [B, block_length]
+        ranks = torch.arange(settings.block_length, device=x.device)
+        commit = torch.zeros_like(candidates).scatter(1, order, ranks[None, :] < k[:, None])
+        x[:, start:end] = torch.where(commit, x0, x[:, start:end])
+        step += 1
+
+
+def _rows_needing_a_step(candidates: torch.Tensor, step: int, settings: DecodeSettings) -> torch.Tensor | None:
+    """[B] bool: the rows this step serves; None when the block is done. Fixed schedule: every row takes each
+    of the block's steps. Threshold: a row needs a step while its block has a masked position."""
+    if settings.confidence_threshold is None:
+        return None if step == settings.steps_per_block else torch.ones(
+            candidates.shape[0], dtype=torch.bool, device=candidates.device)
+    needs_step = candidates.any(dim=1)
+    return needs_step if needs_step.any() else None
+
+
+def _count_cost(canvas: _Canvas, needs_step: torch.Tensor, start: int, end: int, step: int,
+                settings: DecodeSettings) -> None:
+    """Add this step's forward to each served row's ``nfe`` and the positions it feeds to ``positions_fed``."""
+    length = canvas.x.shape[1]
+    cached = settings.prefix_cache and step > 0
+    if settings.attention == "block_causal":  # the canvas is cut after the block; a cached step feeds the block alone
+        fed = torch.full_like(canvas.real_len, settings.block_length) if cached else canvas.real_len - (length - end)
+    else:
+        fed = torch.full_like(canvas.real_len, length - start) if cached else canvas.real_len
+    passes = 2 if settings.cfg_scale > 0 else 1
+    canvas.nfe += needs_step.long()
+    canvas.positions_fed += needs_step.long() * fed * passes
+
+
+def _model_input(canvas: _Canvas, mask_id: int, settings: DecodeSettings) -> torch.Tensor:
+    """The canvas, with guidance its unconditional copy (prompt replaced by ``mask_id``) stacked below."""
+    if settings.cfg_scale <= 0:
+        return canvas.x
+    unconditional = canvas.x.clone()
+    unconditional[:, :canvas.prompt_len] = mask_id
+    return torch.cat([canvas.x, unconditional], dim=0)
+
+
+def _block_logits(model, model_input: torch.Tensor, full_mask: torch.Tensor | None, start: int, end: int, step: int,
+                  settings: DecodeSettings, prefix_key_values) -> tuple[torch.Tensor, object]:
+    """Logits of the block [start, end) [rows, block_length, V] and the prefix key/values kept for the block's
+    next steps (None without ``prefix_cache``)."""
+    if settings.attention == "block_causal":
+        return _block_causal_logits(model, model_input, full_mask, start, end, settings.prefix_cache,
+                                    prefix_key_values)
+    if not settings.prefix_cache:
+        return _forward(model, model_input, full_mask).logits[:, start:end], None
+    if step == 0:  # whole canvas; keep the prefix's keys/values for the block's other steps
+        output = _forward(model, model_input, full_mask, use_cache=True)
+        return output.logits[:, start:end], _crop(output.past_key_values, start)
+    # block + future only, attending to the frozen prefix keys/values
+    output = _forward(model, model_input[:, start:], full_mask, past_key_values=prefix_key_values)
+    return output.logits[:, :end - start], prefix_key_values
+
+
+def _guided_logits(block_logits: torch.Tensor, cfg_scale: float, mask_id: int) -> torch.Tensor:
+    """float64 logits [B, block_length, V]: guidance combined (``u + (cfg_scale + 1) * (c - u)``) and the logit
+    of ``mask_id`` at -inf (committing [MASK] would be a silent no-op); out-of-place, the model's output untouched."""
+    logits = block_logits.to(torch.float64)
+    if cfg_scale > 0:
+        cond, uncond = logits.chunk(2, dim=0)
+        logits = uncond + (cfg_scale + 1) * (cond - uncond)
+    if 0 <= mask_id < logits.shape[-1]:
+        logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    return logits
+
+
+def _proposals(logits: torch.Tensor, settings: DecodeSettings, generator: torch.Generator | None,
+               canvas_shape: tuple[int, int], start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0 [B, block_length] long, confidence [B, block_length] float64): the argmax proposals (Gumbel-perturbed
+    above temperature 0) and their softmax probability, or random scores for ``remasking="random"``. The
+    draws have LLaDA's whole-canvas shapes and the block's slice is used, so a seeded generator gives its tokens."""
+    batch, length = canvas_shape
+    noise = None
+    if settings.temperature > 0:
+        noise = torch.rand((batch, length, logits.shape[-1]), dtype=torch.float64, device=logits.device,
+                           generator=generator)[:, start:end]
+    x0 = add_gumbel_noise(logits, settings.temperature, noise=noise).argmax(dim=-1)
+    if settings.remasking == "low_confidence":
+        confidence = F.softmax(logits, dim=-1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    else:
+        confidence = torch.rand((batch, length), dtype=torch.float64, device=logits.device,
+                                generator=generator)[:, start:end]
+    return x0, confidence
 
 
 def _block_causal_logits(model, model_input: torch.Tensor, full_mask: torch.Tensor | None, start: int, end: int,
@@ -415,22 +553,10 @@ def generate_batched(
         if row.numel():
             padded[i, longest - row.numel():] = row
             attention_mask[i, longest - row.numel():] = 1
-    out = generate(
-        model,
-        padded,
-        steps=steps,
-        gen_length=gen_length,
-        block_length=block_length,
-        temperature=temperature,
-        remasking=remasking,
-        mask_id=mask_id,
-        attention_mask=attention_mask,
-        generator=generator,
-        prefix_cache=prefix_cache,
-        confidence_threshold=confidence_threshold,
-        return_stats=return_stats,
-        attention=attention,
-    )
+    settings = DecodeSettings(gen_length, block_length, steps, temperature, remasking, prefix_cache,
+                              confidence_threshold, attention)
+    out = decode(model, padded, settings, mask_id=mask_id, attention_mask=attention_mask, generator=generator,
+                 return_stats=return_stats)
     if return_stats:
         out, stats = out
         return [canvas for canvas in out[:, longest:]], stats

@@ -37,7 +37,8 @@ from blocksft.masking import MaskingStrategy
 from blocksft.models import build_model, export_model, load_exported
 from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
-from blocksft.training.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
+from blocksft.evaluation.decoding import DecodePlan
+from blocksft.training.module import DiffusionSFTModule, ScheduleSettings
 from blocksft.runs.progress import progress_callbacks
 from blocksft.runs.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
 from blocksft.runs.results import FAILED, RunResult, primary_decode_length, read_result, write_jsonl_atomic, write_result
@@ -91,6 +92,17 @@ def planned_steps(cfg: DictConfig, masking: MaskingStrategy, datamodule: Diffusi
         per_sample *= masking.expected_mask_rate()
     expected = math.ceil(budget.value / (per_sample * cfg.data.batch_size))
     return min(expected, budget.max_steps), budget.max_steps
+
+
+def decode_plan(cfg: DictConfig) -> DecodePlan:
+    """The decodings the run scores (``decode.*``, one per ``decode.block_length``); its headline numbers are at
+    the training block when it is among them (``results.primary_decode_length``)."""
+    decode, lengths = cfg.decode, decode_block_lengths(cfg)
+    return DecodePlan.of(lengths, primary_decode_length(cfg.block.size, lengths), gen_length=decode.gen_length,
+                         steps=decode.steps, temperature=decode.temperature, remasking=decode.remasking,
+                         prefix_cache=decode.get("prefix_cache", False),
+                         confidence_threshold=decode.get("confidence_threshold"),
+                         attention=decode.get("attention", "full"))
 
 
 def describe_masking(masking: MaskingStrategy, datamodule: DiffusionSFTDataModule, tokenizer) -> str:
@@ -158,7 +170,6 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
                          because=f"budget=steps at {schedule_steps} steps spent exactly budget.value={cfg.budget.value} "
                                  f"eligible tokens, with this token budget's LR schedule")
 
-    block_lengths = decode_block_lengths(cfg)
     module_class = DocumentLossModule if cfg.data.get("format") == "documents" else DiffusionSFTModule
     module = module_class(
         model,
@@ -166,10 +177,7 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
         masking,
         optimizer=instantiate(cfg.optim.optimizer),
         schedule=ScheduleSettings(schedule_steps, cfg.optim.warmup_frac, cfg.optim.min_lr_ratio, cfg.optim.warmup_type),
-        decode=DecodeSettings(cfg.decode.gen_length, block_lengths, cfg.decode.steps, cfg.decode.temperature,
-                              cfg.decode.remasking, cfg.decode.get("prefix_cache", False),
-                              cfg.decode.get("confidence_threshold"), cfg.decode.get("attention", "full"),
-                              primary_decode_length(cfg.block.size, block_lengths)),
+        decode=decode_plan(cfg),
         loss_weighting=cfg.objective.weighting,
         token_budget=cfg.budget.value if cfg.budget.kind == "tokens" else None,
         token_count=cfg.budget.get("count", "eligible"),

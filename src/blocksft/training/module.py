@@ -15,7 +15,7 @@ import lightning as L
 import torch
 
 from blocksft.evaluation.answers import score
-from blocksft.evaluation.decoding import generate
+from blocksft.evaluation.decoding import DecodePlan, decode
 from blocksft.errors import NonFiniteLossError
 from blocksft.evaluation.metrics import decode_cost, device_description
 from blocksft.masking import MaskingStrategy
@@ -37,29 +37,6 @@ def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
     """Generated canvas [B, gen_length] -> text up to (excluding) the first EOS of each row."""
     length = answer_lengths(canvas, tokenizer.eos_token_id)
     return tokenizer.batch_decode([row[:n].tolist() for row, n in zip(canvas, length)], skip_special_tokens=True)
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """Semi-AR decoding settings; ``block_lengths`` lists every decoding block length to score.
-    ``prefix_cache`` selects the prefix-KV-cached decoder (approximate with full attention, exact with
-    block-causal), ``confidence_threshold`` the Fast-dLLM threshold rule instead of the fixed per-step
-    counts, ``attention`` full or block-causal attention (see ``blocksft.evaluation.decoding``)."""
-
-    gen_length: int
-    block_lengths: tuple[int, ...]
-    steps: int
-    temperature: float = 0.0
-    remasking: str = "low_confidence"
-    prefix_cache: bool = False
-    confidence_threshold: float | None = None
-    attention: str = "full"
-    primary_block_length: int | None = None  # the length of the unsuffixed metrics (val/accuracy); None: the first
-
-    @property
-    def primary(self) -> int:
-        """The decoding block length whose metrics are logged without an ``@block<length>`` suffix."""
-        return self.block_lengths[0] if self.primary_block_length is None else self.primary_block_length
 
 
 @dataclass(frozen=True)
@@ -87,7 +64,7 @@ class DiffusionSFTModule(L.LightningModule):
         *,
         optimizer: functools.partial,
         schedule: ScheduleSettings,
-        decode: DecodeSettings,
+        decode: DecodePlan,
         loss_weighting: str = "mean_masked",
         token_budget: int | None = None,
         token_count: str = "eligible",
@@ -237,23 +214,11 @@ class DiffusionSFTModule(L.LightningModule):
 
     def test_step(self, batch: dict, batch_index: int) -> None:
         prompt_ids, attention_mask = batch["prompt_ids"], batch["attention_mask"]
-        for block_length in self.decode.block_lengths:
+        for settings in self.decode.settings:
+            block_length = settings.block_length
             started = time.perf_counter()
-            output, stats = generate(
-                self.model,
-                prompt_ids,
-                steps=self.decode.steps,
-                gen_length=self.decode.gen_length,
-                block_length=block_length,
-                temperature=self.decode.temperature,
-                remasking=self.decode.remasking,
-                mask_id=self.mask_id,
-                attention_mask=attention_mask,
-                prefix_cache=self.decode.prefix_cache,
-                confidence_threshold=self.decode.confidence_threshold,
-                return_stats=True,
-                attention=self.decode.attention,
-            )
+            output, stats = decode(self.model, prompt_ids, settings, mask_id=self.mask_id, attention_mask=attention_mask,
+                                   return_stats=True)
             if output.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
                 torch.cuda.synchronize(output.device)
             self.decode_seconds[block_length] += time.perf_counter() - started
