@@ -9,17 +9,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from blocksft.runs import job
 from blocksft.runs.cli import quote_numeric_group_overrides, unknown_group_option
 from blocksft.runs.identity import register_resolvers
 
-register_resolvers()  # ${config_hash:}, ${job_dir:...}: output folders named and checked from the config
+register_resolvers()  # ${config_hash:}, ${job_dir:...}: output folders named from the config
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from blocksft.runs.run import main as run_main
-
-    run_main(cfg)
+    job.main(cfg)
 
 
 if __name__ == "__main__":

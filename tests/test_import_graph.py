@@ -126,9 +126,10 @@ def test_the_checker_finds_a_cycle_even_through_a_deferred_import(tmp_path):
 
 
 def test_train_py_validates_a_config_without_importing_lightning():
-    """What train.py imports before it can refuse a config (``blocksft.runs.identity``, which validates it) leaves
-    Lightning and torchmetrics unloaded: a bad value is answered without their seconds of start-up."""
-    code = ("import sys, blocksft.runs.cli, blocksft.runs.identity; "
+    """What train.py imports before it can refuse a config (``blocksft.runs.job``, whose ``plan_job`` validates it)
+    leaves Lightning and torchmetrics unloaded: a bad value is answered without their seconds of start-up."""
+    code = ("import sys, blocksft.runs.cli, blocksft.runs.identity, blocksft.runs.job; "
             "print(sorted(m for m in ('lightning', 'torchmetrics', 'blocksft.runs.run') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+

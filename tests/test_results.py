@@ -70,7 +70,7 @@ def test_the_recorded_commit_is_the_one_the_process_started_with(monkeypatch):
     """A multirun imports its code once: a commit made while its jobs run must not be recorded as theirs."""
     import subprocess
 
-    from blocksft.runs import run
+    from blocksft.runs import results as run
 
     heads = iter(["a" * 40, "b" * 40])
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, next(heads)))

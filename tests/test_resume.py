@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import ROOT, run_train
 
-from blocksft.runs.checkpointing import AtomicCheckpointIO, checkpoint_step, read_csv_rows
+from blocksft.folders import checkpoint_step
+from blocksft.runs.checkpointing import AtomicCheckpointIO, read_csv_rows
 from blocksft.data.order import ShuffledBatchStream
 
 # Blockwise (block-sampler pools), dropout (global RNG), several passes over 256 rows (data order).
@@ -135,7 +136,7 @@ def test_checkpoint_step_does_not_read_the_weights(tmp_path):
     reading the step of a 64 MiB checkpoint reads far less than 64 MiB through read() (/proc/self/io)."""
     path = tmp_path / "last.ckpt"
     torch.save({"global_step": 7, "state_dict": {"w": torch.ones(16 * 1024 * 1024)}}, path)
-    probe = ("import sys; from blocksft.runs.checkpointing import checkpoint_step as f\n"
+    probe = ("import sys; from blocksft.folders import checkpoint_step as f\n"
              "def rchar(): return int(open('/proc/self/io').read().split('rchar:')[1].split()[0])\n"
              "r0 = rchar(); s = f(sys.argv[1]); print(s, (rchar() - r0) // 2**20)")
     done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)

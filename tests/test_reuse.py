@@ -122,7 +122,7 @@ def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skip
 
 @pytest.mark.parametrize("override", ["reuse_runs=false", "study=null"])
 def test_no_reuse_when_switched_off_or_outside_a_study(override: str, tmp_path: Path):
-    from blocksft.runs.run import reusable_run
+    from blocksft.runs.job import reusable_run
 
     root = tmp_path / "outputs"
     record_run(root / "studies" / "main" / "job", ["study=main"])

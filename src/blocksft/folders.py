@@ -17,12 +17,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from blocksft.errors import ConfigError
 
 #: The run record, written when a run starts: its resolved config and fingerprint (``blocksft.runs.identity``).
 RUN_RECORD = "run_config.json"
 #: The results of a finished run (``blocksft.runs.results``).
 RESULTS = "results.json"
+#: The checkpoint of a run's last step (Lightning's ``ModelCheckpoint(save_last=True)``), where a run resumes.
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer steps completed when the checkpoint at ``path`` was written. The file is memory-mapped,
+    so only the pages of the small pickled header are read, not the weights (16 GB for an 8B model)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def is_export(path: Path) -> bool:

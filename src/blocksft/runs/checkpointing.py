@@ -18,10 +18,9 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from blocksft.folders import LAST_CHECKPOINT
+
 log = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file in the same folder, then renames it into place,
@@ -48,12 +47,6 @@ def resume_checkpoint(output_dir: str | Path) -> Path | None:
     """``<output_dir>/checkpoints/last.ckpt`` if a previous attempt of this run left one."""
     path = Path(output_dir) / LAST_CHECKPOINT
     return path if path.is_file() else None
-
-
-def checkpoint_step(path: str | Path) -> int:
-    """The optimizer steps completed when the checkpoint at ``path`` was written. The file is memory-mapped,
-    so only the pages of the small pickled header are read, not the weights (16 GB for an 8B model)."""
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def read_csv_rows(path: Path, before_step: int) -> tuple[list[str], list[dict]]:

@@ -13,10 +13,9 @@
 * ``apply_run_record(cfg)``: ``mode=eval`` of a recorded run takes strategy, block, seed, study and
   model from that run's record (never ``model.trust_remote_code``, which stays an explicit opt-in);
   ``eval_dir`` names its folder ``<run>/eval/<decode settings>-<hash>``.
-* ``register_resolvers()``: ``${config_hash:}``, ``${job_dir:<path>}`` and ``${job_subdir:<name>}``
-  for ``conf/hydra`` and the study files. Hydra resolves the run/sweep folder before it creates it,
-  so ``job_dir``/``job_subdir`` validate the job there: a bad value or a folder holding another
-  config's run ends the command with one ``config error`` line (exit 2) before any folder exists.
+* ``register_resolvers()``: ``${config_hash:}`` and ``${job_dir:<path>}`` for ``conf/hydra``. Resolvers only compute (a folder name, a hash); they never
+  validate or exit, so resolving a config in a notebook is safe. The job is validated once, by
+  ``blocksft.runs.job.plan_job``, which also removes a folder Hydra created for a rejected job.
   Also ``${project_root:}``: the repository holding ``src/blocksft``, so files shipped with the
   project (the pretrained base) are found from any working directory.
   And ``${product:a,b,...}``: the product of its arguments (``conf/budget/tokens.yaml`` computes its token
@@ -31,13 +30,12 @@ import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from blocksft.config.validation import decode_block_lengths, validate_config
+from blocksft.config.validation import decode_block_lengths
 from blocksft.errors import ConfigError
 from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.runs.redact import redact
@@ -344,33 +342,9 @@ def _task_config(root: DictConfig) -> DictConfig:
     return apply_run_record(task)
 
 
-def _checked(root: DictConfig, folder: str | Path) -> None:
-    """Validate the job and its folder before Hydra creates it; one line and exit 2 on a bad config.
-    An evaluation that does not name its run yet (``mode=eval`` without ``ckpt_path``: an eval-only study
-    composed before the command line's ``ckpt_path`` reaches it) is left to the task, which validates it
-    before any work and removes a folder it only just created."""
-    task = _task_config(root)
-    if task.get("mode") == "eval" and task.get("ckpt_path") is None and task.model.get("init_from") is None:
-        return
-    try:
-        validate_config(task)
-        view, digest = job_identity(task)
-        check_folder(folder, view, digest)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
 def _job_dir(default: str, *, _root_: DictConfig) -> str:
-    task = _task_config(_root_)
-    folder = str(eval_dir(task) or default)
-    _checked(_root_, folder)
-    return folder
-
-
-def _job_subdir(name: str, *, _root_: DictConfig) -> str:
-    _checked(_root_, Path(str(OmegaConf.select(_root_, "hydra.sweep.dir"))) / name)
-    return name
+    """The run folder: ``<run>/eval/<decode label>-<hash>`` for ``mode=eval`` of a recorded run, else ``default``."""
+    return str(eval_dir(_task_config(_root_)) or default)
 
 
 def _config_hash(*, _root_: DictConfig) -> str:
@@ -387,9 +361,9 @@ def _product(*factors: int) -> int:
 
 
 def register_resolvers() -> None:
-    """Register ``config_hash``, ``job_dir``, ``job_subdir``, ``project_root`` and ``product`` (idempotent)."""
-    for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("job_subdir", _job_subdir),
-                           ("project_root", _project_root), ("product", _product)):
+    """Register ``config_hash``, ``job_dir``, ``project_root`` and ``product`` (idempotent)."""
+    for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("project_root", _project_root),
+                           ("product", _product)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=False)
 

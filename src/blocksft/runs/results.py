@@ -9,9 +9,11 @@ Files are written to a temporary name and renamed, so a kill never leaves half a
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import subprocess
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +21,17 @@ from typing import Any, Sequence
 COMPLETED, FAILED = "completed", "failed"
 #: The keys of a failed job's record, in file order.
 FAILURE_FIELDS = ("status", "error", "mode", "strategy", "block_size", "seed", "git_commit")
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """HEAD of the checkout this package was imported from, read at the first call of the process: a
+    multirun's jobs all run the code imported at its start, so a commit made while a sweep runs is not theirs."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def as_float(value: Any) -> float | None:

@@ -37,7 +37,7 @@ import os
 import shutil
 from pathlib import Path
 
-from blocksft.runs.checkpointing import LAST_CHECKPOINT, checkpoint_step
+from blocksft.folders import LAST_CHECKPOINT, checkpoint_step
 from blocksft.runs.results import RunResult, read_result, write_result
 from blocksft.runs.identity import RESULTS, RUN_RECORD, fingerprint, folder_record, write_run_record
 

@@ -1,20 +1,19 @@
-"""The task behind ``train.py``: validate, build, train, decode, score, write results.
+"""Training and decoding of one job: ``run(cfg)`` builds the model, data, module and trainer, fits, evaluates
+and records; it returns the ``RunResult`` it also writes to ``<output_dir>/results.json`` (atomically).
 
-``run(cfg)`` returns the ``RunResult`` it also writes to ``<output_dir>/results.json`` (atomically).
-``main(cfg)`` wraps it for the command line: a ``ConfigError`` becomes one line on stderr and exit 2;
-loggers (W&B) are always closed, even when the job fails.
+The decision whether a job runs at all (skip, copy another study's run or training) is
+``blocksft.runs.job.plan_job``'s, and so is the config's validation; ``train.py`` calls ``runs.job.main``.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 import os
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -22,42 +21,29 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from blocksft.runs.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, checkpoint_step,
-                                    keep_csv_rows_on_resume, resume_checkpoint)
-from blocksft.config.validation import check_runtime, decode_block_lengths, validate_config, with_eval_benchmark
-from blocksft.data.documents import datamodule_from_config
-from blocksft.data.datamodule import DiffusionSFTDataModule
+from blocksft.config.validation import check_runtime, decode_block_lengths
 from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
-from blocksft.errors import ConfigError, DataError
+from blocksft.data.datamodule import DiffusionSFTDataModule
+from blocksft.data.documents import datamodule_from_config
+from blocksft.evaluation.decoding import DecodePlan
 from blocksft.evaluation.metrics import evaluation_fields
-from blocksft.training.heldout_loss import DocumentLossModule
+from blocksft.folders import checkpoint_step, is_export
 from blocksft.masking import MaskingStrategy
 from blocksft.models import build_model, export_model, load_exported
 from blocksft.models.init_from import load_initial_model
 from blocksft.models.tokenizers import build_run_tokenizer
-from blocksft.evaluation.decoding import DecodePlan
-from blocksft.training.module import DiffusionSFTModule, ScheduleSettings
+from blocksft.runs.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, keep_csv_rows_on_resume,
+                                         resume_checkpoint)
+from blocksft.runs.identity import identity_fields, job_identity, recorded_config, short_hash, write_run_record
 from blocksft.runs.progress import progress_callbacks
-from blocksft.runs.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
-from blocksft.runs.results import FAILED, RunResult, primary_decode_length, read_result, write_jsonl_atomic, write_result
-from blocksft.runs.identity import (RESULTS, apply_run_record, check_folder, completed_results, identity_fields,
-                                   job_identity, read_json, recorded_config, remove_unclaimed_folder,
-                                   restore_hydra_files, short_hash, write_run_record)
+from blocksft.runs.results import RunResult, git_commit, primary_decode_length, write_jsonl_atomic, write_result
+from blocksft.runs.reuse import AdoptedTraining
+from blocksft.training.heldout_loss import DocumentLossModule
+from blocksft.training.module import DiffusionSFTModule, ScheduleSettings
 
 log = logging.getLogger("blocksft")
-
-
-@functools.cache
-def git_commit() -> str | None:
-    """HEAD of the checkout this package was imported from, read at the first call of the process: a
-    multirun's jobs all run the code imported at its start, so a commit made while a sweep runs is not theirs."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -127,9 +113,7 @@ def load_for_eval(cfg: DictConfig):
         return build_model(OmegaConf.merge(cfg.model, {"lora": {"enabled": False}}), tokenizer), tokenizer
     path = Path(str(cfg.ckpt_path))
     if path.is_dir():
-        export = path / "export"
-        is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
-        return load_exported(export if is_export else path, cfg.model)
+        return load_exported(path / "export" if is_export(path / "export") else path, cfg.model)
     model, tokenizer, _, _ = load_initial_model(cfg, train=False)  # as the run built it (init_from: its sizes, tokenizer)
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
@@ -137,13 +121,10 @@ def load_for_eval(cfg: DictConfig):
 
 
 def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult:
-    """Train (``mode=train``) and decode, or decode only (``mode=eval``); write ``results.json``. ``trained_by``:
-    the job's folder holds another run's training of this model (``reuse.adopt_training``), so it resumes at
-    the last step and decodes; its results take that training's seconds and loss and say where it came from."""
-    validate_config(cfg)
-    if (evaluated := with_eval_benchmark(cfg)) is not cfg:  # mode=eval of a preset: its benchmark's data and split
-        cfg = evaluated
-        validate_config(cfg)
+    """Train (``mode=train``) and decode, or decode only (``mode=eval``), a config ``runs.job.plan_job`` validated;
+    write ``results.json``: build -> fit -> evaluate -> record. ``trained_by``: the job's folder holds another
+    run's training of this model (``reuse.adopt_training``), so it resumes at the last step and decodes; its
+    results take that training's seconds and loss and say where it came from."""
     check_runtime(cfg)
     started = time.perf_counter()
     commit = git_commit()  # the code this process imported, whatever the checkout becomes later
@@ -154,6 +135,35 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
     log.info("config (%s):\n%s", short_hash(digest), OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    job = build(cfg, output_dir, logged_config, trained_by)
+    if job.trainer.is_global_zero:  # the folder belongs to this config from here on
+        write_run_record(output_dir, logged_config, digest, commit)
+    train_seconds, final_train_loss = fit(cfg, job, output_dir, trained_by)
+    eval_started = time.perf_counter()
+    job.trainer.test(job.module, datamodule=job.datamodule, verbose=False)
+    seconds = {"train": train_seconds, "eval": time.perf_counter() - eval_started, "wall": time.perf_counter() - started}
+    return record(cfg, job, output_dir, logged_config, digest, commit, seconds, final_train_loss, trained_by)
+
+
+@dataclass
+class BuiltJob:
+    """What ``build`` makes of a config: the module (model, masking, decoding), its data, the trainer and
+    loggers, the checkpoint the run resumes from and where its model came from."""
+
+    module: DiffusionSFTModule
+    datamodule: DiffusionSFTDataModule
+    trainer: L.Trainer
+    loggers: list
+    tokenizer: object
+    model_cfg: DictConfig
+    started_from: dict | None
+    resume_from: str | Path | None
+    ema: bool
+
+
+def build(cfg: DictConfig, output_dir: Path, logged_config: dict, trained_by: AdoptedTraining | None) -> BuiltJob:
+    """Model and tokenizer (a trained run's for ``mode=eval``, else ``model.init_from`` or a fresh model), masking,
+    data, the Lightning module, loggers (CSV rows after the resumed step dropped), callbacks and the trainer."""
     if cfg.mode == "eval" and (cfg.ckpt_path is not None or cfg.model.get("init_from") is None):
         model, tokenizer = load_for_eval(cfg)
         model_cfg, started_from = cfg.model, None
@@ -165,13 +175,31 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
     datamodule.setup("fit")
     log.info("example training row (%s):\n%s", cfg.strategy.name, describe_masking(masking, datamodule, tokenizer))
     schedule_steps, max_steps = planned_steps(cfg, masking, datamodule) if cfg.mode == "train" else (1, 0)
-    if (source := steps_run_of_token_budget(cfg, schedule_steps, output_dir)) is not None:
-        return adopt_run(source, output_dir, logged_config, digest,
-                         because=f"budget=steps at {schedule_steps} steps spent exactly budget.value={cfg.budget.value} "
-                                 f"eligible tokens, with this token budget's LR schedule")
+    module = build_module(cfg, model, tokenizer, masking, schedule_steps)
+    resume_from = resume_point(cfg, output_dir, trained_by)
+    loggers = build_loggers(cfg)
+    if resume_from is not None:
+        kept_from = checkpoint_step(resume_from)
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                kept = keep_csv_rows_on_resume(logger, kept_from)
+                log.info("csv log: kept %d rows logged before step %d", kept, kept_from)
+    for logger in loggers:
+        logger.log_hyperparams(logged_config)
+    ema = cfg.optim.get("ema_decay") is not None
+    callbacks = build_callbacks(cfg, output_dir, loggers)
+    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty(),
+                                                schedule_steps if cfg.mode == "train" else None)
+    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
+                                     callbacks=callbacks + progress, enable_progress_bar=progress_bar,
+                                     plugins=checkpoint_plugins(cfg), accumulate_grad_batches=plan.accumulate)
+    return BuiltJob(module, datamodule, trainer, loggers, tokenizer, model_cfg, started_from, resume_from, ema)
 
+
+def build_module(cfg: DictConfig, model, tokenizer, masking: MaskingStrategy, schedule_steps: int) -> DiffusionSFTModule:
+    """The Lightning module of the run (held-out loss evaluation for ``data.format=documents``)."""
     module_class = DocumentLossModule if cfg.data.get("format") == "documents" else DiffusionSFTModule
-    module = module_class(
+    return module_class(
         model,
         tokenizer,
         masking,
@@ -185,6 +213,11 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
         eval_name=cfg.eval.name,
         seed=cfg.seed,
     )
+
+
+def resume_point(cfg: DictConfig, output_dir: Path, trained_by: AdoptedTraining | None) -> str | Path | None:
+    """The checkpoint training resumes from: ``ckpt_path`` in ``mode=train``, else the last checkpoint a
+    previous attempt (or the adopted training) left in the folder (unless ``resume=false``)."""
     resume_from = cfg.ckpt_path if cfg.mode == "train" else None
     if resume_from is None and cfg.mode == "train" and cfg.get("resume", True):
         resume_from = resume_checkpoint(output_dir)
@@ -192,70 +225,77 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
             log.info("resuming from %s (the copied training, at its last step: nothing to train)", resume_from)
         elif resume_from is not None:
             log.info("resuming from %s (a previous attempt of this run; resume=false starts over)", resume_from)
-    loggers = build_loggers(cfg)
-    if resume_from is not None:
-        kept_from = checkpoint_step(resume_from)
-        for logger in loggers:
-            if isinstance(logger, CSVLogger):
-                kept = keep_csv_rows_on_resume(logger, kept_from)
-                log.info("csv log: kept %d rows logged before step %d", kept, kept_from)
-    for logger in loggers:
-        logger.log_hyperparams(logged_config)
+    return resume_from
+
+
+def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
+    """Checkpoints (last step, every ``checkpoint.every_n_train_steps``), logger flushes with them, the config's
+    ``callbacks``, the weight average (``optim.ema_decay``: evaluated, checkpointed and exported) and the LR monitor."""
     callbacks = [
         ModelCheckpoint(dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0,
                         every_n_train_steps=cfg.checkpoint.every_n_train_steps),
         FlushLoggersOnCheckpoint(),
         *(instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback is not None),
     ]
-    if (ema_decay := cfg.optim.get("ema_decay")) is not None:  # evaluated, checkpointed and exported: the average
+    if (ema_decay := cfg.optim.get("ema_decay")) is not None:
         callbacks.append(EMAWeightAveraging(decay=ema_decay))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty(),
-                                                schedule_steps if cfg.mode == "train" else None)
-    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
-                                     callbacks=callbacks + progress, enable_progress_bar=progress_bar,
-                                     plugins=checkpoint_plugins(cfg), accumulate_grad_batches=plan.accumulate)
+    return callbacks
 
-    if trainer.is_global_zero:  # the folder belongs to this config from here on
-        write_run_record(output_dir, logged_config, digest, commit)
-    train_seconds, final_train_loss = 0.0, None
-    if cfg.mode == "train":
-        fit_started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        train_seconds = time.perf_counter() - fit_started
-        if resume_from is not None and trainer.global_step == checkpoint_step(resume_from):
-            finish_resumed_at_the_end(module, resume_from, ema=ema_decay is not None)
-        if module.last_train_loss is not None:  # this process's last step, else the checkpoint's
-            final_train_loss = float(module.last_train_loss)
-        elif trained_by is not None:  # a checkpoint written before the loss was kept in checkpoints
-            final_train_loss = trained_by.final_train_loss
-        if trainer.is_global_zero:
-            export_model(module.model, tokenizer, output_dir / "export", model_cfg)
 
-    eval_started = time.perf_counter()
-    trainer.test(module, datamodule=datamodule, verbose=False)
-    eval_seconds = time.perf_counter() - eval_started
+def fit(cfg: DictConfig, job: BuiltJob, output_dir: Path, trained_by: AdoptedTraining | None) -> tuple[float, float | None]:
+    """Train (``mode=train``) and export the model; (training seconds, the last step's loss)."""
+    if cfg.mode != "train":
+        return 0.0, None
+    module, trainer, resume_from = job.module, job.trainer, job.resume_from
+    fit_started = time.perf_counter()
+    trainer.fit(module, datamodule=job.datamodule, ckpt_path=resume_from)
+    train_seconds = time.perf_counter() - fit_started
+    if resume_from is not None and trainer.global_step == checkpoint_step(resume_from):
+        finish_resumed_at_the_end(module, resume_from, ema=job.ema)
+    final_train_loss = None
+    if module.last_train_loss is not None:  # this process's last step, else the checkpoint's
+        final_train_loss = float(module.last_train_loss)
+    elif trained_by is not None:  # a checkpoint written before the loss was kept in checkpoints
+        final_train_loss = trained_by.final_train_loss
+    if trainer.is_global_zero:
+        export_model(module.model, job.tokenizer, output_dir / "export", job.model_cfg)
+    return train_seconds, final_train_loss
 
-    resumed = str(resume_from) if resume_from is not None else cfg.ckpt_path
-    seconds = {"train": train_seconds, "eval": eval_seconds, "wall": time.perf_counter() - started}
+
+def record(cfg: DictConfig, job: BuiltJob, output_dir: Path, logged_config: dict, digest: str, commit: str | None,
+           seconds: dict[str, float], final_train_loss: float | None, trained_by: AdoptedTraining | None) -> RunResult:
+    """The run's ``RunResult``; rank 0 writes it (``results.json``), the generations and the loggers' samples."""
+    resumed = str(job.resume_from) if job.resume_from is not None else cfg.ckpt_path
     reused_from = None
     if trained_by is not None:  # the times of the computation: that training, and this job's decoding
         reused_from = {**trained_by.origin, "wall_seconds_here": round(seconds["wall"], 2)}
         seconds["train"] = trained_by.train_seconds or 0.0
         seconds["wall"] += seconds["train"]
-    result = completed_result(cfg, module, trainer, datamodule, resumed, logged_config, seconds,
-                              final_train_loss, started_from, commit, identity_fields(cfg, digest), reused_from)
-    if not trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
+    result = completed_result(cfg, job.module, job.trainer, job.datamodule, resumed, logged_config, seconds,
+                              final_train_loss, job.started_from, commit, identity_fields(cfg, digest),
+                              reused_from)
+    if not job.trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return result
     if result.answer_format_warning:
         log.warning("%s", result.answer_format_warning)
-    write_jsonl_atomic(output_dir / "generations.jsonl", module.eval_records)
+    write_jsonl_atomic(output_dir / "generations.jsonl", job.module.eval_records)
     write_result(output_dir / "results.json", result)
-    log_samples(loggers, module.eval_records)
+    log_samples(job.loggers, job.module.eval_records)
     log.info("accuracy=%s by decode block=%s wall=%.1fs -> %s", result.accuracy,
              result.accuracy_by_decode_block, result.wall_seconds, output_dir / "results.json")
     return result
+
+
+def token_budget_schedule_steps(cfg: DictConfig) -> int:
+    """The LR-schedule length of a ``budget.kind=tokens`` config: its expected step count (``planned_steps``),
+    from the run's tokenizer, masking and training data (built here; no model)."""
+    tokenizer = build_run_tokenizer(cfg)
+    masking: MaskingStrategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
+    datamodule = datamodule_from_config(cfg, tokenizer, batch_plan(cfg))
+    datamodule.setup("fit")
+    return planned_steps(cfg, masking, datamodule)[0]
 
 
 def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Trainer,
@@ -315,35 +355,6 @@ def log_samples(loggers: list, records: list[dict], count: int = 32) -> None:
             logger.log_table(key="samples", columns=columns, data=[[r.get(c) for c in columns] for r in records[:count]])
 
 
-def close_loggers() -> None:
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
-
-
-def record_failure(cfg: DictConfig, error: BaseException) -> None:
-    """Write ``results.json`` with ``status: failed`` so a sweep report can list the failed job
-    (never over a completed result)."""
-    path = Path(cfg.paths.output_dir) / "results.json"
-    if (read_json(path) or {}).get("status") == "completed":
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_result(path, RunResult(status=FAILED, error=f"{type(error).__name__}: {error}", mode=cfg.mode,
-                                 strategy=cfg.strategy.name, block_size=cfg.block.size, seed=cfg.seed,
-                                 git_commit=git_commit()))
-
-
-def reusable_run(cfg: DictConfig, view: dict, output_dir: Path, scope: str = "run") -> Path | None:
-    """Another study's completed run of this computation (``scope="run"``), or that trained this model and
-    kept its last checkpoint (``scope="training"``; only for a job that resumes from its folder), for a
-    single-process study training job with ``reuse_runs`` (``blocksft.runs.reuse``); else None."""
-    if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
-        return None
-    if scope == "training" and (cfg.ckpt_path is not None or not cfg.get("resume", True)):
-        return None
-    return find_equivalent_run(Path(cfg.paths.root_dir) / "studies", view, output_dir, scope)
-
-
 def finish_resumed_at_the_end(module: DiffusionSFTModule, checkpoint: str | Path, ema: bool) -> None:
     """A run resumed from a checkpoint of its last step (killed while decoding) trains no step, so
     Lightning's ``EMAWeightAveraging`` never copies the average into the model (it does so when training
@@ -354,57 +365,3 @@ def finish_resumed_at_the_end(module: DiffusionSFTModule, checkpoint: str | Path
         module.load_state_dict(state)
 
 
-def steps_run_of_token_budget(cfg: DictConfig, schedule_steps: int, output_dir: Path) -> Path | None:
-    """For a study job with ``budget.kind=tokens`` (``count: eligible``): another study's completed run of
-    this config but ``budget={kind: steps, value: schedule_steps}`` (this budget's expected step count, the
-    length of its LR schedule) that trained ``schedule_steps`` steps and spent exactly ``budget.value``
-    eligible tokens; else None. That run is this job's computation: the token budget stops at the first
-    step whose running count reaches ``budget.value``, every step counts at least one eligible token, so
-    it stops at that run's last step, after the same steps under the same schedule (the main study's
-    blockwise seed 0: the same export bytes both ways). ``reusable_run``'s conditions apply."""
-    if cfg.mode != "train" or cfg.budget.kind != "tokens" or cfg.budget.get("count", "eligible") != "eligible":
-        return None
-    as_steps = copy.deepcopy(cfg)
-    with open_dict(as_steps):
-        as_steps.budget = {"kind": "steps", "value": schedule_steps}
-    source = reusable_run(as_steps, job_identity(as_steps)[0], output_dir)
-    if source is None:
-        return None
-    spent = read_result(source / RESULTS)
-    exact = spent is not None and spent.steps == schedule_steps and spent.eligible_tokens == cfg.budget.value
-    return source if exact else None
-
-
-def main(cfg: DictConfig) -> RunResult | None:
-    """The command-line task: checks the job (its values, and that its folder holds no other config's
-    run), skips it if its folder holds a completed run of this config, else runs it. A ``ConfigError``
-    is one line on stderr and exit 2, and removes the folder if this command only just created it."""
-    cfg = apply_run_record(cfg)  # mode=eval of a recorded run: labels and model from that run
-    output_dir = Path(cfg.paths.output_dir)
-    try:
-        validate_config(cfg)
-        view, digest = job_identity(cfg)
-        check_folder(output_dir, view, digest)
-        if cfg.get("skip_completed", True) and (done := completed_results(output_dir, cfg.mode, digest)) is not None:
-            log.info("skipping: %s already holds a completed results.json of this config (%s)", output_dir,
-                     short_hash(digest))
-            return RunResult.from_json(done)
-        if (source := reusable_run(cfg, view, output_dir)) is not None:
-            return adopt_run(source, output_dir, recorded_config(cfg), digest)
-        if (source := reusable_run(cfg, view, output_dir, scope="training")) is not None:
-            return run(cfg, trained_by=adopt_training(source, output_dir, recorded_config(cfg), digest, git_commit()))
-        return run(cfg)
-    except ConfigError as error:
-        remove_unclaimed_folder(output_dir, Path(cfg.paths.log_dir))
-        restore_hydra_files(output_dir)
-        print(f"config error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except DataError as error:  # the message names the file; recorded so a sweep report lists the job
-        record_failure(cfg, error)
-        print(f"data error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as error:
-        record_failure(cfg, error)
-        raise
-    finally:
-        close_loggers()
