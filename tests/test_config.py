@@ -238,3 +238,14 @@ def test_a_required_key_left_unset_fails_in_one_line_naming_it(tmp_path):
     done = run_train(["data=jsonl"], tmp_path)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and lines[-1].startswith("config error: data.source.files is required"), done.stderr
+
+
+def test_metrics_are_prefixed_by_the_split_they_score():
+    """``eval.name`` follows ``eval.split``: ``val/`` for validation (as every recorded run), ``test/`` for test,
+    also when an evaluation preset swaps in its benchmark's split."""
+    from blocksft.config.validation import with_eval_benchmark
+
+    assert compose_config().eval.name == "val"
+    assert compose_config(["eval.split=test"]).eval.name == "test"
+    preset = compose_config(["experiment=paper_gsm8k", "mode=eval", "model.name_or_path=x"])
+    assert with_eval_benchmark(preset).eval.name == "test"

@@ -18,8 +18,9 @@
   ``blocksft.runs.job.plan_job``, which also removes a folder Hydra created for a rejected job.
   Also ``${project_root:}``: the repository holding ``src/blocksft``, so files shipped with the
   project (the pretrained base) are found from any working directory.
-  And ``${product:a,b,...}``: the product of its arguments (``conf/budget/tokens.yaml`` computes its token
-  budget from steps, batch and block).
+  ``${metric_prefix:<split>}`` names the evaluated split's metrics (``eval.name``), and
+  ``${product:a,b,...}`` multiplies (``conf/budget/tokens.yaml`` computes its token budget from steps,
+  batch and block).
 """
 
 from __future__ import annotations
@@ -360,10 +361,16 @@ def _product(*factors: int) -> int:
     return math.prod(factors)
 
 
+def _metric_prefix(split: str) -> str:
+    """``${metric_prefix:<split>}``: the prefix of a split's metrics, ``val`` for ``validation`` (the name
+    runs recorded before the prefix followed the split), else the split's own name (``test/accuracy``)."""
+    return "val" if split == "validation" else str(split)
+
+
 def register_resolvers() -> None:
-    """Register ``config_hash``, ``job_dir``, ``project_root`` and ``product`` (idempotent)."""
+    """Register ``config_hash``, ``job_dir``, ``project_root``, ``product`` and ``metric_prefix`` (idempotent)."""
     for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("project_root", _project_root),
-                           ("product", _product)):
+                           ("product", _product), ("metric_prefix", _metric_prefix)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=False)
 
