@@ -1,7 +1,7 @@
 """Run the blocksft benchmark sections on the CPU or a GPU, print the report and write it to --out.
 
     python -m experiments.bench [--quick] [--device auto|cpu|cuda] [--out DIR] [--model EXPORT_DIR]
-                                [--sections 1,2,3,4,5] [--threads N] [--seed N]
+                                [--sections 1,2,3,4,5,6,7] [--threads N] [--seed N]
 
 Writes ``benchmark.json`` and ``benchmark.md`` into ``--out`` (default ``experiments/results/benchmark``,
 ``experiments/results/benchmark-cuda`` on a GPU; with ``--quick``, a folder under the system temp dir).
@@ -30,7 +30,7 @@ from experiments.bench.timing import DEFAULT_THREADS, DEVICES, resolve_device
 DEFAULT_OUT = {"cpu": ROOT / "experiments" / "results" / "benchmark",
                "cuda": ROOT / "experiments" / "results" / "benchmark-cuda"}
 QUICK_OUT = Path(tempfile.gettempdir()) / "blocksft-benchmark-quick"
-#: A trained default model of study 1 (for ``--model``; sections 3 and 5 use random init without it).
+#: A trained default model of study 1 (for ``--model``; sections 3, 5 and 6 use random init without it).
 EXAMPLE_EXPORT = ROOT / "outputs" / "studies" / "main" / "classical-B8-seed0-steps" / "export"
 
 
@@ -43,7 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"output folder (default {DEFAULT_OUT['cpu'].relative_to(ROOT)}, on a GPU "
                              f"{DEFAULT_OUT['cuda'].relative_to(ROOT)}; with --quick {QUICK_OUT})")
     parser.add_argument("--model", default=None,
-                        help="decoding sections 3 and 5: a trained export folder (save_pretrained) instead of random "
+                        help="decoding sections 3, 5 and 6: a trained export folder (save_pretrained) instead of random "
                              f"init, e.g. {EXAMPLE_EXPORT.relative_to(ROOT)}")
     numbers = ",".join(str(n) for n in SECTIONS)
     parser.add_argument("--sections", default=numbers, help=f"comma-separated subset of {numbers}")

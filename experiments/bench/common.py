@@ -1,5 +1,6 @@
-"""What every section builds on: the run config composed through Hydra once, the default data and
-models, and the training step of ``blocksft`` itself (so the benchmark times the code that trains)."""
+"""What every section builds on: the run config composed once (``blocksft.runs.compose.compose_config``, as
+``train.py`` composes it), the default data and models, and the training step of ``blocksft`` itself (so the
+benchmark times the code that trains)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -19,24 +19,22 @@ from blocksft.data.collate import TrainCollator
 from blocksft.masking import MaskedBatch, MaskingStrategy
 from blocksft.models import build_model, build_tokenizer
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
+from blocksft.runs.compose import compose_config
 from blocksft.training.objective import masked_diffusion_step
 
 ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "conf"
 #: Special ids of the synthetic batches (sections 1 and 2); real tokens are drawn from [4, vocab).
 PAD_ID, MASK_ID, EOS_ID, FIRST_TOKEN = 0, 1, 2, 4
 #: The setting the benchmark's documented figures (docs/performance.md) were measured in (the project's default until the shipped
 #: base): the tiny model with characters on one-operation arithmetic, block 8, 32-token responses.
-BENCH_SETTING = ("model=tiny", "data=arithmetic", "block='8'")  # quoted: a numeric group option
+BENCH_SETTING = ("model=tiny", "data=arithmetic", "block=8")
 
 
 @functools.lru_cache(maxsize=8)
 def default_config(overrides: tuple[str, ...] = ()) -> DictConfig:
     """``conf/train.yaml`` with ``BENCH_SETTING`` and ``overrides``, as ``train.py`` would compose it
-    (output paths in the temp dir)."""
-    paths = [f"paths.output_dir={Path(tempfile.gettempdir()) / 'blocksft-benchmark-compose'}"]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=paths + list(BENCH_SETTING) + list(overrides))
+    (output paths in the temp dir; no folder is created)."""
+    return compose_config([*BENCH_SETTING, *overrides], Path(tempfile.gettempdir()) / "blocksft-benchmark-compose")
 
 
 def to_device(batch: dict, device: torch.device | str) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from experiments.bench import decoding, loss_positions, masking, prefix_cache, threshold, throughput
+from experiments.bench import decoding, loss_positions, masking, prefix_cache, step_cost, threshold, throughput
 from experiments.bench.render import render_machine, render_targets
 from experiments.bench.timing import machine_info
 
@@ -36,6 +36,7 @@ SECTIONS: dict[int, Section] = {section.number: section for section in (
     Section(4, "throughput", throughput.FULL, throughput.QUICK, throughput.measure, throughput.render),
     Section(5, "prefix_cache", prefix_cache.FULL, prefix_cache.QUICK, prefix_cache.measure, prefix_cache.render),
     Section(6, "threshold", threshold.FULL, threshold.QUICK, threshold.measure, threshold.render),
+    Section(7, "step_cost", step_cost.FULL, step_cost.QUICK, step_cost.measure, step_cost.render),
 )}
 
 

@@ -1,7 +1,8 @@
-"""Does a base carry the per-step skill of the chain task? ``python experiments/probe_skill.py <init_from> [overrides]``
+"""Does a base carry the per-step skill of the chain task? ``python -m experiments.diagnostics.probe_skill <init_from> [overrides]``
 
 Loads a model exactly as a run with ``model.init_from=<init_from>`` would (an export folder, a run
-folder or a pretraining ``.ckpt``; the overrides compose on ``experiment=pretrain_base``, so a ``.ckpt``
+folder or a pretraining ``.ckpt``; the config is composed as ``train.py`` composes it
+(``blocksft.runs.compose.compose_config``) from ``experiment=pretrain_base`` and the overrides, so a ``.ckpt``
 gets the pretraining run's tokenizer), then asks it every arithmetic fact of the data knobs
 (``a op b = c`` with a in [0, max_result], b in [1, max_operand], c in [0, max_result]) with the
 result masked, in two contexts:
@@ -18,16 +19,13 @@ near 100 % on ``fact``; a random init is near 1 / (number of results).
 from __future__ import annotations
 
 import argparse
-import sys
+import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from blocksft.models.init_from import load_initial_model  # noqa: E402
+from blocksft.models.init_from import load_initial_model
+from blocksft.runs.compose import compose_config
 
 
 def facts(max_operand: int, max_result: int, operations) -> list[tuple[int, str, int, int]]:
@@ -63,24 +61,30 @@ def masked_result_accuracy(model, tokenizer, texts: list[tuple[str, str, str]], 
     return hit.all(-1).float().mean().item()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("init_from")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=pretrain_base", f"model.init_from={args.init_from}",
-                                          *args.overrides])
+def probe(init_from: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, tuple[float, int]]:
+    """{context: (share of facts predicted exactly, number of facts)} for the model a run with
+    ``model.init_from=<init_from>`` and ``overrides`` (on ``experiment=pretrain_base``) starts from."""
+    cfg = compose_config(["experiment=pretrain_base", f"model.init_from={init_from}", *overrides],
+                         Path(tempfile.gettempdir()) / "blocksft-probe-skill")
     model, tokenizer, _, _ = load_initial_model(cfg, train=False)
+    model.eval()
     source = cfg.data.source
     table = facts(int(source.max_operand), int(source.max_result), list(source.operations))
     contexts = {
         "fact": [(f"{a} {op} {b} =", f" {c}", ".") for a, op, b, c in table],
         "answer_line": [(f"{a + 1} - 1 = {a}\n{a} {op} {b} =", f" {c}", "\n") for a, op, b, c in table],
     }
-    for name, texts in contexts.items():
-        accuracy = masked_result_accuracy(model, tokenizer, texts)
-        print(f"{name}: {accuracy:.3f} of {len(texts)} facts (init_from={args.init_from})")
+    return {name: (masked_result_accuracy(model, tokenizer, texts), len(texts)) for name, texts in contexts.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.diagnostics.probe_skill",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("init_from", help="an export folder, a run folder or a pretraining .ckpt")
+    parser.add_argument("overrides", nargs="*", help="config overrides, as on train.py's command line")
+    args = parser.parse_args(argv)
+    for name, (accuracy, count) in probe(args.init_from, args.overrides).items():
+        print(f"{name}: {accuracy:.3f} of {count} facts (init_from={args.init_from})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Ship a pretraining run's export as the project's base: ``python experiments/ship_base.py <run folder>``.
+"""Ship a pretraining run's export as the project's base: ``python -m experiments.diagnostics.ship_base <run folder>``.
 
 Copies ``<run>/export/`` (weights, config, tokenizer) into ``experiments/base/`` (``--to``) and writes
 next to it ``provenance.json`` (command, resolved config and its fingerprint, git commit, data
@@ -17,18 +17,16 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from blocksft.models.init_from import sha256_file
+from blocksft.runs.results import RunResult
 
-from blocksft.models.init_from import sha256_file  # noqa: E402
-from blocksft.runs.results import RunResult  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PROVENANCE = "provenance.json"
 CARD = "MODEL_CARD.md"
@@ -43,10 +41,19 @@ def data_fingerprint(source_cfg: dict) -> str:
     return digest.hexdigest()
 
 
-def provenance(run: Path, target: Path, note: str | None) -> dict:
+def completed_run(run: Path) -> RunResult:
+    """The run's ``results.json``; exits naming the run unless it is a completed run with an export."""
+    if not (run / "export" / "config.json").is_file():
+        raise SystemExit(f"{run / 'export'}: no export (config.json) to ship")
     result = RunResult.from_json(json.loads((run / "results.json").read_text()))
     if not result.completed:
         raise SystemExit(f"{run}/results.json: status {result.status!r}; ship only a completed pretraining run")
+    return result
+
+
+def provenance(run: Path, target: Path, note: str | None) -> dict:
+    """What ``provenance.json`` records of the run ``run`` shipped into ``target``."""
+    result = completed_run(run)
     record = json.loads((run / "run_config.json").read_text())
     overrides = OmegaConf.create(record["hydra_files"]["overrides.yaml"]) if "overrides.yaml" in record.get(
         "hydra_files", {}) else []
@@ -109,18 +116,16 @@ checks these digests and that the base loads.
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.diagnostics.ship_base", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a completed pretraining run folder (holding export/ and results.json)")
     parser.add_argument("--to", type=Path, default=ROOT / "experiments" / "base")
     parser.add_argument("--note", default=None, help="a sentence for the card (e.g. how the code was committed)")
-    args = parser.parse_args()
-    export = args.run / "export"
-    if not (export / "config.json").is_file():
-        raise SystemExit(f"{export}: no export (config.json) to ship")
+    args = parser.parse_args(argv)
+    completed_run(args.run)  # before the current base is removed
     if args.to.exists():
         shutil.rmtree(args.to)
-    shutil.copytree(export, args.to)
+    shutil.copytree(args.run / "export", args.to)
     record = provenance(args.run, args.to, args.note)
     (args.to / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
     (args.to / CARD).write_text(model_card(record))

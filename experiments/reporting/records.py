@@ -1,6 +1,6 @@
 """A study's job records in git, so its report can be rebuilt and its sweep continued on another machine.
 
-``python experiments/study_records.py keep <study>`` copies, for every finished job of
+``python -m experiments.reporting.records keep <study>`` copies, for every finished job of
 ``outputs/studies/<study>`` (a sub-folder holding ``results.json``), the files a report and a re-run sweep read
 (``RECORD_FILES``: results, the run record that claims the folder for its config, the training metrics,
 the decoded answers) into ``experiments/records/<study>``; checkpoints, exports and logs stay behind.
@@ -21,10 +21,9 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from blocksft.runs.identity import RESULTS, RUN_RECORD
 
-from blocksft.runs.identity import RESULTS, RUN_RECORD  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 STUDIES = ROOT / "outputs" / "studies"
 RECORDS = ROOT / "experiments" / "records"
@@ -73,7 +72,7 @@ def restore(records_dir: Path, study_dir: Path) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.reporting.records", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("keep", "restore"))
     parser.add_argument("study", help="the study's name: outputs/studies/<study>, experiments/records/<study>")
     parser.add_argument("--studies", type=Path, default=STUDIES, help="where sweeps write their studies")

@@ -1,21 +1,35 @@
-"""experiments/study_records.py: a study's job records go to git without checkpoints, come back without
-overwriting this machine's folders, and a restored job is skipped by a re-run of its sweep."""
+"""experiments/reporting/records.py (``python -m experiments.reporting.records keep|restore <study>``): a study's
+job records go to git without checkpoints, come back without overwriting this machine's folders, and a
+restored job is skipped by a re-run of its sweep."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, compose_config
 
-from blocksft.runs.identity import completed_results
+from blocksft.runs.identity import RESULTS, RUN_RECORD, completed_results, job_identity
+from experiments.reporting import records as study_records
 
-sys.path.insert(0, str(ROOT))
-from experiments import study_records  # noqa: E402
-from test_reuse import record_run, view_of  # noqa: E402
+SMOKE = ["debug=smoke", "seed=2", "progress.every_n_steps=0"]
+
+
+def view_of(overrides: list[str]) -> tuple[dict, str]:
+    return job_identity(compose_config([*SMOKE, *overrides]))
+
+
+def record_run(folder: Path, overrides: list[str]) -> Path:
+    """A job folder as a finished run leaves it: its run record (config + fingerprint) and results.json."""
+    view, digest = view_of(overrides)
+    folder.mkdir(parents=True)
+    (folder / RUN_RECORD).write_text(json.dumps({"config_fingerprint": digest, "config": view}))
+    (folder / RESULTS).write_text(json.dumps({"status": "completed", "mode": "train", "study": view.get("study")}))
+    return folder
 
 
 def job_folder(study: Path, name: str, finished: bool = True) -> Path:
@@ -86,3 +100,12 @@ def test_a_restored_job_is_a_completed_run_of_its_config(tmp_path: Path):
 def test_a_missing_study_folder_is_one_line_naming_it(action: str, tmp_path: Path):
     with pytest.raises(SystemExit, match=f"{action} nothing: .* is not a folder"):
         study_records.main([action, "nothing", "--studies", str(tmp_path / "a"), "--records", str(tmp_path / "b")])
+
+
+def test_the_documented_command_keeps_a_study(tmp_path: Path):
+    job_folder(tmp_path / "studies" / "s", "a-seed0")
+    done = subprocess.run([sys.executable, "-m", "experiments.reporting.records", "keep", "s", "--studies",
+                           str(tmp_path / "studies"), "--records", str(tmp_path / "records")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "kept 1 finished jobs" in done.stdout and (tmp_path / "records" / "s" / "a-seed0" / "results.json").is_file()

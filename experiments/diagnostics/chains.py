@@ -1,4 +1,4 @@
-"""Why a run's chain answers are wrong: ``python experiments/chain_diagnostics.py <run folder> [...]``
+"""Why a run's chain answers are wrong: ``python -m experiments.diagnostics.chains <run folder> [...]``
 
 Reads ``<run>/generations.jsonl`` (every decoded validation problem of a ``data=chains`` or
 ``data=arithmetic`` run) and prints, per decoding block length, the share of answers that are
@@ -63,7 +63,7 @@ def generations_file(run: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.diagnostics.chains", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (or generations.jsonl files)")
     args = parser.parse_args(argv)
     print("| run | decode block | n | correct | well-formed | steps right | chained | operands read |")

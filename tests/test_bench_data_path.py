@@ -1,17 +1,12 @@
-"""experiments/bench_data.py on a few hundred rows: structure only (no timing assertions)."""
+"""experiments/bench/data_path.py (``python -m experiments.bench.data_path``) on a few hundred rows: structure
+only (no timing assertions)."""
 
 from __future__ import annotations
 
 import json
 import random
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from experiments import bench_data  # noqa: E402
+from experiments.bench import data_path as bench_data
 
 
 def test_synthetic_rows_have_the_metamathqa_schema_and_answers():
@@ -41,3 +36,10 @@ def test_cli_writes_json_and_prints_the_table(tmp_path, capsys):
     bench_data.main(["--rows", "120", "--num-proc", "1", "--workdir", str(tmp_path), "--no-isolate", "--out", str(out)])
     assert json.loads(out.read_text())["rows"] == 120
     assert "rows/s" in capsys.readouterr().out
+
+
+def test_each_phase_runs_in_its_own_process(tmp_path):
+    """The default: cold and cached runs each in a fresh ``python -m experiments.bench.data_path --phase``."""
+    report = bench_data.run(rows=60, num_proc=1, workdir=tmp_path)
+    assert report["isolated_processes"] is True and report["cache_reused"] is True
+    assert report["cold"]["train_rows"] == report["cached"]["train_rows"] > 0

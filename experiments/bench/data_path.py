@@ -2,7 +2,7 @@
 
 Usage::
 
-    python experiments/bench_data.py [--rows 395000] [--num-proc 2] [--out bench_data.json] [--workdir DIR]
+    python -m experiments.bench.data_path [--rows 395000] [--num-proc 2] [--out bench_data.json] [--workdir DIR]
 
 Writes a synthetic corpus in MetaMathQA's schema (``query``/``response``/``type``/
 ``original_question``; the 8 types in the corpus' proportions, GSM8K 240k : MATH 155k; lengths drawn
@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 #: MetaMathQA-395K type counts (GSM8K-derived 240k, MATH-derived 155k).
 TYPE_COUNTS = {"GSM_AnsAug": 80_000, "GSM_Rephrased": 80_000, "GSM_SV": 40_000, "GSM_FOBAR": 40_000,
                "MATH_AnsAug": 75_000, "MATH_Rephrased": 50_000, "MATH_SV": 15_000, "MATH_FOBAR": 15_000}
@@ -112,8 +113,8 @@ def prepare_once(corpus: str, cache_dir: str, num_proc: int, response_len: int, 
 def _phase(isolate: bool, **kwargs) -> dict:
     if not isolate:
         return prepare_once(**kwargs)
-    command = [sys.executable, __file__, "--phase", json.dumps(kwargs)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    command = [sys.executable, "-m", "experiments.bench.data_path", "--phase", json.dumps(kwargs)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -152,7 +153,8 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench.data_path", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=395_000)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--response-len", type=int, default=1024)
