@@ -6,7 +6,7 @@ ablations' unmodified arm, and the suffix ablation's visible-future arm is the c
 differ only in ``LABEL_KEYS`` (``study``, ``strategy.name``), which name where and how a run is reported, not
 what it computes (a config and seed give the same run: ``experiments/results/
 ablation_controls/RUN.md``). A token-budget job whose steps-budget twin spent that budget exactly is one
-more such case (``run.steps_run_of_token_budget``). A job whose config differs from a completed run's only
+more such case (``job.steps_run_of_token_budget``). A job whose config differs from a completed run's only
 in ``EVALUATION_KEYS`` (how the trained model is decoded) shares that run's training: the block-size grid's
 ``blockwise_b32`` and ``classical`` arms train what the main study's equal-steps jobs trained.
 
@@ -133,7 +133,7 @@ def origin_of(source: Path, result: RunResult, owner_digest: str, scope: str = "
 def adopt_run(source: Path, target: Path, logged_config: dict, digest: str, because: str | None = None) -> RunResult:
     """Copy the completed run in ``source`` into ``target`` as this config's run (module docstring);
     returns the ``RunResult`` written to ``target/results.json``. ``because``: why a run of another
-    config is this computation (``run.steps_run_of_token_budget``), kept in ``reused_from``; None: the
+    config is this computation (``job.steps_run_of_token_budget``), kept in ``reused_from``; None: the
     configs differ only in ``LABEL_KEYS``."""
     source_real = Path(os.path.realpath(source))
     source_result = read_result(source_real / RESULTS)

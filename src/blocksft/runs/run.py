@@ -290,8 +290,8 @@ def record(cfg: DictConfig, job: BuiltJob, output_dir: Path, logged_config: dict
 
 def token_budget_schedule_steps(cfg: DictConfig) -> int:
     """The LR-schedule length of a ``budget.kind=tokens`` config: its expected step count (``planned_steps``),
-    from the run's tokenizer, masking and training data (built here; no model)."""
-    tokenizer = build_run_tokenizer(cfg)
+    from the run's tokenizer (``model.init_from``'s when set: the one the run trains with), masking and data."""
+    _, tokenizer, _, _ = load_initial_model(cfg, train=True)
     masking: MaskingStrategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     datamodule = datamodule_from_config(cfg, tokenizer, batch_plan(cfg))
     datamodule.setup("fit")
