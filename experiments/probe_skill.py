@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from blocksft.models.init_from import load_initial_model  # noqa: E402
+from blocksft.models.loader import load_initial_model  # noqa: E402
 
 
 def facts(max_operand: int, max_result: int, operations) -> list[tuple[int, str, int, int]]:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from blocksft.runs.cli import quote_numeric_group_overrides  # noqa: E402
-from blocksft.models.init_from import load_initial_model  # noqa: E402
+from blocksft.models.loader import load_initial_model  # noqa: E402
 from blocksft.data.documents import datamodule_from_config  # noqa: E402
 from blocksft.data.batch_plan import plan_batches  # noqa: E402
 from blocksft.runs.identity import register_resolvers  # noqa: E402

@@ -34,9 +34,7 @@ from blocksft.errors import ConfigError, DataError
 from blocksft.evaluation.metrics import evaluation_fields
 from blocksft.training.heldout_loss import DocumentLossModule
 from blocksft.masking import MaskingStrategy
-from blocksft.models import build_model, export_model, load_exported
-from blocksft.models.init_from import load_initial_model
-from blocksft.models.tokenizers import build_run_tokenizer
+from blocksft.models import export_model, load_run_model
 from blocksft.training.module import DecodeSettings, DiffusionSFTModule, ScheduleSettings
 from blocksft.runs.progress import progress_callbacks
 from blocksft.runs.reuse import AdoptedTraining, adopt_run, adopt_training, find_equivalent_run
@@ -107,23 +105,6 @@ def describe_masking(masking: MaskingStrategy, datamodule: DiffusionSFTDataModul
     return "\n".join(lines)
 
 
-def load_for_eval(cfg: DictConfig):
-    """(model, tokenizer) for mode=eval from a run dir, an export folder (merged, or a peft adapter
-    naming its base), a .ckpt file, or, with no ckpt_path, the pretrained ``model.name_or_path`` (hf)."""
-    if cfg.ckpt_path is None:
-        tokenizer = build_run_tokenizer(cfg)
-        return build_model(OmegaConf.merge(cfg.model, {"lora": {"enabled": False}}), tokenizer), tokenizer
-    path = Path(str(cfg.ckpt_path))
-    if path.is_dir():
-        export = path / "export"
-        is_export = (export / "config.json").is_file() or (export / "adapter_config.json").is_file()
-        return load_exported(export if is_export else path, cfg.model)
-    model, tokenizer, _, _ = load_initial_model(cfg, train=False)  # as the run built it (init_from: its sizes, tokenizer)
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    return model, tokenizer
-
-
 def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult:
     """Train (``mode=train``) and decode, or decode only (``mode=eval``); write ``results.json``. ``trained_by``:
     the job's folder holds another run's training of this model (``reuse.adopt_training``), so it resumes at
@@ -142,11 +123,7 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
     log.info("config (%s):\n%s", short_hash(digest), OmegaConf.to_yaml(logged_config))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    if cfg.mode == "eval" and (cfg.ckpt_path is not None or cfg.model.get("init_from") is None):
-        model, tokenizer = load_for_eval(cfg)
-        model_cfg, started_from = cfg.model, None
-    else:  # model.init_from (an export, run folder or .ckpt), else a fresh model
-        model, tokenizer, model_cfg, started_from = load_initial_model(cfg, train=cfg.mode == "train")
+    model, tokenizer, model_cfg, started_from = load_run_model(cfg)  # ckpt_path (eval), model.init_from, or fresh
     masking: MaskingStrategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     plan = batch_plan(cfg)
     datamodule = datamodule_from_config(cfg, tokenizer, plan)
