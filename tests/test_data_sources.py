@@ -10,6 +10,7 @@ the same code path as the hub download from the source on.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.sources import HubSource, JsonlSource
 from blocksft.data.tokenizer import CHARACTERS, build_char_tokenizer
 from blocksft.data.datamodule import DataError, DiffusionSFTDataModule
+from blocksft.data.settings import LoaderSettings, RowSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL_START = "Below is an instruction that describes a task."
@@ -42,12 +44,19 @@ def setup_module_from(cfg, tokenizer=None) -> DiffusionSFTDataModule:
     return datamodule
 
 
+def data_module(source, tokenizer, **kwargs) -> DiffusionSFTDataModule:
+    """A data module from one set of keyword arguments: ``LoaderSettings`` takes its fields, ``RowSettings`` the rest."""
+    loader = {f.name for f in fields(LoaderSettings)}
+    return DiffusionSFTDataModule(source, tokenizer, LoaderSettings(**{k: v for k, v in kwargs.items() if k in loader}),
+                                  RowSettings(**{k: v for k, v in kwargs.items() if k not in loader}))
+
+
 def jsonl_module(tmp_path: Path, train: Path, tokenizer=None, **kwargs) -> DiffusionSFTDataModule:
     defaults = dict(response_len=32, max_prompt_len=160, batch_size=4, eval_batch_size=4,
                     cache_dir=str(tmp_path / "cache"))
     source = JsonlSource({"train": str(train), "validation": str(FIXTURES / "jsonl" / "validation.jsonl")},
                          cache_dir=str(tmp_path / "cache"))
-    datamodule = DiffusionSFTDataModule(source, tokenizer or build_char_tokenizer(), **{**defaults, **kwargs})
+    datamodule = data_module(source, tokenizer or build_char_tokenizer(), **{**defaults, **kwargs})
     datamodule.setup()
     return datamodule
 
@@ -159,10 +168,10 @@ def test_jsonl_source_with_configurable_fields_and_target_field(tmp_path):
     source = JsonlSource({"train": str(path), "validation": str(path)}, cache_dir=str(tmp_path / "raw"))
     common = dict(response_len=64, max_prompt_len=64, batch_size=2, eval_batch_size=2, question_field="problem",
                   answer_field="solution", answer_scheme="math", cache_dir=str(tmp_path / "cache"))
-    from_field = DiffusionSFTDataModule(source, build_char_tokenizer(), target_field="answer", **common)
+    from_field = data_module(source, build_char_tokenizer(), target_field="answer", **common)
     from_field.setup()
     assert from_field.eval_set["target"] == ["2", "6"]
-    from_solution = DiffusionSFTDataModule(source, build_char_tokenizer(), **common)
+    from_solution = data_module(source, build_char_tokenizer(), **common)
     from_solution.setup()
     assert from_solution.eval_set["target"] == ["2"]  # the second solution has no \boxed{}
     assert from_solution.dropped["validation/no_reference_answer"] == 1
@@ -218,8 +227,8 @@ def test_no_usable_training_row_is_an_error_naming_the_file(tmp_path):
 def test_no_usable_eval_row_is_an_error_naming_the_file(tmp_path):
     source = JsonlSource({"train": str(FIXTURES / "jsonl" / "train.jsonl"),
                           "validation": str(FIXTURES / "jsonl" / "all_bad.jsonl")}, cache_dir=str(tmp_path))
-    datamodule = DiffusionSFTDataModule(source, build_char_tokenizer(), response_len=32, max_prompt_len=160,
-                                        batch_size=4, eval_batch_size=4)
+    datamodule = data_module(source, build_char_tokenizer(), response_len=32, max_prompt_len=160,
+                             batch_size=4, eval_batch_size=4)
     with pytest.raises(DataError, match="no usable validation rows in .*all_bad.jsonl"):
         datamodule.setup()
 
@@ -255,8 +264,8 @@ def test_chat_template_modes(tmp_path, mode, uses_chat):
 def test_chat_template_true_needs_one():
     source = JsonlSource({"train": str(FIXTURES / "jsonl" / "train.jsonl")})
     with pytest.raises(ValueError, match="data.chat_template=true"):
-        DiffusionSFTDataModule(source, build_char_tokenizer(), response_len=32, max_prompt_len=160, batch_size=4,
-                               eval_batch_size=4, chat_template=True)
+        data_module(source, build_char_tokenizer(), response_len=32, max_prompt_len=160, batch_size=4,
+                    eval_batch_size=4, chat_template=True)
 
 
 def test_response_starts_right_after_the_prompt_the_decoder_sees(tmp_path):
@@ -264,8 +273,8 @@ def test_response_starts_right_after_the_prompt_the_decoder_sees(tmp_path):
     index where the decoder appends its first mask: the end of the left-padded prompt."""
     source = JsonlSource({"train": str(FIXTURES / "jsonl" / "validation.jsonl"),
                           "validation": str(FIXTURES / "jsonl" / "validation.jsonl")}, cache_dir=str(tmp_path))
-    datamodule = DiffusionSFTDataModule(source, chat_tokenizer(), response_len=32, max_prompt_len=200, batch_size=4,
-                                        eval_batch_size=4, prompt_template="Q: {question}\nA:")
+    datamodule = data_module(source, chat_tokenizer(), response_len=32, max_prompt_len=200, batch_size=4,
+                             eval_batch_size=4, prompt_template="Q: {question}\nA:")
     datamodule.setup()
     train_row, eval_row = datamodule.train_set[0], datamodule.eval_set[0]
     assert train_row["prompt_ids"] == eval_row["prompt_ids"]

@@ -241,11 +241,12 @@ def test_lora_run_exports_merged_or_adapter_and_evaluates_the_same(bert_dir, tmp
 
 
 def test_eval_without_ckpt_path_scores_the_pretrained_model(bert_dir):
-    from blocksft.runs.run import load_for_eval
+    from blocksft.models.loader import load_run_model
 
     cfg = hf_cfg(bert_dir, "mode=eval", "model.lora.enabled=true", BERT_TARGETS)
     validate_config(cfg)
-    model, tokenizer = load_for_eval(cfg)
+    model, tokenizer, _, started_from = load_run_model(cfg)
+    assert started_from is None
     assert isinstance(model, HFBackbone) and not any("lora_" in name for name, _ in model.named_parameters())
     assert tokenizer.eos_token == "[SEP]"
     with pytest.raises(ConfigError, match="^ckpt_path=None"):

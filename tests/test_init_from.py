@@ -15,7 +15,7 @@ from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import train_bpe_tokenizer
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.models import build_model, build_tokenizer, export_model
-from blocksft.models.init_from import load_initial_model
+from blocksft.models.loader import load_initial_model
 
 TINY = ["debug=smoke", "model=tiny", "model.tokenizer=auto", "data=arithmetic"]  # char exports: one-operation answers fit
 

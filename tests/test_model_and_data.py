@@ -9,6 +9,7 @@ from blocksft.data.collate import TrainCollator, left_pad
 from blocksft.data.sources import ArithmeticSource
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.data.datamodule import DiffusionSFTDataModule
+from blocksft.data.settings import LoaderSettings, RowSettings
 from blocksft.models import build_model, load_exported
 
 MODEL_CFG = OmegaConf.create(dict(kind="tiny", tokenizer="char", hidden_size=32, num_layers=2, num_heads=2,
@@ -67,8 +68,8 @@ def test_train_collator_layout():
 def test_data_module_drops_rows_that_do_not_fit_and_counts_them():
     tokenizer = build_char_tokenizer()
     source = ArithmeticSource({"train": 200, "validation": 20}, seed=3, min_ops=1, max_ops=3)
-    datamodule = DiffusionSFTDataModule(source, tokenizer, response_len=24, max_prompt_len=160, batch_size=8,
-                                        eval_batch_size=8, eval_size=10)
+    datamodule = DiffusionSFTDataModule(source, tokenizer, LoaderSettings(response_len=24, batch_size=8, eval_batch_size=8,
+                                                                      eval_size=10), RowSettings(max_prompt_len=160))
     datamodule.setup()
     kept = len(datamodule.train_set)
     assert 0 < kept < 200

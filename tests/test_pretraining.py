@@ -13,6 +13,7 @@ from conftest import compose_config, run_train
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.corpus import ProceduralCorpusSource
 from blocksft.data.documents import DocumentDataModule
+from blocksft.data.settings import LoaderSettings
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.masking import SequenceMasking
 from blocksft.models import load_exported
@@ -52,8 +53,8 @@ def test_facts_paragraphs_cover_every_fact_of_the_range_and_are_true():
 
 def test_documents_are_whole_sequences_and_long_ones_are_dropped():
     source = ProceduralCorpusSource({"train": 64, "validation": 8}, seed=0, max_chars=240, **CORPUS)
-    datamodule = DocumentDataModule(source, build_char_tokenizer(), response_len=230, batch_size=4,
-                                    eval_batch_size=4)
+    datamodule = DocumentDataModule(source, build_char_tokenizer(),
+                                    LoaderSettings(response_len=230, batch_size=4, eval_batch_size=4))
     datamodule.setup()
     kept = len(datamodule.train_set)
     assert datamodule.dropped["train/document_longer_than_response_len"] == 64 - kept > 0

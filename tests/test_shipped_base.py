@@ -11,7 +11,8 @@ from conftest import compose_config
 
 from blocksft.config.validation import validate_config
 from blocksft.models import load_exported
-from blocksft.models.init_from import load_initial_model, sha256_file
+from blocksft.models.init_from import sha256_file
+from blocksft.models.loader import load_initial_model
 
 BASE = Path(__file__).resolve().parents[1] / "experiments" / "base"
 RECORD = json.loads((BASE / "provenance.json").read_text())

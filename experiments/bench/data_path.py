@@ -91,15 +91,17 @@ def prepare_once(corpus: str, cache_dir: str, num_proc: int, response_len: int, 
     from blocksft.data.sources import HubSource
     from blocksft.data.tokenizer import build_char_tokenizer
     from blocksft.data.datamodule import DiffusionSFTDataModule
+    from blocksft.data.settings import LoaderSettings, RowSettings
 
     with open(corpus) as handle:
         rows = sum(1 for _ in handle)
     source = HubSource("meta-math/MetaMathQA", {"train": "train"}, data_files={"train": corpus},
                        holdout={"validation": min(500, rows // 10)}, cache_dir=cache_dir)
     datamodule = DiffusionSFTDataModule(
-        source, build_char_tokenizer(), response_len=response_len, max_prompt_len=max_prompt_len, batch_size=32,
-        eval_batch_size=32, prompt_template=OFFICIAL_TEMPLATE, question_field="query", answer_field="response",
-        answer_scheme="metamathqa", num_proc=num_proc, cache_dir=cache_dir)
+        source, build_char_tokenizer(),
+        LoaderSettings(response_len=response_len, batch_size=32, eval_batch_size=32, num_proc=num_proc, cache_dir=cache_dir),
+        RowSettings(max_prompt_len=max_prompt_len, prompt_template=OFFICIAL_TEMPLATE, question_field="query",
+                    answer_field="response", answer_scheme="metamathqa"))
     started = time.perf_counter()
     datamodule.setup()
     seconds = time.perf_counter() - started

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from blocksft.models.init_from import load_initial_model
+from blocksft.models.loader import load_initial_model
 from blocksft.runs.compose import compose_config
 
 

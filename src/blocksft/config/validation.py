@@ -2,6 +2,15 @@
 
 ``validate_config(cfg)`` raises ``ConfigError`` (``blocksft.errors``) whose message is one line naming the key, its
 value and what is allowed; ``train.py`` prints it and exits with status 2.
+
+One validator per config group (data, strategy, decode, budget, optim, eval and progress, checkpoint, model).
+A rule has one owner: where an object owns its arguments' rules, the validator builds that cheap object and
+its ``InvalidValue`` is the error: the masking strategy (``hydra.utils.instantiate(cfg.strategy.masking,
+mask_id=0)``), the decoder's argument check (``blocksft.evaluation.decoding._check_args``), the data module's
+settings (``blocksft.data.settings``), the batch plan (``blocksft.data.batch_plan.plan_batches``). What a
+strategy needs of the rest of the run it declares as class attributes (``attention``, ``paired_rows``,
+``whole_sequence``: ``blocksft.masking.base.MaskingStrategy``); nothing here recognises a class by its name.
+Nothing here imports Lightning.
 """
 
 from __future__ import annotations
@@ -12,26 +21,25 @@ import json
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from blocksft.evaluation.answers import SCHEMES
-from blocksft.data.collate import TAIL_PADDINGS
+from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
 from blocksft.data.formats import validate_data_format
-from blocksft.data.prepare import CHAT_TEMPLATE_MODES
-from blocksft.evaluation.decoding import ATTENTION_MODES
-from blocksft.evaluation.decoding import REMASKING_MODES as REMASKINGS
-from blocksft.data.batch_plan import plan_batches, world_size
-from blocksft.errors import ConfigError
-from blocksft.masking import BLOCK_SAMPLINGS
-from blocksft.models import MODEL_KINDS
+from blocksft.data.settings import LoaderSettings, RowSettings
+from blocksft.errors import ConfigError, is_int as _is_int, is_number as _is_number, require as _require
+from blocksft.evaluation.decoding import _check_args as check_decode_args
+from blocksft.folders import require_path
+from blocksft.masking import MaskingStrategy
+from blocksft.masking.base import check_block_size
+from blocksft.models.build import check_model_kind
 from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
 from blocksft.models.init_from import validate_init_from
 from blocksft.models.lora import LORA_EXPORTS
 from blocksft.models.tokenizers import validate_tokenizer_choice
-from blocksft.masking.multirow import ROW_PLANS
-from blocksft.training.objective import LOSS_WEIGHTINGS as WEIGHTINGS
-from blocksft.training.optim import WARMUP_TYPES
-from blocksft.folders import require_path
+from blocksft.training.objective import check_loss_weighting
+from blocksft.training.optim import check_warmup_type
 
 MODES = ("train", "eval")
 BUDGET_KINDS = ("steps", "tokens")
@@ -71,71 +79,104 @@ def with_eval_benchmark(cfg: DictConfig) -> DictConfig:
     return evaluated
 
 
-def _require(condition: bool, key: str, value, allowed: str) -> None:
-    if not condition:
-        raise ConfigError(f"{key}={value!r} is invalid: allowed {allowed}")
+def validate_config(cfg: DictConfig) -> None:
+    """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} is required but not set (it is ??? in its config file); "
+                          f"set it on the command line, e.g. {missing[0]}=...")
+    _require(cfg.mode in MODES, "mode", cfg.mode, f"one of {', '.join(MODES)}")
+    _require(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
+    plan = validate_data(cfg)
+    masking = validate_strategy(cfg, plan)
+    validate_decode(cfg, masking)
+    validate_budget(cfg.budget)
+    validate_optim(cfg.optim)
+    validate_eval_and_progress(cfg)
+    validate_checkpoint(cfg)
+    validate_model(cfg)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def validate_data(data: DictConfig) -> None:
-    """The data keys beyond the lengths: template, fields, scheme, tokenisation and row limits."""
-    _require(isinstance(data.prompt_template, str) and "{question}" in data.prompt_template,
-             "data.prompt_template", data.prompt_template, "a string containing {question}")
-    _require(data.get("chat_template", "auto") in CHAT_TEMPLATE_MODES, "data.chat_template",
-             data.get("chat_template"), "auto, true or false")
-    _require(data.answer_scheme in SCHEMES, "data.answer_scheme", data.answer_scheme, f"one of {', '.join(SCHEMES)}")
-    for key in ("question_field", "answer_field"):
-        _require(isinstance(data[key], str) and data[key] != "", f"data.{key}", data[key], "a non-empty field name")
-    target = data.get("target_field")
-    _require(target is None or (isinstance(target, str) and target != ""), "data.target_field", target, "null or a field name")
-    num_proc = data.get("num_proc", 1)
-    _require(_is_int(num_proc) and num_proc > 0, "data.num_proc", num_proc, "a positive integer")
-    rows = data.get("max_train_rows")
-    _require(rows is None or (_is_int(rows) and rows > 0), "data.max_train_rows", rows, "a positive integer or null")
+def validate_data(cfg: DictConfig) -> BatchPlan:
+    """``data.*`` (and ``eval.size``): the batch plan over the devices, the data module's settings
+    (``LoaderSettings``, ``RowSettings``: lengths, batches, template, fields, scheme, tokenisation and row
+    limits), the training block against the response and the source's files. Returns the plan.
+    (``data.format`` is checked with the strategy, whose ``whole_sequence`` it must agree with.)"""
+    data = cfg.data
+    plan = plan_batches(data.batch_size, data.get("micro_batch_size"), world_size(cfg.trainer))
+    LoaderSettings.from_config(cfg, plan.micro_batch)
+    response_len = data.response_len
+    check_block_size(cfg.block.size)
+    _require(cfg.block.size <= response_len, "block.size", cfg.block.size, f"at most data.response_len={response_len}")
+    RowSettings.from_config(data)  # every format has these keys (documents: data=pretrain_corpus keeps them)
     files = data.source.get("files")  # never ???: validate_config rejects unset required keys first
     for split, paths in (files or {}).items():
         paths = list(paths) if isinstance(paths, (list, ListConfig)) else [paths]
         _require(bool(paths) and all(isinstance(f, str) and f for f in paths), f"data.source.files.{split}",
                  paths, "a path or a non-empty list of paths")
+    return plan
 
 
-def _validate_rate_range_and_tail(masking: DictConfig) -> None:
-    """``p_min``/``p_max`` (p ~ U(p_min, p_max); p_min null = eps) and ``tail_eos_in_loss``."""
-    p_min, p_max = masking.get("p_min"), masking.get("p_max", 1.0)
-    _require(p_min is None or (_is_number(p_min) and 0.0 < p_min < 1.0), "strategy.masking.p_min", p_min,
-             "null (= eps) or a number in the open interval (0, 1)")
-    _require(_is_number(p_max) and 0.0 < p_max <= 1.0, "strategy.masking.p_max", p_max, "a number in (0, 1]")
-    low = masking.get("eps", 1e-3) if p_min is None else p_min
-    _require(low < p_max, "strategy.masking.p_min", low, f"below strategy.masking.p_max={p_max} (p_min >= p_max)")
-    tail = masking.get("tail_eos_in_loss")
-    _require(tail is None or (_is_int(tail) and tail >= 0), "strategy.masking.tail_eos_in_loss", tail,
-             "null (every EOS of the tail) or an integer >= 0")
+def build_masking(masking_cfg: DictConfig) -> MaskingStrategy:
+    """The configured masking strategy (``mask_id=0``: ids do not matter to its rules); its constructor's
+    ``ConfigError`` as it is, any other failure as one line naming ``strategy.masking``."""
+    try:
+        return instantiate(masking_cfg, mask_id=0)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        reason = " ".join(f"{type(cause or error).__name__}: {cause or error}".split())
+        raise ConfigError(f"strategy.masking._target_={masking_cfg.get('_target_')!r} is invalid: allowed a masking "
+                          f"strategy that takes these arguments ({reason})") from None
 
 
-def _validate_attention(cfg: DictConfig) -> None:
-    """``strategy.attention`` agrees with the masking class; block-causal training (``mode=train``) or
-    ``decode.attention=block_causal`` needs a backbone that takes a per-example [B, L, L] mask: the tiny
-    model, or a Hugging Face model configured to take a boolean [B, 1, L, L] mask (``model.attention_mask=4d``)."""
-    block_causal_masking = str(cfg.strategy.masking.get("_target_", "")).endswith("BlockCausalMasking")
+def validate_strategy(cfg: DictConfig, plan: BatchPlan) -> MaskingStrategy:
+    """Build the masking strategy (its constructor owns its arguments' rules), then check what it declares
+    it needs: ``strategy.attention`` saying its ``attention``; an even micro-batch for ``paired_rows`` with
+    ``rows=batch``; ``data.format`` (documents for ``whole_sequence``). And ``objective.weighting``."""
+    masking = build_masking(cfg.strategy.masking)
     trained = cfg.strategy.get("attention", "full")
-    _require(trained == ("block_causal" if block_causal_masking else "full"), "strategy.attention", trained,
-             f"{'block_causal' if block_causal_masking else 'full'} for strategy.masking._target_="
-             f"{cfg.strategy.masking.get('_target_')}")
-    attention = cfg.decode.get("attention", "full")
-    _require(attention in ATTENTION_MODES, "decode.attention", attention, f"one of {', '.join(ATTENTION_MODES)}")
+    _require(trained == masking.attention, "strategy.attention", trained,
+             f"{masking.attention} for strategy.masking._target_={cfg.strategy.masking.get('_target_')}")
+    if masking.paired_rows and masking.rows == "batch":
+        _require(plan.micro_batch % 2 == 0, "data.batch_size", cfg.data.batch_size,
+                 f"a batch with an even number of rows per device and micro-step (now {plan.micro_batch}) "
+                 "for complementary mask pairs with strategy.masking.rows=batch")
+    validate_data_format(cfg, masking.whole_sequence)
+    check_loss_weighting(cfg.objective.weighting)
+    return masking
+
+
+def validate_decode(cfg: DictConfig, masking: MaskingStrategy) -> None:
+    """``decode.*``: the decoder's own argument rules for each decoding block length (``_check_args``),
+    the canvas as long as the training response, and what the backbone must provide (a per-example mask
+    for block-causal attention, a key/value cache for ``prefix_cache``)."""
+    decode = cfg.decode
+    if _is_int(decode.gen_length) and decode.gen_length > 0:  # else the decoder's own rule names it below
+        _require(decode.gen_length == cfg.data.response_len, "decode.gen_length", decode.gen_length,
+                 f"equal to data.response_len={cfg.data.response_len}")
+    for block_length in decode_block_lengths(cfg):
+        check_decode_args(decode.steps, decode.gen_length, block_length, decode.temperature, 0.0, decode.remasking,
+                          decode.get("confidence_threshold"), decode.get("attention", "full"))
+    _validate_attention_backbone(cfg, masking)
+    prefix_cache = decode.get("prefix_cache", False)
+    _require(isinstance(prefix_cache, bool), "decode.prefix_cache", prefix_cache, "true or false")
+    if prefix_cache:  # the key/value cache exists in the tiny backbone only; fail before training, not after
+        _require(cfg.model.get("kind") == "tiny", "decode.prefix_cache", prefix_cache,
+                 f"false with model.kind={cfg.model.get('kind')} (no key/value cache; decode=semi_ar_cached needs model=tiny)")
+
+
+def _validate_attention_backbone(cfg: DictConfig, masking: MaskingStrategy) -> None:
+    """Block-causal training (``mode=train``) or ``decode.attention=block_causal`` needs a backbone that takes
+    a per-example [B, L, L] mask: the tiny model, or a Hugging Face model configured to take a boolean
+    [B, 1, L, L] mask (``model.attention_mask=4d``)."""
     model = cfg.model
     if model.get("kind") != "hf" or model.get("attention_mask") == "4d":
         return
-    if block_causal_masking and cfg.mode == "train":
+    if masking.attention == "block_causal" and cfg.mode == "train":
         who = f"strategy={cfg.strategy.get('name')}"
-    elif attention == "block_causal":
+    elif cfg.decode.get("attention", "full") == "block_causal":
         who = "decode.attention=block_causal"
     else:
         return
@@ -145,122 +186,47 @@ def _validate_attention(cfg: DictConfig) -> None:
                       "model.attention_mask=4d for a model that takes a boolean [B, 1, L, L] mask)")
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{missing[0]} is required but not set (it is ??? in its config file); "
-                          f"set it on the command line, e.g. {missing[0]}=...")
-    _require(cfg.mode in MODES, "mode", cfg.mode, f"one of {', '.join(MODES)}")
-    _require(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
-
-    block_size = cfg.block.size
-    response_len = cfg.data.response_len
-    _require(_is_int(response_len) and response_len > 0, "data.response_len", response_len, "a positive integer")
-    _require(_is_int(block_size) and block_size > 0, "block.size", block_size, "a positive integer")
-    _require(block_size <= response_len, "block.size", block_size, f"at most data.response_len={response_len}")
-    _require(cfg.data.tail_padding in TAIL_PADDINGS, "data.tail_padding", cfg.data.tail_padding, f"one of {', '.join(TAIL_PADDINGS)}")
-    for key in ("batch_size", "eval_batch_size", "max_prompt_len"):
-        value = cfg.data[key]
-        _require(_is_int(value) and value > 0, f"data.{key}", value, "a positive integer")
-    validate_data(cfg.data)
-    validate_data_format(cfg)
-
-    masking = cfg.strategy.masking
-    if "eps" in masking:
-        _require(_is_number(masking.eps) and 0.0 < masking.eps < 1.0, "strategy.masking.eps", masking.eps, "a number in the open interval (0, 1)")
-    for key in ("prefix_mask_rate", "suffix_mask_prob"):
-        if key in masking:
-            value = masking[key]
-            _require(_is_number(value) and 0.0 <= value <= 1.0, f"strategy.masking.{key}", value, "a number in [0, 1]")
-    _validate_rate_range_and_tail(masking)
-    if "rows" in masking:
-        rows = masking.rows
-        _require(rows in ROW_PLANS, "strategy.masking.rows", rows, f"one of {', '.join(ROW_PLANS)}")
-        if rows == "batch" and str(masking.get("_target_", "")).endswith("ComplementaryMasking"):
-            try:
-                micro = plan_batches(cfg.data.batch_size, cfg.data.get("micro_batch_size"), world_size(cfg.trainer)).micro_batch
-            except ValueError:
-                micro = 0  # a bad batch plan is reported below, with its own key
-            _require(micro % 2 == 0, "data.batch_size", cfg.data.batch_size,
-                     f"a batch with an even number of rows per device and micro-step (now {micro}) "
-                     "for complementary mask pairs with strategy.masking.rows=batch")
-    if "block_sampling" in masking:
-        _require(masking.block_sampling in BLOCK_SAMPLINGS, "strategy.masking.block_sampling", masking.block_sampling, f"one of {', '.join(BLOCK_SAMPLINGS)}")
-    _require(cfg.objective.weighting in WEIGHTINGS, "objective.weighting", cfg.objective.weighting, f"one of {', '.join(WEIGHTINGS)}")
-
-    decode = cfg.decode
-    gen_length = decode.gen_length
-    _require(_is_int(gen_length) and gen_length > 0, "decode.gen_length", gen_length, "a positive integer")
-    _require(gen_length == response_len, "decode.gen_length", gen_length, f"equal to data.response_len={response_len}")
-    _require(_is_int(decode.steps) and decode.steps > 0, "decode.steps", decode.steps, "a positive integer")
-    divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
-    for block_length in decode_block_lengths(cfg):
-        _require(_is_int(block_length) and block_length > 0 and gen_length % block_length == 0,
-                 "decode.block_length", block_length, f"a divisor of decode.gen_length={gen_length}: {divisors}")
-        num_blocks = gen_length // block_length
-        _require(decode.steps % num_blocks == 0, "decode.steps", decode.steps,
-                 f"a multiple of the number of decoding blocks ({num_blocks} for block_length {block_length})")
-    _require(_is_number(decode.temperature) and decode.temperature >= 0, "decode.temperature", decode.temperature, "a number >= 0")
-    _require(decode.remasking in REMASKINGS, "decode.remasking", decode.remasking, f"one of {', '.join(REMASKINGS)}")
-    threshold = decode.get("confidence_threshold")
-    _require(threshold is None or (_is_number(threshold) and 0 < threshold <= 1), "decode.confidence_threshold",
-             threshold, "null (fixed per-step schedule) or a number in (0, 1]")
-    if threshold is not None:
-        _require(decode.remasking == "low_confidence", "decode.remasking", decode.remasking,
-                 f"low_confidence with decode.confidence_threshold={threshold}")
-    _validate_attention(cfg)
-    prefix_cache = decode.get("prefix_cache", False)
-    _require(isinstance(prefix_cache, bool), "decode.prefix_cache", prefix_cache, "true or false")
-    if prefix_cache:  # the key/value cache exists in the tiny backbone only; fail before training, not after
-        _require(cfg.model.get("kind") == "tiny", "decode.prefix_cache", prefix_cache,
-                 f"false with model.kind={cfg.model.get('kind')} (no key/value cache; decode=semi_ar_cached needs model=tiny)")
-
-    budget = cfg.budget
+def validate_budget(budget: DictConfig) -> None:
     _require(budget.kind in BUDGET_KINDS, "budget.kind", budget.kind, f"one of {', '.join(BUDGET_KINDS)}")
     _require(_is_int(budget.value) and budget.value > 0, "budget.value", budget.value, "a positive integer")
     if budget.kind == "tokens":
         _require(budget.count in TOKEN_COUNTS, "budget.count", budget.count, f"one of {', '.join(TOKEN_COUNTS)}")
         _require(_is_int(budget.max_steps) and budget.max_steps > 0, "budget.max_steps", budget.max_steps, "a positive integer")
 
-    optim = cfg.optim
+
+def validate_optim(optim: DictConfig) -> None:
     lr = optim.optimizer.lr
     _require(_is_number(lr) and lr > 0, "optim.optimizer.lr", lr, "a number > 0")
     _require(_is_number(optim.warmup_frac) and 0.0 <= optim.warmup_frac < 1.0, "optim.warmup_frac", optim.warmup_frac, "a number in [0, 1)")
     _require(_is_number(optim.min_lr_ratio) and 0.0 <= optim.min_lr_ratio <= 1.0, "optim.min_lr_ratio", optim.min_lr_ratio, "a number in [0, 1]")
-    _require(optim.warmup_type in WARMUP_TYPES, "optim.warmup_type", optim.warmup_type, f"one of {', '.join(WARMUP_TYPES)}")
+    check_warmup_type(optim.warmup_type)
     ema = optim.get("ema_decay")
     _require(ema is None or (_is_number(ema) and 0.0 < ema < 1.0), "optim.ema_decay", ema, "null or a number in (0, 1)")
 
-    micro = cfg.data.get("micro_batch_size")
-    _require(micro is None or (_is_int(micro) and micro > 0), "data.micro_batch_size", micro, "a positive integer or null")
-    try:
-        plan_batches(cfg.data.batch_size, micro, world_size(cfg.trainer))
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
 
-    eval_size = cfg.eval.size
-    _require(eval_size is None or (_is_int(eval_size) and eval_size > 0), "eval.size", eval_size, "a positive integer or null")
+def validate_eval_and_progress(cfg: DictConfig) -> None:
+    """``eval.batch_size`` (``eval.size`` is the data module's: ``LoaderSettings``) and ``progress.*``."""
     _require(_is_int(cfg.eval.batch_size) and cfg.eval.batch_size > 0, "eval.batch_size", cfg.eval.batch_size, "a positive integer")
-
     progress = cfg.get("progress") or {}
     _require(progress.get("bar", "auto") in BAR_MODES, "progress.bar", progress.get("bar"), "auto, true or false")
     every = progress.get("every_n_steps", 100)
     _require(_is_int(every) and every >= 0, "progress.every_n_steps", every, "an integer >= 0 (0 = no log lines)")
 
+
+def validate_checkpoint(cfg: DictConfig) -> None:
+    """``ckpt_path``: what it may be in this mode; ``mode=eval`` needs weights to score."""
     if cfg.mode == "eval" and cfg.model.kind != "hf":
         _require(cfg.ckpt_path is not None or cfg.model.get("init_from") is not None, "ckpt_path", cfg.ckpt_path,
                  "a run directory, export folder or .ckpt file (mode=eval needs one unless model.kind=hf or model.init_from is set)")
     if cfg.ckpt_path is not None:
         require_path("ckpt_path", cfg.ckpt_path, CKPT_PATH_KINDS[cfg.mode])
-    validate_model(cfg)
 
 
 def validate_model(cfg: DictConfig) -> None:
     """Check ``cfg.model`` (kind, HF loading options, LoRA) and the ``trust_remote_code`` opt-in, without
     touching the network or loading weights."""
     model = cfg.model
-    _require(model.kind in MODEL_KINDS, "model.kind", model.kind, f"one of {', '.join(MODEL_KINDS)}")
+    check_model_kind(model.kind)
     trust = model.get("trust_remote_code", False)
     _require(isinstance(trust, bool), "model.trust_remote_code", trust, "true or false")
     reason = _remote_code_reason(cfg)

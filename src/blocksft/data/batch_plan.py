@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig, ListConfig
 
+from blocksft.errors import InvalidValue, is_int, require
+
 
 @dataclass(frozen=True)
 class BatchPlan:
@@ -43,12 +45,15 @@ def world_size(trainer_cfg: DictConfig) -> int:
 def plan_batches(global_batch: int, micro_batch: int | None, world: int) -> BatchPlan:
     """The micro-batch (default: the largest that needs no accumulation) and accumulation for a global batch.
 
-    Raises ``ValueError`` naming the keys when the global batch cannot be split evenly."""
-    if global_batch % world:
-        raise ValueError(f"data.batch_size={global_batch} is invalid: allowed a multiple of the number of devices "
-                         f"({world})")
+    The rules of ``data.batch_size`` and ``data.micro_batch_size``: ``InvalidValue`` naming the key when a
+    value is not a positive integer (the micro-batch: or null) or the global batch cannot be split evenly."""
+    require(is_int(global_batch) and global_batch > 0, "data.batch_size", global_batch, "a positive integer")
+    require(micro_batch is None or (is_int(micro_batch) and micro_batch > 0), "data.micro_batch_size", micro_batch,
+            "a positive integer or null")
+    require(global_batch % world == 0, "data.batch_size", global_batch,
+            f"a multiple of the number of devices ({world})")
     micro = global_batch // world if micro_batch is None else micro_batch
-    if micro <= 0 or (global_batch // world) % micro:
-        raise ValueError(f"data.micro_batch_size={micro_batch} is invalid: allowed a positive divisor of "
-                         f"data.batch_size / devices = {global_batch // world}")
+    if (global_batch // world) % micro:
+        raise InvalidValue("data.micro_batch_size", micro_batch,
+                           f"a positive divisor of data.batch_size / devices = {global_batch // world}")
     return BatchPlan(global_batch, micro, world, global_batch // (world * micro))

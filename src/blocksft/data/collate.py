@@ -13,8 +13,16 @@ from typing import Literal
 
 import torch
 
+from blocksft.errors import require
+
 TailPadding = Literal["in_response", "visible"]
 TAIL_PADDINGS = ("in_response", "visible")
+
+
+def check_tail_padding(tail_padding) -> TailPadding:
+    """``data.tail_padding``: one of ``TAIL_PADDINGS`` (the one statement of the rule)."""
+    require(tail_padding in TAIL_PADDINGS, "data.tail_padding", tail_padding, f"one of {', '.join(TAIL_PADDINGS)}")
+    return tail_padding
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,8 +47,7 @@ class TrainCollator:
     """
 
     def __init__(self, pad_id: int, eos_id: int, response_len: int, tail_padding: TailPadding = "in_response") -> None:
-        if tail_padding not in TAIL_PADDINGS:
-            raise ValueError(f"data.tail_padding={tail_padding!r}: allowed values are {', '.join(TAIL_PADDINGS)}")
+        check_tail_padding(tail_padding)
         self.pad_id, self.eos_id, self.response_len, self.tail_padding = pad_id, eos_id, response_len, tail_padding
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:

@@ -6,8 +6,9 @@ A document is one text field (``data.text_field``) with no prompt: it becomes th
 LLaDA's pretraining objective). Documents longer than ``response_len - 1`` tokens are dropped
 (``document_longer_than_response_len``), never cut; empty ones are dropped as ``empty_document``.
 
-``DocumentDataModule`` reuses the SFT data module's stream, resume state and Arrow cache; its test
-loader yields training-layout batches of the held-out split, scored by a held-out loss
+``DocumentDataModule`` shares the SFT data module's stream, resume state and Arrow cache
+(``BatchDataModule``) and reads none of its prompt/response settings; its test loader yields
+training-layout batches of the held-out split, scored by a held-out loss
 (``blocksft.training.heldout_loss``), not by decoding.
 """
 
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets import Dataset
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from blocksft.data.prepare import prepare_split
-from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.data.batch_plan import BatchPlan
+from blocksft.data.datamodule import BatchDataModule, DiffusionSFTDataModule
+from blocksft.data.settings import LoaderSettings
 
 
 @dataclass(frozen=True)
@@ -52,41 +52,34 @@ class DocumentPreparer:
                 "drop_reason": reasons, "origin": [f"{self.origin_label} row {i}" for i in indices]}
 
 
-class DocumentDataModule(DiffusionSFTDataModule):
-    """Training and held-out batches of documents (see the module docstring)."""
+class DocumentDataModule(BatchDataModule):
+    """Training and held-out batches of documents (see the module docstring): ``LoaderSettings`` and the
+    field holding the text, nothing of the prompt/response layout."""
 
-    def __init__(self, source, tokenizer, *, text_field: str = "text", **kwargs) -> None:
-        super().__init__(source, tokenizer, question_field=text_field, answer_field=text_field,
-                         prompt_template="{question}", chat_template=False, max_prompt_len=1, **kwargs)
+    def __init__(self, source, tokenizer, loader: LoaderSettings, text_field: str = "text") -> None:
+        super().__init__(source, tokenizer, loader)
         self.text_field = text_field
 
-    def _prepare(self, raw: Dataset, split: str, tokenizer_hash: str) -> Dataset:
-        preparer = DocumentPreparer(self.tokenizer, DocumentSettings(self.text_field, self.response_len),
-                                    self.source.describe(split))
-        prepared = prepare_split(raw, preparer, split=split, tokenizer_hash=tokenizer_hash,
-                                 cache_dir=self.cache_dir, num_proc=self.num_proc)
-        self.dropped.update(prepared.dropped)
-        self.first_dropped.update(prepared.first_dropped)
-        self.cache_reused[split] = prepared.cache_reused
-        return prepared.dataset
+    @classmethod
+    def from_config(cls, cfg: DictConfig, tokenizer, plan: BatchPlan) -> DocumentDataModule:
+        return cls(instantiate(cfg.data.source), tokenizer, LoaderSettings.from_config(cfg, plan.micro_batch),
+                   cfg.data.text_field)
+
+    def fields(self) -> list[str]:
+        return [self.text_field]
+
+    def preparer(self, split: str) -> DocumentPreparer:
+        return DocumentPreparer(self.tokenizer, DocumentSettings(self.text_field, self.loader.response_len),
+                                self.source.describe(split))
 
     def test_dataloader(self) -> DataLoader:
         """The held-out documents in order, in the training layout (for the held-out loss)."""
         return DataLoader(self.eval_set.with_format(columns=["prompt_ids", "answer_ids", "index"]),
-                          batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.train_collator)
+                          batch_size=self.loader.eval_batch_size, shuffle=False, collate_fn=self.train_collator)
 
 
-def datamodule_from_config(cfg: DictConfig, tokenizer, plan: BatchPlan) -> DiffusionSFTDataModule:
+def datamodule_from_config(cfg: DictConfig, tokenizer, plan: BatchPlan) -> BatchDataModule:
     """The run's data module: plain documents (``data.format=documents``, pretraining) or prompt/response rows."""
     if cfg.data.get("format") == "documents":
-        return build_document_datamodule(cfg, tokenizer, plan.micro_batch)
+        return DocumentDataModule.from_config(cfg, tokenizer, plan)
     return DiffusionSFTDataModule.from_config(cfg, tokenizer, plan)
-
-
-def build_document_datamodule(cfg: DictConfig, tokenizer, micro_batch: int) -> DocumentDataModule:
-    data = cfg.data
-    return DocumentDataModule(
-        instantiate(data.source), tokenizer, text_field=data.text_field, response_len=data.response_len,
-        batch_size=micro_batch, eval_batch_size=data.eval_batch_size, eval_split=cfg.eval.split,
-        eval_size=cfg.eval.size, max_train_rows=data.get("max_train_rows"), num_workers=data.num_workers,
-        num_proc=data.get("num_proc", 1), cache_dir=data.get("cache_dir"), seed=cfg.seed)

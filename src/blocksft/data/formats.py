@@ -13,9 +13,9 @@ from blocksft.errors import ConfigError
 DATA_FORMATS = ("prompt_response", "documents")
 
 
-def validate_data_format(cfg: DictConfig) -> None:
-    """``data.format`` and what it implies: documents need ``data.text_field``; ``strategy=pretrain``
-    (whole-sequence masking) needs documents."""
+def validate_data_format(cfg: DictConfig, whole_sequence: bool) -> None:
+    """``data.format`` and what it implies: documents need ``data.text_field``; a strategy that masks
+    whole sequences (``MaskingStrategy.whole_sequence``, ``strategy=pretrain``) needs documents."""
     data_format = cfg.data.get("format", "prompt_response")
     if data_format not in DATA_FORMATS:
         raise ConfigError(f"data.format={data_format!r} is invalid: allowed one of {', '.join(DATA_FORMATS)}")
@@ -23,6 +23,6 @@ def validate_data_format(cfg: DictConfig) -> None:
         field = cfg.data.get("text_field")
         if not isinstance(field, str) or not field:
             raise ConfigError(f"data.text_field={field!r} is invalid: allowed a non-empty field name (data.format=documents)")
-    elif cfg.strategy.name == "pretrain":
-        raise ConfigError(f"strategy=pretrain is invalid with data.format={data_format}: allowed data.format=documents "
-                          "(pretraining masks whole documents; e.g. experiment=pretrain_base)")
+    elif whole_sequence:
+        raise ConfigError(f"strategy={cfg.strategy.name} is invalid with data.format={data_format}: allowed "
+                          "data.format=documents (pretraining masks whole documents; e.g. experiment=pretrain_base)")

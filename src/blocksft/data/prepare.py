@@ -44,6 +44,7 @@ from datasets import Dataset, Features, Sequence, Value
 
 from blocksft.evaluation.answers import reference_answer
 from blocksft.data.jsonl import ERROR_COLUMN, ORIGIN_COLUMN
+from blocksft.errors import require
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,16 @@ PREPARED_FEATURES = Features({
 })
 
 
+def check_chat_template(mode):
+    """``data.chat_template``: ``auto``, true or false (the one statement of the rule)."""
+    require(mode in CHAT_TEMPLATE_MODES, "data.chat_template", mode, "auto, true or false")
+    return mode
+
+
 def resolve_chat_template(tokenizer, mode) -> bool:
     """``data.chat_template``: ``auto`` uses the tokenizer's chat template if it has one; ``true``
     requires one (ValueError otherwise); ``false`` never uses it."""
-    if mode not in CHAT_TEMPLATE_MODES:
-        raise ValueError(f"data.chat_template={mode!r}: allowed values are auto, true, false")
+    check_chat_template(mode)
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if mode is True and not has_template:
         raise ValueError("data.chat_template=true but the tokenizer has no chat template (use auto or false)")

@@ -15,8 +15,11 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from blocksft.errors import require
+
 __all__ = [
     "SCHEMES",
+    "check_scheme",
     "normalize_number",
     "gsm8k_strict",
     "gsm8k_flexible",
@@ -31,6 +34,13 @@ __all__ = [
 ]
 
 SCHEMES: tuple[str, ...] = ("gsm8k", "math", "metamathqa")
+
+
+def check_scheme(scheme) -> str:
+    """``data.answer_scheme``: one of :data:`SCHEMES` (the one statement of the rule)."""
+    require(scheme in SCHEMES, "data.answer_scheme", scheme, f"one of {', '.join(SCHEMES)}")
+    return scheme
+
 
 # --------------------------------------------------------------------------- numbers
 
@@ -286,8 +296,7 @@ def reference_answer(answer_field: str | None, scheme: str) -> str | None:
     is the one place that reads references: the data module stores its result as a row's ``target``
     and :func:`score` uses it on full answer fields.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scoring scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    check_scheme(scheme)
     if not answer_field:
         return None
     for name in (scheme, *(s for s in SCHEMES if s != scheme)):
@@ -367,8 +376,7 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
         solution. Returns ``extracted``, ``correct``, ``extracted_flexible``,
         ``correct_flexible`` (:func:`any_format_answer`).
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scoring scheme {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    check_scheme(scheme)
     prediction_text = prediction_text or ""
     target = "" if target is None else str(target)
 

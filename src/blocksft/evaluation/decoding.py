@@ -80,6 +80,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from blocksft.errors import InvalidValue, is_int, is_number, require
+
 REMASKING_MODES = ("low_confidence", "random")
 ATTENTION_MODES = ("full", "block_causal")
 
@@ -133,34 +135,34 @@ def add_gumbel_noise(
 
 
 def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking,
-                confidence_threshold=None) -> tuple[int, int]:
-    if gen_length <= 0:
-        raise ValueError(f"gen_length={gen_length}: must be positive")
-    if block_length <= 0:
-        raise ValueError(f"block_length={block_length}: must be positive")
-    if gen_length % block_length != 0:
-        raise ValueError(f"gen_length={gen_length} must be divisible by block_length={block_length}")
+                confidence_threshold=None, attention="full") -> tuple[int, int]:
+    """-> (num_blocks, steps_per_block). The one statement of the decoder's argument rules: ``DecodeSettings``
+    calls it, and ``blocksft.config.validation`` calls it with the ``decode.*`` values of a config, so an
+    ``InvalidValue`` names the config key (``cfg_scale`` has none)."""
+    require(is_int(gen_length) and gen_length > 0, "decode.gen_length", gen_length, "a positive integer")
+    require(is_int(steps) and steps > 0, "decode.steps", steps, "a positive integer")
+    if not (is_int(block_length) and block_length > 0 and gen_length % block_length == 0):
+        divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
+        raise InvalidValue("decode.block_length", block_length, f"a divisor of decode.gen_length={gen_length}: {divisors}")
     num_blocks = gen_length // block_length
-    if steps <= 0 or steps % num_blocks != 0:
-        raise ValueError(f"steps={steps} must be a positive multiple of num_blocks={num_blocks} (gen_length // block_length)")
-    if remasking not in REMASKING_MODES:
-        raise ValueError(f"remasking={remasking!r}: must be one of {REMASKING_MODES}")
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature}: must be >= 0")
-    if cfg_scale < 0:
-        raise ValueError(f"cfg_scale={cfg_scale}: must be >= 0")
-    if confidence_threshold is not None:
-        if not 0 < confidence_threshold <= 1:
-            raise ValueError(f"confidence_threshold={confidence_threshold}: must be in (0, 1] or None")
-        if remasking != "low_confidence":
-            raise ValueError(f"confidence_threshold={confidence_threshold} needs remasking='low_confidence', got {remasking!r}")
+    require(steps % num_blocks == 0, "decode.steps", steps,
+            f"a multiple of the number of decoding blocks ({num_blocks} for block_length {block_length})")
+    require(is_number(temperature) and temperature >= 0, "decode.temperature", temperature, "a number >= 0")
+    require(remasking in REMASKING_MODES, "decode.remasking", remasking, f"one of {', '.join(REMASKING_MODES)}")
+    require(is_number(cfg_scale) and cfg_scale >= 0, "cfg_scale", cfg_scale, "a number >= 0")
+    threshold = confidence_threshold
+    require(threshold is None or (is_number(threshold) and 0 < threshold <= 1), "decode.confidence_threshold",
+            threshold, "null (fixed per-step schedule) or a number in (0, 1]")
+    require(threshold is None or remasking == "low_confidence", "decode.remasking", remasking,
+            f"low_confidence with decode.confidence_threshold={threshold}")
+    require(attention in ATTENTION_MODES, "decode.attention", attention, f"one of {', '.join(ATTENTION_MODES)}")
     return num_blocks, steps // num_blocks
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """One semi-autoregressive decoding, LLaDA's arguments (module docstring); checked on construction, the
-    one place these rules live (``ValueError`` naming the argument). ``steps`` is the whole decode's budget,
+    """One semi-autoregressive decoding, LLaDA's arguments (module docstring); checked on construction by
+    :func:`_check_args` (``InvalidValue`` naming the ``decode.*`` key). ``steps`` is the whole decode's budget,
     split evenly over ``gen_length // block_length`` blocks."""
 
     gen_length: int
@@ -175,9 +177,7 @@ class DecodeSettings:
 
     def __post_init__(self) -> None:
         _check_args(self.steps, self.gen_length, self.block_length, self.temperature, self.cfg_scale, self.remasking,
-                    self.confidence_threshold)
-        if self.attention not in ATTENTION_MODES:
-            raise ValueError(f"attention={self.attention!r}: must be one of {ATTENTION_MODES}")
+                    self.confidence_threshold, self.attention)
 
     @property
     def num_blocks(self) -> int:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from blocksft.errors import is_int, is_number, require
+
 
 @dataclass
 class MaskedBatch:
@@ -64,39 +66,57 @@ def response_positions(input_ids: torch.Tensor, response_start: torch.Tensor) ->
     return positions[None, :] - response_start[:, None]
 
 
-def check_rate(name: str, value: float, low_open: bool = False) -> None:
-    if low_open and not 0.0 < value < 1.0:
-        raise ValueError(f"strategy.{name}={value}: must be in the open interval (0, 1)")
-    if not low_open and not 0.0 <= value <= 1.0:
-        raise ValueError(f"strategy.{name}={value}: must be in [0, 1]")
+def check_unit_rate(key: str, value) -> float:
+    """A rate in [0, 1] (``strategy.masking.<key>``); ``InvalidValue`` naming the key otherwise."""
+    require(is_number(value) and 0.0 <= value <= 1.0, f"strategy.masking.{key}", value, "a number in [0, 1]")
+    return value
 
 
-def check_rate_range(eps: float, p_min: float | None, p_max: float) -> tuple[float, float]:
-    """(p_min, p_max) of p ~ U(p_min, p_max); ``p_min=None`` means ``eps``. Raises naming the key."""
-    check_rate("eps", eps, low_open=True)
+def check_rate_range(eps, p_min, p_max) -> tuple[float, float]:
+    """(p_min, p_max) of p ~ U(p_min, p_max); ``p_min=None`` means ``eps``. The one statement of the
+    mask-rate range's rules; ``InvalidValue`` naming the key."""
+    require(is_number(eps) and 0.0 < eps < 1.0, "strategy.masking.eps", eps, "a number in the open interval (0, 1)")
+    require(p_min is None or (is_number(p_min) and 0.0 < p_min < 1.0), "strategy.masking.p_min", p_min,
+            "null (= eps) or a number in the open interval (0, 1)")
+    require(is_number(p_max) and 0.0 < p_max <= 1.0, "strategy.masking.p_max", p_max, "a number in (0, 1]")
     low = eps if p_min is None else p_min
-    if p_min is not None and not 0.0 < p_min < 1.0:
-        raise ValueError(f"strategy.masking.p_min={p_min}: must be in the open interval (0, 1)")
-    if not 0.0 < p_max <= 1.0:
-        raise ValueError(f"strategy.masking.p_max={p_max}: must be in (0, 1]")
-    if low >= p_max:
-        raise ValueError(f"strategy.masking.p_min={low} >= strategy.masking.p_max={p_max}: p_min must be below p_max")
+    require(low < p_max, "strategy.masking.p_min", low, f"below strategy.masking.p_max={p_max} (p_min >= p_max)")
     return low, p_max
 
 
-def check_tail_eos(tail_eos_in_loss: int | None) -> int | None:
-    if tail_eos_in_loss is not None and (isinstance(tail_eos_in_loss, bool) or not isinstance(tail_eos_in_loss, int)
-                                         or tail_eos_in_loss < 0):
-        raise ValueError(f"strategy.masking.tail_eos_in_loss={tail_eos_in_loss!r}: must be null (all) or an integer >= 0")
+def check_tail_eos(tail_eos_in_loss) -> int | None:
+    require(tail_eos_in_loss is None or (is_int(tail_eos_in_loss) and tail_eos_in_loss >= 0),
+            "strategy.masking.tail_eos_in_loss", tail_eos_in_loss, "null (every EOS of the tail) or an integer >= 0")
     return tail_eos_in_loss
+
+
+def check_block_size(block_size) -> int:
+    """The training block (``strategy.masking.block_size: ${block.size}``): a positive integer."""
+    require(is_int(block_size) and block_size > 0, "block.size", block_size, "a positive integer")
+    return block_size
 
 
 class MaskingStrategy:
     """Base class; subclasses implement ``__call__``. Stateless unless they override the state hooks
     (``state_dict``/``load_state_dict`` for checkpoints, ``sync_ranks`` for several processes).
 
-    ``configure`` sets the knobs every strategy shares: the rate range and the EOS-tail count."""
+    ``configure`` sets the knobs every strategy shares: the rate range and the EOS-tail count; it and the
+    subclasses' constructors own the rules of their arguments (``InvalidValue`` naming the config key).
 
+    What a strategy needs of the rest of the run it declares as class attributes, read by
+    ``blocksft.config.validation`` (never the class's name):
+
+    * ``attention``: the training attention, ``full`` or ``block_causal`` (``MaskedBatch.attention_mask``
+      restricts it per row; ``strategy.attention`` must say the same, and the backbone must take a
+      per-example 2-D mask);
+    * ``paired_rows``: rows 2i and 2i + 1 are two rows of one sample; with ``rows=batch`` (the strategy's
+      row accounting) the micro-batch must be even;
+    * ``whole_sequence``: the whole row is masked, no prompt (pretraining): needs ``data.format=documents``.
+    """
+
+    attention: str = "full"
+    paired_rows: bool = False
+    whole_sequence: bool = False
     eps: float = 1e-3
     p_min: float = 1e-3
     p_max: float = 1.0

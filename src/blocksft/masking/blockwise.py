@@ -7,7 +7,9 @@ from typing import Literal
 
 import torch
 
-from blocksft.masking.base import MaskedBatch, MaskingStrategy, check_rate, response_positions
+from blocksft.errors import require
+from blocksft.masking.base import (MaskedBatch, MaskingStrategy, check_block_size, check_unit_rate,
+                                    response_positions)
 
 BlockSampling = Literal["without_replacement", "uniform"]
 BLOCK_SAMPLINGS = ("without_replacement", "uniform")
@@ -25,8 +27,7 @@ class BlockSampler:
     """
 
     def __init__(self, mode: BlockSampling = "without_replacement") -> None:
-        if mode not in BLOCK_SAMPLINGS:
-            raise ValueError(f"strategy.block_sampling={mode!r}: allowed values are {', '.join(BLOCK_SAMPLINGS)}")
+        require(mode in BLOCK_SAMPLINGS, "strategy.masking.block_sampling", mode, f"one of {', '.join(BLOCK_SAMPLINGS)}")
         self.mode = mode
         self.used = torch.zeros(0, 0, dtype=torch.bool)  # [num_samples_seen, max_blocks_seen]
         self.refills = 0
@@ -104,12 +105,10 @@ class BlockwiseMasking(MaskingStrategy):
         p_max: float = 1.0,
         tail_eos_in_loss: int | None = None,
     ) -> None:
-        if block_size <= 0:
-            raise ValueError(f"block.size={block_size}: must be a positive integer")
+        self.block_size = check_block_size(block_size)
         self.configure(eps, p_min, p_max, tail_eos_in_loss)
-        check_rate("prefix_mask_rate", prefix_mask_rate)
-        check_rate("suffix_mask_prob", suffix_mask_prob)
-        self.block_size = block_size
+        check_unit_rate("prefix_mask_rate", prefix_mask_rate)
+        check_unit_rate("suffix_mask_prob", suffix_mask_prob)
         self.mask_id = mask_id
         self.prefix_mask_rate = prefix_mask_rate
         self.suffix_mask_prob = suffix_mask_prob
@@ -202,6 +201,8 @@ class BlockCausalMasking(BlockwiseMasking):
     (clean), attended by nothing that carries loss. With the same generator the active blocks, rates and
     ``loss_mask`` equal :class:`BlockwiseMasking`'s. The backbone must take a per-example 2-D mask; a
     model trained so is decoded with ``decode.attention=block_causal`` (``blocksft.evaluation.decoding``)."""
+
+    attention = "block_causal"
 
     def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0,
                  block_sampling: BlockSampling = "without_replacement", p_min: float | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from blocksft.masking.base import MaskedBatch, MaskingStrategy, response_positions
+from blocksft.masking.base import MaskedBatch, MaskingStrategy, check_block_size, response_positions
 
 
 class ClassicalMasking(MaskingStrategy):
@@ -33,8 +33,7 @@ class MatchedClassicalMasking(ClassicalMasking):
 
     def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0, p_min: float | None = None,
                  p_max: float = 1.0, tail_eos_in_loss: int | None = None) -> None:
-        if block_size <= 0:
-            raise ValueError(f"block.size={block_size}: must be a positive integer")
+        check_block_size(block_size)
         super().__init__(eps=eps, mask_id=mask_id, p_min=p_min, p_max=p_max, tail_eos_in_loss=tail_eos_in_loss)
         self.block_size = block_size
 
@@ -56,7 +55,7 @@ class SequenceMasking(ClassicalMasking):
     cross-entropy normalised by the sequence length. Rows must have no prompt (``response_start == 0``,
     ``data.format=documents``): the sequence is the response."""
 
-    name = "pretrain"
+    whole_sequence = True
 
     def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
         if bool((response_start != 0).any()):

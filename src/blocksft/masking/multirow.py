@@ -22,11 +22,17 @@ from typing import Literal
 
 import torch
 
+from blocksft.errors import require
 from blocksft.masking.base import MaskedBatch, response_positions
 from blocksft.masking.blockwise import BlockwiseMasking
 
 RowPlan = Literal["batch", "expand"]
 ROW_PLANS = ("batch", "expand")
+
+
+def check_rows(rows) -> RowPlan:
+    require(rows in ROW_PLANS, "strategy.masking.rows", rows, f"one of {', '.join(ROW_PLANS)}")
+    return rows
 
 
 def plan_rows(rows_per_sample: torch.Tensor, mode: RowPlan, generator: torch.Generator,
@@ -35,8 +41,7 @@ def plan_rows(rows_per_sample: torch.Tensor, mode: RowPlan, generator: torch.Gen
     ``source[r]``, rows ordered sample by sample. ``expand``: every slot of every sample (R = sum).
     ``batch``: the first B rows of that order (R = B); with ``shuffle_slots`` the slots of each sample
     come in random order, so a sample cut short gives a random subset of its slots."""
-    if mode not in ROW_PLANS:
-        raise ValueError(f"strategy.masking.rows={mode!r}: allowed values are {', '.join(ROW_PLANS)}")
+    check_rows(mode)
     device = rows_per_sample.device
     source = torch.repeat_interleave(torch.arange(rows_per_sample.shape[0], device=device), rows_per_sample)
     first = torch.cumsum(rows_per_sample, 0) - rows_per_sample  # first row of each sample
@@ -58,9 +63,7 @@ class AllBlocksMasking(BlockwiseMasking):
     def __init__(self, block_size: int, rows: RowPlan = "batch", **kwargs) -> None:
         kwargs.setdefault("block_sampling", "uniform")
         super().__init__(block_size, **kwargs)
-        if rows not in ROW_PLANS:
-            raise ValueError(f"strategy.masking.rows={rows!r}: allowed values are {', '.join(ROW_PLANS)}")
-        self.rows = rows
+        self.rows = check_rows(rows)
 
     def num_blocks(self, response_len: torch.Tensor) -> torch.Tensor:
         return ((response_len + self.block_size - 1) // self.block_size).clamp_min(1)
@@ -102,11 +105,11 @@ class ComplementaryMasking(BlockwiseMasking):
     pair; the complement row's ``mask_rate`` is 1 - p (its masking rate, the 1/p of ``elbo``). Prefix
     and suffix noise use one draw shared by both rows. ``rows`` chooses the accounting (module docstring)."""
 
+    paired_rows = True
+
     def __init__(self, block_size: int, rows: RowPlan = "batch", **kwargs) -> None:
         super().__init__(block_size, **kwargs)
-        if rows not in ROW_PLANS:
-            raise ValueError(f"strategy.masking.rows={rows!r}: allowed values are {', '.join(ROW_PLANS)}")
-        self.rows = rows
+        self.rows = check_rows(rows)
 
     def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
         batch_size = input_ids.shape[0]

@@ -1,130 +1,21 @@
-"""Backbone builders: the tiny model from a config (``model.kind: tiny``) or a pretrained Hugging
-Face model (``model.kind: hf``, optionally with LoRA); export to and loading from HF folders.
+"""Backbones: the tiny model from a config (``model.kind: tiny``) or a pretrained Hugging Face model
+(``model.kind: hf``, optionally with LoRA); export to and loading from Hugging Face folders.
 
 Every backbone offers ``encode(ids, attention_mask) -> hidden``, ``project(hidden) -> logits`` and
 ``model(ids, attention_mask=...).logits``. An export folder holds the model (``save_pretrained``:
 merged weights, or a peft adapter whose ``adapter_config.json`` names its base), the tokenizer with
 its resolved special tokens, and ``blocksft_model.json``: the ``model`` config that built it.
+
+``build`` builds and exports; ``loader`` is the one model loader (export folders, run folders,
+checkpoints, ``model.init_from``); ``init_from`` resolves and checks ``model.init_from`` without reading
+weights; ``hf``, ``tiny``, ``lora``, ``tokenizers`` are the pieces they use.
 """
 
-from __future__ import annotations
+from blocksft.models.build import (EXPORT_CONFIG, MODEL_KINDS, TOKENIZER_KINDS, build_hf_backbone, build_model,
+                                   build_tokenizer, check_model_kind, export_model)
+from blocksft.models.loader import load_exported, load_run_model
 
-import json
-import logging
-from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
-from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-from blocksft.data.tokenizer import build_char_tokenizer
-from blocksft.models.hf import (HFBackbone, enable_gradient_checkpointing, head_split_matches, load_hf_config,
-                                load_hf_model, load_hf_tokenizer)
-from blocksft.models.lora import apply_lora
-from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
-
-AutoConfig.register(TinyDiffusionConfig.model_type, TinyDiffusionConfig)
-AutoModel.register(TinyDiffusionConfig, TinyDiffusionLM)
-
-log = logging.getLogger(__name__)
-
-MODEL_KINDS = ("tiny", "hf")
-TOKENIZER_KINDS = ("char", "auto")  # auto = char here; models.tokenizers resolves init_from, bpe and folders
-EXPORT_CONFIG = "blocksft_model.json"
-
-
-def build_tokenizer(model_cfg: DictConfig):
-    """The tokenizer of ``model_cfg``; for ``hf`` its mask/EOS/pad tokens are resolved (see ``hf``)."""
-    if model_cfg.kind == "hf":
-        return load_hf_tokenizer(model_cfg.name_or_path, load_hf_config(model_cfg.name_or_path, model_cfg), model_cfg)
-    if model_cfg.tokenizer not in TOKENIZER_KINDS:
-        raise ValueError(f"model.tokenizer={model_cfg.tokenizer!r}: allowed values are {', '.join(TOKENIZER_KINDS)}")
-    return build_char_tokenizer()
-
-
-def build_model(model_cfg: DictConfig, tokenizer):
-    """A backbone whose special ids come from ``tokenizer``: the tiny model freshly initialised, or
-    the pretrained ``hf`` model (gradient checkpointing and LoRA as configured)."""
-    if model_cfg.kind not in MODEL_KINDS:
-        raise ValueError(f"model.kind={model_cfg.kind!r}: allowed values are {', '.join(MODEL_KINDS)}")
-    if model_cfg.kind == "hf":
-        config = load_hf_config(model_cfg.name_or_path, model_cfg)
-        return build_hf_backbone(load_hf_model(model_cfg.name_or_path, config, model_cfg, len(tokenizer)),
-                                 model_cfg, len(tokenizer), train=True)
-    config = TinyDiffusionConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=model_cfg.hidden_size,
-        num_layers=model_cfg.num_layers,
-        num_heads=model_cfg.num_heads,
-        intermediate_size=model_cfg.intermediate_size,
-        max_position_embeddings=model_cfg.max_position_embeddings,
-        rope_theta=model_cfg.get("rope_theta", 10000.0),
-        dropout=model_cfg.dropout,
-        mask_token_id=tokenizer.mask_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return TinyDiffusionLM(config)
-
-
-def build_hf_backbone(model, model_cfg: DictConfig, vocab_size: int, *, train: bool) -> HFBackbone:
-    """Wrap a loaded transformers (or peft) model; ``train`` adds gradient checkpointing and LoRA.
-    A head that fails the split check on a probe sequence falls back to full logits (logged)."""
-    if train and model_cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if train and model_cfg.lora.enabled:
-        model = apply_lora(model, model_cfg.lora)
-    backbone = HFBackbone(model, lm_head=model_cfg.lm_head, split_head=model_cfg.split_head,
-                          logits_shift=model_cfg.logits_shift, attention_mask_format=model_cfg.attention_mask)
-    if backbone.split_head and not head_split_matches(backbone, vocab_size):
-        log.warning("the LM head of %s cannot be separated from the body: training gathers full logits at loss "
-                    "positions (set model.split_head=false to silence this check)", model_cfg.name_or_path)
-        backbone.split_head = False
-    return backbone
-
-
-def export_model(model, tokenizer, folder: str | Path, model_cfg: DictConfig) -> None:
-    """Save ``model`` and ``tokenizer`` to ``folder`` as a Hugging Face folder. LoRA is merged into the
-    weights (``model.lora.export=merged``, in place: the merged model keeps serving the run) or saved
-    as a peft adapter (``adapter``) whose ``adapter_config.json`` names the base model."""
-    folder = Path(folder)
-    if isinstance(model, HFBackbone):
-        if model_cfg.lora.enabled and model_cfg.lora.export == "merged":
-            model.merge_lora()
-        model.model.save_pretrained(folder)
-    else:
-        model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / EXPORT_CONFIG).write_text(json.dumps(OmegaConf.to_container(model_cfg, resolve=True), indent=2))
-
-
-def load_exported(folder: str | Path, model_cfg: DictConfig | None = None):
-    """(model, tokenizer) from an export folder: tiny, merged HF, or peft adapter + its base.
-
-    Settings come from the folder's ``blocksft_model.json``, else from ``model_cfg`` (a plain HF folder
-    saved elsewhere); ``trust_remote_code`` always comes from ``model_cfg`` (the caller's own opt-in).
-    """
-    folder = Path(folder)
-    adapter = (folder / "adapter_config.json").is_file()
-    if not adapter and not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"ckpt_path={folder}: no config.json nor adapter_config.json (not an export folder)")
-    if not adapter and _is_tiny_folder(folder):
-        return AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    saved = folder / EXPORT_CONFIG
-    settings = OmegaConf.create(json.loads(saved.read_text())) if saved.is_file() else model_cfg
-    if settings is None or settings.kind != "hf":
-        raise ValueError(f"ckpt_path={folder}: a Hugging Face folder without {EXPORT_CONFIG} needs a model=hf_* config")
-    trust = bool(model_cfg.get("trust_remote_code", False)) if model_cfg is not None else False
-    settings = OmegaConf.merge(settings, {"trust_remote_code": trust})
-    base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] if adapter else str(folder)
-    config = load_hf_config(base, settings)
-    tokenizer = load_hf_tokenizer(str(folder), config, settings)
-    model = load_hf_model(base, config, settings, len(tokenizer))
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, folder)
-    return build_hf_backbone(model, settings, len(tokenizer), train=False), tokenizer
-
-
-def _is_tiny_folder(folder: Path) -> bool:
-    return json.loads((folder / "config.json").read_text()).get("model_type") == TinyDiffusionConfig.model_type
+__all__ = [
+    "EXPORT_CONFIG", "MODEL_KINDS", "TOKENIZER_KINDS", "build_hf_backbone", "build_model", "build_tokenizer",
+    "check_model_kind", "export_model", "load_exported", "load_run_model",
+]

@@ -13,47 +13,48 @@
   checkpoint of a run fine-tuned from the base continues with the base's ids.
 
 Every bad value stops before training with one line naming ``model.init_from``. What a run started
-from is recorded by :func:`init_record` (path, kind, sha256 of each weights file).
+from is recorded by :func:`init_record` (path, kind, sha256 of each weights file). This module resolves
+and checks the value without reading weights; ``blocksft.models.loader`` loads them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
 from blocksft.errors import ConfigError
-from blocksft.models import build_hf_backbone, build_model, load_exported
-from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
-from blocksft.models.tokenizers import build_configured_tokenizer, build_run_tokenizer
-from blocksft.folders import RUN_RECORD
-
-log = logging.getLogger(__name__)
+from blocksft.folders import RUN_RECORD, is_export
+from blocksft.models.build import EXPORT_CONFIG
+from blocksft.models.tiny import TinyDiffusionConfig
+from blocksft.models.tokenizers import build_configured_tokenizer
 
 KINDS = ("tiny_export", "hf_export", "peft_adapter", "lightning_ckpt")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 ALLOWED = "an export folder (config.json or adapter_config.json), a run folder holding export/, or a Lightning .ckpt file"
-EXPORT_CONFIG = "blocksft_model.json"
-TINY_MODEL_TYPE = "blocksft_tiny"  # TinyDiffusionConfig.model_type (not imported: keeps this module light)
+TINY_MODEL_TYPE = TinyDiffusionConfig.model_type
 
 
 @dataclass(frozen=True)
 class InitSource:
-    """A resolved ``model.init_from``: ``path`` is the export folder or the .ckpt file."""
+    """A resolved ``model.init_from`` (or another key naming saved weights, ``key``): ``path`` is the export
+    folder or the .ckpt file, ``given`` the value as written."""
 
     given: str
     path: Path
     kind: str
+    key: str = "model.init_from"
+
+    def fail(self, allowed: str) -> ConfigError:
+        return _fail(self.given, allowed, self.key)
 
 
-def _fail(value, allowed: str) -> ConfigError:
-    return ConfigError(f"model.init_from={value} is invalid: allowed {allowed}")
+def _fail(value, allowed: str, key: str = "model.init_from") -> ConfigError:
+    return ConfigError(f"{key}={value} is invalid: allowed {allowed}")
 
 
 def _read_json(path: Path) -> dict:
@@ -64,12 +65,13 @@ def _read_json(path: Path) -> dict:
 
 
 def export_kind(folder: Path) -> str | None:
-    """``tiny_export``, ``hf_export`` or ``peft_adapter`` for an export folder, else None."""
+    """``tiny_export``, ``hf_export`` or ``peft_adapter`` for an export folder (``blocksft.folders.is_export``),
+    else None."""
+    if not is_export(folder):
+        return None
     if (folder / "adapter_config.json").is_file():
         return "peft_adapter"
-    if (folder / "config.json").is_file():
-        return "tiny_export" if _read_json(folder / "config.json").get("model_type") == TINY_MODEL_TYPE else "hf_export"
-    return None
+    return "tiny_export" if _read_json(folder / "config.json").get("model_type") == TINY_MODEL_TYPE else "hf_export"
 
 
 def resolve_init_source(value) -> InitSource:
@@ -201,7 +203,7 @@ def validate_init_from(cfg: DictConfig) -> None:
                               "own modeling code; set model.trust_remote_code=true to run it)")
     if model.kind == "tiny" and source.kind == "tiny_export":
         _check_tokenizer_matches(cfg, source)
-    if source.kind == "lightning_ckpt" and _takes_checkpoint_tokenizer(model):
+    if source.kind == "lightning_ckpt" and takes_checkpoint_tokenizer(model):
         checkpoint_tokenizer_folder(source.path, value)  # a run whose tokenizer is lost fails here, before any work
 
 
@@ -235,114 +237,6 @@ def _check_tokenizer_matches(cfg: DictConfig, source: InitSource) -> None:
                                          "tokens, different ids; use model.tokenizer=auto)")
 
 
-# ----------------------------------------------------------------------------- loading
-def effective_model_config(model_cfg: DictConfig, source: InitSource, model) -> DictConfig:
-    """The ``model`` config describing what was loaded (written to the run's ``blocksft_model.json``)."""
-    if source.kind == "tiny_export":
-        config = model.config
-        sizes = {key: getattr(config, key) for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size",
-                                                         "max_position_embeddings", "rope_theta", "dropout")}
-        return OmegaConf.merge(model_cfg, sizes)
-    return model_cfg
-
-
-def hf_settings(model_cfg: DictConfig, source: InitSource) -> DictConfig:
-    """Loading settings of an HF export (its ``blocksft_model.json`` if any, else the run's), with
-    the run's training options, remote-code opt-in and ``init_from``."""
-    saved = _read_json(source.path / EXPORT_CONFIG)
-    base = OmegaConf.create(saved) if saved.get("kind") == "hf" else model_cfg
-    adapter = _read_json(source.path / "adapter_config.json")
-    name = adapter.get("base_model_name_or_path") if source.kind == "peft_adapter" else str(source.path)
-    return OmegaConf.merge(base, {"name_or_path": name, "lora": model_cfg.lora, "init_from": model_cfg.get("init_from"),
-                                  "gradient_checkpointing": model_cfg.gradient_checkpointing,
-                                  "trust_remote_code": model_cfg.get("trust_remote_code", False)})
-
-
-def load_hf_export(model_cfg: DictConfig, source: InitSource, *, train: bool):
-    """(backbone, tokenizer, settings) of an HF export or peft adapter, ready to train (``train``) or score."""
-    settings = hf_settings(model_cfg, source)
-    config = load_hf_config(settings.name_or_path, settings)
-    tokenizer = load_hf_tokenizer(str(source.path), config, settings)
-    model = load_hf_model(settings.name_or_path, config, settings, len(tokenizer))
-    if source.kind == "peft_adapter":
-        from peft import PeftModel
-
-        keep_adapter = train and settings.lora.enabled
-        if keep_adapter and settings.gradient_checkpointing:
-            enable_gradient_checkpointing(model)
-        model = PeftModel.from_pretrained(model, source.path, is_trainable=keep_adapter)
-        if keep_adapter:
-            log.info("continuing the adapter of %s (its own r/alpha/targets; model.lora.* sizes are not used)", source.path)
-            plain = OmegaConf.merge(settings, {"lora": {"enabled": False}, "gradient_checkpointing": False})
-            return build_hf_backbone(model, plain, len(tokenizer), train=True), tokenizer, settings
-        if train:  # full fine-tuning of base + adapter; peft froze the base weights
-            model = model.merge_and_unload().requires_grad_(True)
-    return build_hf_backbone(model, settings, len(tokenizer), train=train), tokenizer, settings
-
-
-def load_checkpoint_weights(model, source: InitSource, vocab_size: int) -> None:
-    """Copy a Lightning checkpoint's ``model.*`` weights into ``model`` (built for a tokenizer of
-    ``vocab_size`` ids); one line on any mismatch."""
-    try:
-        state = torch.load(source.path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # a truncated or foreign file: say which key pointed at it
-        raise _fail(source.given, f"{ALLOWED} (cannot read it as a checkpoint: {type(error).__name__})") from None
-    weights = {k.removeprefix("model."): v for k, v in state.get("state_dict", {}).items() if k.startswith("model.")}
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-    if missing or unexpected:
-        raise _fail(source.given, f"a checkpoint of the model the config describes ({len(missing)} weights missing, "
-                                  f"e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})")
-    for key, tensor in weights.items():
-        if own[key].shape != tensor.shape:
-            if own[key].shape[0] == vocab_size != tensor.shape[0]:
-                raise _fail(source.given, f"weights whose vocabulary matches the run's tokenizer (the checkpoint has "
-                                          f"{tensor.shape[0]} token rows, the run's tokenizer {own[key].shape[0]}; set "
-                                          "model.tokenizer to the tokenizer it was trained with)")
-            raise _fail(source.given, f"a checkpoint of the model the config describes ({key}: "
-                                      f"{tuple(tensor.shape)} in the checkpoint, {tuple(own[key].shape)} configured)")
-    model.load_state_dict(weights)
-
-
-def _takes_checkpoint_tokenizer(model_cfg: DictConfig) -> bool:
+def takes_checkpoint_tokenizer(model_cfg: DictConfig) -> bool:
     """A tiny model with ``model.tokenizer=auto`` takes the tokenizer of the run that wrote its .ckpt."""
     return model_cfg.kind == "tiny" and model_cfg.get("tokenizer", "auto") == "auto"
-
-
-def _checkpoint_tokenizer(cfg: DictConfig, source: InitSource):
-    """The tokenizer for ``model.init_from=<.ckpt>``: the one of the run that wrote it
-    (``checkpoint_tokenizer_folder``) when ``_takes_checkpoint_tokenizer``; else the run's own."""
-    if _takes_checkpoint_tokenizer(cfg.model):
-        folder = checkpoint_tokenizer_folder(source.path, source.given)
-        if folder is not None:
-            log.info("model.init_from=%s: the tokenizer of the run that wrote it (%s)", source.given, folder)
-            return AutoTokenizer.from_pretrained(folder)
-    return build_run_tokenizer(cfg)
-
-
-def load_initial_model(cfg: DictConfig, *, train: bool):
-    """(model, tokenizer, model config to export with, init record) for the run ``cfg``.
-
-    Without ``model.init_from``: the tokenizer the config names and a freshly built model (the tiny
-    model at random init, or the pretrained ``model.name_or_path``)."""
-    value = cfg.model.get("init_from")
-    if value is None:
-        tokenizer = build_run_tokenizer(cfg)
-        return build_model(cfg.model, tokenizer), tokenizer, cfg.model, None
-    source = resolve_init_source(value)
-    if source.kind == "lightning_ckpt":
-        tokenizer = _checkpoint_tokenizer(cfg, source)
-        model = build_model(cfg.model, tokenizer)
-        load_checkpoint_weights(model, source, len(tokenizer))
-        model_cfg = cfg.model
-    elif source.kind == "tiny_export":
-        model, tokenizer = load_exported(source.path)
-        model_cfg = effective_model_config(cfg.model, source, model)
-        if model.config.vocab_size != len(tokenizer):
-            raise _fail(value, f"an export whose tokenizer matches its weights ({len(tokenizer)} tokens, "
-                               f"{model.config.vocab_size} embedding rows)")
-    else:
-        model, tokenizer, model_cfg = load_hf_export(cfg.model, source, train=train)
-    log.info("model.init_from=%s: %s %s", value, source.kind, source.path)
-    model.train(train)  # from_pretrained leaves models in eval mode
-    return model, tokenizer, model_cfg, init_record(source)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from blocksft.data.bpe import MIN_VOCAB_SIZE, PIECES as NUMBER_MODES
 from blocksft.errors import ConfigError
-from blocksft.models import build_tokenizer
+from blocksft.models.build import build_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,10 @@ from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.data.documents import datamodule_from_config
 from blocksft.evaluation.decoding import DecodePlan
 from blocksft.evaluation.metrics import evaluation_fields
-from blocksft.folders import checkpoint_step, is_export
+from blocksft.folders import checkpoint_step
 from blocksft.masking import MaskingStrategy
-from blocksft.models import build_model, export_model, load_exported
-from blocksft.models.init_from import load_initial_model
-from blocksft.models.tokenizers import build_run_tokenizer
+from blocksft.models import export_model, load_run_model
+from blocksft.models.loader import load_initial_model
 from blocksft.runs.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, keep_csv_rows_on_resume,
                                          resume_checkpoint)
 from blocksft.runs.identity import identity_fields, job_identity, recorded_config, short_hash, write_run_record
@@ -105,21 +104,6 @@ def describe_masking(masking: MaskingStrategy, datamodule: DiffusionSFTDataModul
     return "\n".join(lines)
 
 
-def load_for_eval(cfg: DictConfig):
-    """(model, tokenizer) for mode=eval from a run dir, an export folder (merged, or a peft adapter
-    naming its base), a .ckpt file, or, with no ckpt_path, the pretrained ``model.name_or_path`` (hf)."""
-    if cfg.ckpt_path is None:
-        tokenizer = build_run_tokenizer(cfg)
-        return build_model(OmegaConf.merge(cfg.model, {"lora": {"enabled": False}}), tokenizer), tokenizer
-    path = Path(str(cfg.ckpt_path))
-    if path.is_dir():
-        return load_exported(path / "export" if is_export(path / "export") else path, cfg.model)
-    model, tokenizer, _, _ = load_initial_model(cfg, train=False)  # as the run built it (init_from: its sizes, tokenizer)
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    return model, tokenizer
-
-
 def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult:
     """Train (``mode=train``) and decode, or decode only (``mode=eval``), a config ``runs.job.plan_job`` validated;
     write ``results.json``: build -> fit -> evaluate -> record. ``trained_by``: the job's folder holds another
@@ -164,11 +148,7 @@ class BuiltJob:
 def build(cfg: DictConfig, output_dir: Path, logged_config: dict, trained_by: AdoptedTraining | None) -> BuiltJob:
     """Model and tokenizer (a trained run's for ``mode=eval``, else ``model.init_from`` or a fresh model), masking,
     data, the Lightning module, loggers (CSV rows after the resumed step dropped), callbacks and the trainer."""
-    if cfg.mode == "eval" and (cfg.ckpt_path is not None or cfg.model.get("init_from") is None):
-        model, tokenizer = load_for_eval(cfg)
-        model_cfg, started_from = cfg.model, None
-    else:  # model.init_from (an export, run folder or .ckpt), else a fresh model
-        model, tokenizer, model_cfg, started_from = load_initial_model(cfg, train=cfg.mode == "train")
+    model, tokenizer, model_cfg, started_from = load_run_model(cfg)  # ckpt_path (eval), model.init_from, or fresh
     masking: MaskingStrategy = instantiate(cfg.strategy.masking, mask_id=tokenizer.mask_token_id)
     plan = batch_plan(cfg)
     datamodule = datamodule_from_config(cfg, tokenizer, plan)

@@ -14,8 +14,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from blocksft.errors import require
+
 LossWeighting = Literal["mean_masked", "elbo"]
 LOSS_WEIGHTINGS = ("mean_masked", "elbo")
+
+
+def check_loss_weighting(weighting) -> LossWeighting:
+    """``objective.weighting``: one of ``LOSS_WEIGHTINGS`` (the one statement of the rule)."""
+    require(weighting in LOSS_WEIGHTINGS, "objective.weighting", weighting, f"one of {', '.join(LOSS_WEIGHTINGS)}")
+    return weighting
 
 
 def masked_diffusion_loss(
@@ -31,8 +39,7 @@ def masked_diffusion_loss(
     logits [N, V] and targets [N] for the N loss-bearing tokens of the batch; sample_of_token [N]
     gives each token's row; mask_rate [B] and response_len [B] describe the B samples.
     """
-    if weighting not in LOSS_WEIGHTINGS:
-        raise ValueError(f"objective.weighting={weighting!r}: allowed values are {', '.join(LOSS_WEIGHTINGS)}")
+    check_loss_weighting(weighting)
     batch_size = mask_rate.shape[0]
     # 1. Token-level cross-entropy, in float32 even under bf16 autocast.
     token_loss = F.cross_entropy(logits.float(), targets, reduction="none")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import math
 
+from blocksft.errors import require
+
 WARMUP_TYPES = ("linear", "log")
+
+
+def check_warmup_type(warmup_type) -> str:
+    """``optim.warmup_type``: one of ``WARMUP_TYPES`` (the one statement of the rule)."""
+    require(warmup_type in WARMUP_TYPES, "optim.warmup_type", warmup_type, f"one of {', '.join(WARMUP_TYPES)}")
+    return warmup_type
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_frac: float, min_lr_ratio: float, warmup_type: str = "linear") -> float:
@@ -13,8 +21,7 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_frac: float, min_lr
     Warmup over ``ceil(warmup_frac * total_steps)`` steps from ~0 to 1, then cosine from 1 to
     ``min_lr_ratio`` at ``total_steps``; constant ``min_lr_ratio`` afterwards.
     """
-    if warmup_type not in WARMUP_TYPES:
-        raise ValueError(f"optim.warmup_type={warmup_type!r}: allowed values are {', '.join(WARMUP_TYPES)}")
+    check_warmup_type(warmup_type)
     warmup_steps = math.ceil(warmup_frac * total_steps)
     if step < warmup_steps:
         if warmup_type == "log":
