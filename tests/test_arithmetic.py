@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from blocksft.evaluation.answers import gsm8k_target
 from blocksft.data.arithmetic import (
     TEMPLATES,
     ArithmeticConfig,
     generate_problem,
     generate_splits,
 )
+from blocksft.evaluation.answers import gsm8k_target
 
 LINE_RE = re.compile(r"(\d+) ([-+*]) (\d+) = (\d+)")
 SIZES = {"train": 400, "validation": 50, "test": 50}

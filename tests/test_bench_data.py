@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 import random
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from experiments import bench_data  # noqa: E402
+from experiments import bench_data
 
 
 def test_synthetic_rows_have_the_metamathqa_schema_and_answers():

@@ -9,20 +9,24 @@ masking invariants as ours.
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from blocksft.masking import BlockwiseMasking  # noqa: E402
-from experiments.bench import (common, decoding, generation, loss_positions, masking, official_masking,  # noqa: E402
-                               prefix_cache, sections as bench_sections, throughput, timing)
+from blocksft.masking import BlockwiseMasking
+from experiments.bench import (
+    common,
+    decoding,
+    generation,
+    loss_positions,
+    masking,
+    official_masking,
+    prefix_cache,
+    throughput,
+    timing,
+)
+from experiments.bench import sections as bench_sections
 
 TINY_SPEC = loss_positions.LossSpec(
     vocab_size=97, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,

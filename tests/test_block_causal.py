@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config, run_train
 from hydra.utils import instantiate
 
 from blocksft.config.validation import ConfigError, validate_config
@@ -16,8 +15,10 @@ from blocksft.evaluation.decoding import generate, generate_batched
 from blocksft.masking import BlockCausalMasking, BlockwiseMasking, block_causal_attention, response_positions
 from blocksft.models.hf import HFBackbone
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
-from blocksft.training.objective import masked_diffusion_step
+from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import apply_run_record, decode_label, job_identity
+from blocksft.training.objective import masked_diffusion_step
+from helpers.runs import run_in_process
 
 MASK_ID, VOCAB = 1, 24
 
@@ -146,7 +147,7 @@ def test_a_per_example_mask_of_all_true_equals_the_key_mask():
 
 
 def test_hf_backbone_passes_the_mask_as_4d_and_bert_keeps_the_future_out(tmp_path):
-    from test_hf_models import build, save_tiny_bert
+    from helpers.hf_models import build, save_tiny_bert
 
     bert = build(save_tiny_bert(tmp_path / "bert"))[0].model
     backbone = HFBackbone(bert, attention_mask_format="4d").eval()
@@ -276,8 +277,7 @@ def test_a_hugging_face_model_that_takes_a_4d_mask_is_accepted():
 
 # ---------------------------------------------------------------------------------- end to end
 def test_smoke_run_trains_and_decodes_block_causally(tmp_path):
-    result = run_train(["strategy=blockwise_block_causal", "block=8", "debug=smoke", "decode=semi_ar_cached"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(["strategy=blockwise_block_causal", "block=8", "debug=smoke", "decode=semi_ar_cached"], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["strategy"] == "blockwise_block_causal" and results["steps"] == 10
     assert results["decode"]["attention"] == "block_causal" and results["decode"]["prefix_cache"] is True

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose_config
 from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
@@ -12,6 +11,7 @@ from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import WHOLE_NUMBERS, train_bpe_tokenizer
 from blocksft.data.tokenizer import SPECIAL_TOKENS
 from blocksft.models.tokenizers import build_run_tokenizer
+from blocksft.runs.compose import compose_config
 
 GRID = (4, 8, 16, 32)
 

@@ -4,13 +4,10 @@ the format, the arithmetic, the chaining or the reading of the question."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT))
-from experiments import chain_diagnostics  # noqa: E402
+from experiments import chain_diagnostics
 
 PROMPT = "Mia has 7 apples. She buys 5 more. Then she gives away 3. How many apples does Mia have now?\n"
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, ROOT, compose_config, run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from blocksft.config.validation import ConfigError, decode_block_lengths, validate_config
+from blocksft.runs.compose import compose_config
+from helpers.project import CONF
+from helpers.runs import run_train
 
 
 def options(group: str) -> list[str]:

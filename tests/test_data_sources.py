@@ -13,15 +13,16 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, run_train
 
-from blocksft.evaluation.answers import score
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data import prepare
 from blocksft.data.collate import EvalCollator, TrainCollator
+from blocksft.data.datamodule import DataError, DiffusionSFTDataModule
 from blocksft.data.sources import HubSource, JsonlSource
 from blocksft.data.tokenizer import CHARACTERS, build_char_tokenizer
-from blocksft.data.datamodule import DataError, DiffusionSFTDataModule
+from blocksft.evaluation.answers import score
+from blocksft.runs.compose import compose_config
+from helpers.runs import run_in_process, run_train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL_START = "Below is an instruction that describes a task."
@@ -354,9 +355,8 @@ def test_every_data_config_has_the_keys_of_the_default():
 
 def test_cli_smoke_on_the_jsonl_source_reports_dropped_rows(tmp_path):
     files = f"{{train:'{FIXTURES / 'jsonl' / 'train.jsonl'}',validation:'{FIXTURES / 'jsonl' / 'validation.jsonl'}'}}"
-    result = run_train(["data=jsonl", f"data.source.files={files}", "debug=smoke", "model.tokenizer=char", f"data.cache_dir={tmp_path / 'cache'}"],
-                       tmp_path / "run")
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(["data=jsonl", f"data.source.files={files}", "debug=smoke", "model.tokenizer=char",
+                    f"data.cache_dir={tmp_path / 'cache'}"], tmp_path / "run")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["eval_size"] == 4
     assert {f"train/{reason}" for reason in BAD_ROWS} <= set(results["dropped_rows"])

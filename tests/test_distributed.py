@@ -7,14 +7,14 @@ import dataclasses
 import json
 
 import pytest
-from conftest import ROOT, compose_config, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.batch_plan import plan_batches, world_size
-
-HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
+from blocksft.runs.compose import compose_config
+from helpers.project import ROOT
+from helpers.runs import run_train
 
 
 @pytest.mark.parametrize(("global_batch", "micro", "world", "expected"), [
@@ -70,7 +70,7 @@ def test_ddp_two_cpu_processes_agree_and_write_results_once(tmp_path):
     args = ["debug=smoke", "strategy=blockwise", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
             "trainer.precision=32-true", "budget.value=6", "data.batch_size=16", "logger=csv",
             "+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={tmp_path}"]
-    result = run_train(args, tmp_path, timeout=600, env=HELPERS)
+    result = run_train(args, tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     digests = [(tmp_path / f"weights_rank{r}.txt").read_text() for r in (0, 1)]
     assert digests[0] == digests[1], "the two ranks ended with different weights"
@@ -107,11 +107,11 @@ def test_ddp_run_killed_and_resumed_ends_like_the_uninterrupted_ddp_run(tmp_path
            "logger=none"]
     digest = lambda folder: ["+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={folder}"]  # noqa: E731
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run_train([*run, *digest(straight)], straight, timeout=600, env=HELPERS).returncode == 0
+    assert run_train([*run, *digest(straight)], straight, timeout=600).returncode == 0
     killed = run_train([*run, "+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=6"], crashed,
-                       timeout=600, env=HELPERS)
+                       timeout=600)
     assert killed.returncode != 0 and not (crashed / "results.json").exists()
-    resumed = run_train([*run, *digest(crashed)], crashed, timeout=600, env=HELPERS)
+    resumed = run_train([*run, *digest(crashed)], crashed, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     for rank in (0, 1):
         assert (crashed / f"weights_rank{rank}.txt").read_text() == (straight / f"weights_rank{rank}.txt").read_text()

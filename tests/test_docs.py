@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 
 def test_the_site_builds_strictly_with_the_findings_and_their_figures(tmp_path):

@@ -1,11 +1,13 @@
-"""End-to-end smoke runs of ``train.py`` (debug=smoke): train, export, decode, score, write results."""
+"""End-to-end smoke runs of the task behind ``train.py`` (debug=smoke): train, export, decode, score, write results.
+In process (``helpers.runs.run_in_process``), but the W&B run (its own service process) on the command line."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import run_train
+
+from helpers.runs import SMOKE_RUN, copy_run, run_in_process, run_train
 
 REQUIRED = {"strategy", "block_size", "decode_block_length", "seed", "steps", "supervised_tokens",
             "eligible_tokens", "accuracy", "wall_seconds", "accuracy_by_decode_block"}
@@ -17,8 +19,7 @@ def read_results(run_dir):
 
 @pytest.mark.parametrize("strategy", ["classical", "blockwise"])
 def test_smoke_run_writes_results_generations_checkpoint_and_export(strategy, tmp_path):
-    result = run_train([f"strategy={strategy}", "block=16", "debug=smoke"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process([f"strategy={strategy}", "block=16", "debug=smoke"], tmp_path)
     results = read_results(tmp_path)
     assert REQUIRED <= results.keys()
     assert results["strategy"] == strategy and results["block_size"] == 16 and results["steps"] == 10
@@ -39,8 +40,7 @@ def test_smoke_run_writes_results_generations_checkpoint_and_export(strategy, tm
 def test_token_budget_stops_at_the_budget_and_decodes_at_several_block_lengths(tmp_path):
     args = ["strategy=blockwise", "block=8", "debug=smoke", "budget=tokens", "budget.value=1000",
             "budget.count=masked", "decode.block_length=[8,16]"]
-    result = run_train(args, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(args, tmp_path)
     results = read_results(tmp_path)
     assert results["supervised_tokens"] >= 1000
     assert results["steps"] < 100
@@ -48,18 +48,15 @@ def test_token_budget_stops_at_the_budget_and_decodes_at_several_block_lengths(t
     assert results["decode_block_length"] == 8
 
 
-def test_eval_mode_scores_a_saved_run_at_another_decode_block(tmp_path):
-    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
-    assert run_train(["debug=smoke", "block=16"], train_dir).returncode == 0
-    result = run_train(["mode=eval", f"ckpt_path={train_dir}", "debug=smoke", "decode.block_length=8"], eval_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_eval_mode_scores_a_saved_run_at_another_decode_block(smoke_run, tmp_path):
+    eval_dir = tmp_path / "eval"
+    run_in_process(["mode=eval", f"ckpt_path={smoke_run}", "debug=smoke", "decode.block_length=8"], eval_dir)
     results = read_results(eval_dir)
     assert results["mode"] == "eval" and results["decode_block_length"] == 8 and results["steps"] is None
     # the .ckpt path gives the same model, hence the same generations
     ckpt_dir = tmp_path / "eval_ckpt"
-    result = run_train(["mode=eval", f"ckpt_path={train_dir / 'checkpoints' / 'last.ckpt'}", "debug=smoke",
-                        "decode.block_length=8"], ckpt_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(["mode=eval", f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}", "debug=smoke",
+                    "decode.block_length=8"], ckpt_dir)
     assert (ckpt_dir / "generations.jsonl").read_text() == (eval_dir / "generations.jsonl").read_text()
 
 
@@ -69,12 +66,12 @@ def test_wandb_logger_runs_offline_and_closes(tmp_path):
     assert list((tmp_path / "wandb").glob("offline-run-*"))
 
 
-def test_rerun_in_a_completed_folder_is_skipped_and_keeps_the_results(tmp_path):
-    assert run_train(["debug=smoke"], tmp_path).returncode == 0
-    first = (tmp_path / "results.json").read_text()
-    again = run_train(["debug=smoke"], tmp_path)
-    assert again.returncode == 0 and "skipping" in again.stderr + again.stdout
-    assert (tmp_path / "results.json").read_text() == first
+def test_rerun_in_a_completed_folder_is_skipped_and_keeps_the_results(smoke_run, tmp_path):
+    folder = copy_run(smoke_run, tmp_path / "run")  # a completed debug=smoke run
+    first = (folder / "results.json").read_text()
+    again = run_in_process(SMOKE_RUN, folder)
+    assert "skipping" in again.log
+    assert (folder / "results.json").read_text() == first
 
 
 def test_non_finite_loss_stops_with_the_step_number():

@@ -6,9 +6,11 @@ import json
 import logging
 
 import pytest
-from conftest import PREVIOUS_DEFAULT, compose_config, run_train
 
 from blocksft.evaluation.metrics import FORMAT_GAP, decode_cost, evaluation_fields, format_warning
+from blocksft.runs.compose import compose_config
+from helpers.project import PREVIOUS_DEFAULT
+from helpers.runs import run_in_process
 
 COST_KEYS = {"problems", "nfe_per_problem", "nfe_min", "nfe_max", "positions_fed_per_problem", "decode_seconds",
              "problems_per_second", "generated_tokens_per_second", "answer_tokens_per_second", "device"}
@@ -37,8 +39,7 @@ def test_format_warning_fires_only_above_the_gap():
 def smoke_run(tmp_path_factory):
     """One debug=smoke training run decoded at block lengths 4 and 8 with 16 steps."""
     run_dir = tmp_path_factory.mktemp("trained")
-    result = run_train(["debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"], run_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(["debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"], run_dir)
     return run_dir
 
 
@@ -78,8 +79,7 @@ def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
     _, trained = read(smoke_run)
     prompts = prompt_positions([r for r in trained if r["decode_block_length"] == 4])
     common = ["mode=eval", f"ckpt_path={smoke_run}", "debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"]
-    threshold = run_train([*common, "decode=semi_ar_threshold", "decode.confidence_threshold=0.2"], tmp_path / "t")
-    assert threshold.returncode == 0, threshold.stderr[-3000:]
+    run_in_process([*common, "decode=semi_ar_threshold", "decode.confidence_threshold=0.2"], tmp_path / "t")
     results, records = read(tmp_path / "t")
     for r in records:  # between one forward per block and one per token
         assert 32 // r["decode_block_length"] <= r["nfe"] <= 32
@@ -88,8 +88,7 @@ def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
     assert cost["nfe_min"] <= cost["nfe_per_problem"] <= cost["nfe_max"] <= 32
     assert results["config"]["decode"]["confidence_threshold"] == 0.2
 
-    cached = run_train([*common, "decode=semi_ar_cached"], tmp_path / "c")
-    assert cached.returncode == 0, cached.stderr[-3000:]
+    run_in_process([*common, "decode=semi_ar_cached"], tmp_path / "c")
     _, records = read(tmp_path / "c")
     for r in records:  # per block: one whole-canvas forward, then steps_per_block - 1 of x[:, block_start:]
         block = r["decode_block_length"]
@@ -101,8 +100,8 @@ def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
 
 def test_format_mismatch_warns_and_flags_results(tmp_path, monkeypatch, caplog):
     """A model that writes `#### n` scored by the metamathqa rule: strict 0, flexible 100 -> warning + flag."""
-    from blocksft.training import module as module_file
     from blocksft.runs.run import run
+    from blocksft.training import module as module_file
 
     original_step = module_file.DiffusionSFTModule.test_step
 

@@ -8,14 +8,15 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config, run_train
-from test_hf_models import BERT_TARGETS, random_ids, save_tiny_bert
 
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import train_bpe_tokenizer
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.models import build_model, build_tokenizer, export_model
 from blocksft.models.init_from import load_initial_model
+from blocksft.runs.compose import compose_config
+from helpers.hf_models import BERT_TARGETS, random_ids, save_tiny_bert
+from helpers.runs import run_in_process, run_train
 
 TINY = ["debug=smoke", "model=tiny", "model.tokenizer=auto", "data=arithmetic"]  # char exports: one-operation answers fit
 
@@ -236,8 +237,7 @@ def test_eval_mode_scores_an_export_named_by_init_from(bert_dir, tmp_path):
 
 def test_fine_tuning_from_a_tiny_export_on_the_command_line_records_it(tmp_path):
     export_tiny(tmp_path / "base" / "export")
-    result = run_train([*TINY, f"model.init_from={tmp_path / 'base'}"], tmp_path / "sft")
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process([*TINY, f"model.init_from={tmp_path / 'base'}"], tmp_path / "sft")
     results = json.loads((tmp_path / "sft" / "results.json").read_text())
     digest = hashlib.sha256((tmp_path / "base" / "export" / "model.safetensors").read_bytes()).hexdigest()
     assert results["init_from"]["weights_sha256"] == {"model.safetensors": digest}
@@ -256,11 +256,8 @@ def test_eval_of_a_checkpoint_of_a_run_from_a_bpe_export_uses_the_exports_tokeni
     bpe = train_bpe_tokenizer(training_texts(tiny_cfg(), 500), 120)
     export_tiny(tmp_path / "base" / "export", bpe)
     start = [*TINY, f"model.init_from={tmp_path / 'base'}"]
-    trained = run_train(start, tmp_path / "sft")
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    scored = run_train([*start, "mode=eval", f"ckpt_path={tmp_path / 'sft' / 'checkpoints' / 'last.ckpt'}"],
-                       tmp_path / "eval")
-    assert scored.returncode == 0, scored.stderr[-3000:]
+    run_in_process(start, tmp_path / "sft")
+    run_in_process([*start, "mode=eval", f"ckpt_path={tmp_path / 'sft' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "eval")
     results = [json.loads((tmp_path / folder / "results.json").read_text()) for folder in ("sft", "eval")]
     assert results[1]["accuracy"] == results[0]["accuracy"]
 

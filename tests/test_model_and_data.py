@@ -6,9 +6,9 @@ import torch
 from omegaconf import OmegaConf
 
 from blocksft.data.collate import TrainCollator, left_pad
+from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.data.sources import ArithmeticSource
 from blocksft.data.tokenizer import build_char_tokenizer
-from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.models import build_model, load_exported
 
 MODEL_CFG = OmegaConf.create(dict(kind="tiny", tokenizer="char", hidden_size=32, num_layers=2, num_heads=2,

@@ -228,12 +228,11 @@ def test_smoke_run_of_each_new_strategy_logs_rows_and_source_samples(strategy, r
     import csv
     import json
 
-    from conftest import run_train
+    from helpers.runs import run_in_process
 
     args = [f"strategy={strategy}", "block=8", "data=arithmetic", "debug=smoke", f"strategy.masking.rows={rows}",
             "strategy.masking.p_min=0.1", "strategy.masking.p_max=0.9", "strategy.masking.tail_eos_in_loss=2"]
-    result = run_train(args, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(args, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["strategy"] == strategy and results["steps"] == 10
     assert 0 < results["supervised_tokens"] <= results["eligible_tokens"] <= 10 * 16 * 8  # one block per row
@@ -270,16 +269,15 @@ def test_expected_tokens_per_batch_slot_match_what_a_step_spends(cls, rows):
 
 def test_complementary_run_killed_and_resumed_gives_the_same_bits(tmp_path):
     """Complementary masks keep blockwise's block pools: a SIGKILLed run resumes to the same weights."""
-    from conftest import ROOT, run_train
+    from helpers.runs import run_in_process, run_train
 
     run = ["debug=smoke", "strategy=blockwise_complementary", "budget.value=20", "checkpoint.every_n_train_steps=10",
            "seed=3", "logger=csv", "strategy.masking.tail_eos_in_loss=1"]
     kill = ["+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=15"]
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run_train(run, straight).returncode == 0
-    killed = run_train([*run, *kill], crashed, env={"PYTHONPATH": str(ROOT / "tests" / "helpers")})
+    run_in_process(run, straight)
+    killed = run_train([*run, *kill], crashed)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = run_train(run, crashed)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_in_process(run, crashed)
     weights = [(d / "export" / "model.safetensors").read_bytes() for d in (straight, crashed)]
     assert weights[0] == weights[1]

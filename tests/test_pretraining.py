@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_config, run_train
 
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.corpus import ProceduralCorpusSource
@@ -16,7 +15,9 @@ from blocksft.data.documents import DocumentDataModule
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.masking import SequenceMasking
 from blocksft.models import load_exported
+from blocksft.runs.compose import compose_config
 from blocksft.training.objective import masked_diffusion_loss
+from helpers.runs import run_in_process
 
 CORPUS = dict(max_operand=10, min_ops=1, max_ops=4, max_result=30)
 
@@ -93,8 +94,8 @@ def test_sequence_masking_refuses_rows_with_a_prompt_and_the_config_says_so():
 
 
 def test_pretrain_base_smoke_writes_an_export_that_loads_back(tmp_path):
-    result = run_train(["experiment=pretrain_base", "debug=smoke", "model.tokenizer=bpe"], tmp_path)  # debug=smoke sets the base's tokenizer
-    assert result.returncode == 0, result.stderr[-3000:]
+    # (debug=smoke sets the base's tokenizer)
+    run_in_process(["experiment=pretrain_base", "debug=smoke", "model.tokenizer=bpe"], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "completed" and results["strategy"] == "pretrain" and results["steps"] == 10
     assert results["accuracy"] is None and results["eval_loss"] > 0 and results["init_from"] is None
@@ -123,12 +124,10 @@ def test_pretraining_resumes_from_its_last_checkpoint_with_the_same_bpe_ids(tmp_
     """A longer budget is another config (its own folder, blocksft.runs.identity): it continues from the
     first run's checkpoint through ``ckpt_path`` and retrains the same BPE vocabulary."""
     common = ["experiment=pretrain_base", "debug=smoke", "checkpoint.every_n_train_steps=3", "skip_completed=false"]
-    first = run_train([*common, "budget.value=6"], tmp_path / "first")
-    assert first.returncode == 0, first.stderr[-3000:]
+    run_in_process([*common, "budget.value=6"], tmp_path / "first")
     vocabulary = (tmp_path / "first" / "export" / "tokenizer.json").read_text()
     checkpoint = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    resumed = run_train([*common, "budget.value=9", f"ckpt_path={checkpoint}"], tmp_path / "longer")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_in_process([*common, "budget.value=9", f"ckpt_path={checkpoint}"], tmp_path / "longer")
     results = json.loads((tmp_path / "longer" / "results.json").read_text())
     assert results["steps"] == 9 and results["ckpt_path"] == str(checkpoint)
     assert (tmp_path / "longer" / "export" / "tokenizer.json").read_text() == vocabulary  # retrained BPE: same ids

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 README = ROOT / "README.md"
 FINDINGS = ROOT / "experiments" / "results" / "FINDINGS.md"

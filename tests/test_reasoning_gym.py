@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
-from conftest import compose_config
-
-from blocksft.evaluation.answers import reference_answer
 from blocksft.config.validation import validate_config
+from blocksft.data.batch_plan import plan_batches
+from blocksft.data.documents import datamodule_from_config
 from blocksft.data.reasoning_gym import ReasoningGymSource
 from blocksft.data.tokenizer import build_char_tokenizer
-from blocksft.data.documents import datamodule_from_config
-from blocksft.data.batch_plan import plan_batches
+from blocksft.evaluation.answers import reference_answer
+from blocksft.runs.compose import compose_config
 
 SIZES = {"train": 40, "validation": 10}
 

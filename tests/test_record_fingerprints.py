@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, compose_config
 
+from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import differing_keys, fingerprint, identity_view, job_identity, short_hash
+from helpers.project import ROOT
 
 RECORDS = sorted((ROOT / "experiments" / "records").rglob("run_config.json"))
 

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from experiments import reporting as rep  # noqa: E402
+from experiments import reporting as rep
 
 T2 = 4.3027  # t_{0.975, df=2}
 

@@ -10,34 +10,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_config, run_train
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from blocksft.config.validation import ConfigError
 from blocksft.folders import require_path
-from blocksft.runs.progress import ProgressLog, expected_steps, progress_callbacks
+from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import apply_run_record, check_folder, fingerprint, identity_view, job_identity
+from blocksft.runs.progress import ProgressLog, expected_steps, progress_callbacks
+from helpers.project import ROOT
+from helpers.runs import config_errors, run_train, train_cli
 
 TRAINED = ["debug=smoke", "strategy=blockwise", "block=16", "seed=3", "study=probe", "progress.every_n_steps=5"]
-
-
-def train_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python train.py <args>`` with Hydra choosing the folder (unlike conftest.run_train)."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def config_errors(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("config error:")]
 
 
 def hydra_folders(overrides: list[str]) -> tuple[str, str, str]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import run_train
-
 from blocksft.runs.redact import REDACTED, environment_secrets, redact
+from helpers.runs import run_train
 
 FAKE_KEY = "wandb-fake-key-0123456789abcdef0123456789"
 

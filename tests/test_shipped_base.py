@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
 
 from blocksft.config.validation import validate_config
 from blocksft.models import load_exported
 from blocksft.models.init_from import load_initial_model, sha256_file
+from blocksft.runs.compose import compose_config
 
 BASE = Path(__file__).resolve().parents[1] / "experiments" / "base"
 RECORD = json.loads((BASE / "provenance.json").read_text())

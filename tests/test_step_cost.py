@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 
 def step_cost(*args: str) -> subprocess.CompletedProcess:

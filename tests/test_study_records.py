@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from blocksft.runs.identity import completed_results
-
-sys.path.insert(0, str(ROOT))
-from experiments import study_records  # noqa: E402
-from test_reuse import record_run, view_of  # noqa: E402
+from experiments import study_records
+from helpers.records import record_run, view_of
 
 
 def job_folder(study: Path, name: str, finished: bool = True) -> Path:

@@ -11,12 +11,11 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, run_train
-from test_run_identity import train_cli
+from helpers.project import ROOT
+from helpers.runs import run_train, train_cli
 
 STUDY = "ablation_suffix"  # 3 jobs at one seed: suffix_mask_prob 1.0, 0.5, 0.0 (in this order)
 JOBS = [f"blockwise-B32-suffix{p}-seed0" for p in ("1.0", "0.5", "0.0")]
-HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
 
 
 def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_reuses_nothing_else(tmp_path):
@@ -27,21 +26,21 @@ def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_
     study_dir = tmp_path / "debug" / "studies" / STUDY
     first, killed, never_started = (study_dir / job for job in JOBS)
 
-    died = run_train(sweep, tmp_path, env=HELPERS)
+    died = run_train(sweep, tmp_path)
     assert died.returncode == -9, died.stderr[-2000:]
     assert json.loads((first / "results.json").read_text())["status"] == "completed"
     assert (killed / "checkpoints" / "last.ckpt").is_file() and not (killed / "results.json").exists()
     assert not never_started.exists()
     kept = (first / "results.json").read_bytes()
 
-    other = run_train([*sweep, "optim.optimizer.lr=0.01"], tmp_path, env=HELPERS)
+    other = run_train([*sweep, "optim.optimizer.lr=0.01"], tmp_path)
     assert other.returncode == 2
     errors = [line for line in other.stderr.splitlines() if line.startswith("config error:")]
     assert len(errors) == 1 and JOBS[0] in errors[0] and "optim.optimizer.lr: 0.001 -> 0.01" in errors[0]
     assert (first / "results.json").read_bytes() == kept
     assert not (killed / "results.json").exists() and not never_started.exists()
 
-    again = run_train(sweep, tmp_path, env=HELPERS)
+    again = run_train(sweep, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     output = again.stdout + again.stderr
     assert f"skipping: {first}" in output and "resuming from" in output

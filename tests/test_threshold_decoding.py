@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decoding import MASK_ID, PAD_ID, CacheRecorder, Recorder, TinyBidirectional, random_prompts, tiny_lm
 
 from blocksft.evaluation.decoding import generate, generate_batched
+from helpers.decoding import MASK_ID, PAD_ID, CacheRecorder, Recorder, TinyBidirectional, random_prompts, tiny_lm
 
 PROMPTS = [[3, 7, 1, 12, 5, 9, 2], [4, 8], torch.tensor([11, 2, 6, 6]), [5]]
 
@@ -133,9 +133,8 @@ def test_bad_threshold_arguments(model, kwargs, match):
      "decode.remasking='random' is invalid: allowed low_confidence with decode.confidence_threshold=0.9"),
 ])
 def test_bad_threshold_config_is_a_one_line_error(overrides, message):
-    from conftest import compose_config
-
     from blocksft.config.validation import ConfigError, validate_config
+    from blocksft.runs.compose import compose_config
 
     with pytest.raises(ConfigError) as error:
         validate_config(compose_config(overrides))
@@ -143,9 +142,8 @@ def test_bad_threshold_config_is_a_one_line_error(overrides, message):
 
 
 def test_threshold_option_composes_and_combines_with_the_prefix_cache():
-    from conftest import compose_config
-
     from blocksft.config.validation import validate_config
+    from blocksft.runs.compose import compose_config
 
     cfg = compose_config(["decode=semi_ar_threshold", "decode.prefix_cache=true"])
     validate_config(cfg)
