@@ -66,6 +66,7 @@ def test_slurm_launcher_preset_matches_the_plugin_schema():
     assert OmegaConf.select(cfg, "hydra.launcher.name") == "main"
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_agree_and_write_results_once(tmp_path):
     args = ["debug=smoke", "strategy=blockwise", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
             "trainer.precision=32-true", "budget.value=6", "data.batch_size=16", "logger=csv",
@@ -99,6 +100,7 @@ def test_missing_hardware_or_package_stops_before_any_model_is_built(overrides, 
     assert f"config error: {key}=" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ddp_run_killed_and_resumed_ends_like_the_uninterrupted_ddp_run(tmp_path):
     """Per-rank masking streams and the shared block pools survive a SIGKILL: both ranks resume to the
     weights of the DDP run that was never interrupted."""

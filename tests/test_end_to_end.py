@@ -60,6 +60,7 @@ def test_eval_mode_scores_a_saved_run_at_another_decode_block(smoke_run, tmp_pat
     assert (ckpt_dir / "generations.jsonl").read_text() == (eval_dir / "generations.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_wandb_logger_runs_offline_and_closes(tmp_path):
     result = run_train(["debug=smoke", "logger=wandb"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

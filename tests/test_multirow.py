@@ -267,6 +267,7 @@ def test_expected_tokens_per_batch_slot_match_what_a_step_spends(cls, rows):
     assert abs(supervised / (expected * strategy.expected_mask_rate()) - 1) < 0.08
 
 
+@pytest.mark.slow
 def test_complementary_run_killed_and_resumed_gives_the_same_bits(tmp_path):
     """Complementary masks keep blockwise's block pools: a SIGKILLed run resumes to the same weights."""
     from helpers.runs import run_in_process, run_train

@@ -29,6 +29,7 @@ def logged_losses(run_dir) -> dict[int, str]:
         return {int(row["step"]): row["train/loss"] for row in csv.DictReader(handle) if row.get("train/loss")}
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(trained_run, tmp_path):
     straight, crashed = trained_run(RUN), tmp_path / "crashed"
 
@@ -49,6 +50,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(trained_run, tmp_path
     assert sorted(logged_losses(straight)) == list(range(0, 40))
 
 
+@pytest.mark.slow
 def test_a_run_with_weight_averaging_exports_the_average_and_resumes_to_the_same_bits(trained_run, tmp_path):
     """optim.ema_decay: the export and the decoded model are the moving average (not the last step's
     weights), and a SIGKILLed run resumes both the weights and their average exactly."""

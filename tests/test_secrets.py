@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from blocksft.runs.redact import REDACTED, environment_secrets, redact
 from helpers.runs import run_train
 
@@ -23,6 +25,7 @@ def test_environment_secrets_are_found_by_variable_name():
     assert environment_secrets(env) == {FAKE_KEY, "hf_abcdefghijkl"}
 
 
+@pytest.mark.slow
 def test_fake_wandb_key_never_appears_in_run_outputs(tmp_path):
     args = ["debug=smoke", "logger=wandb", "+leak.plain=${oc.env:WANDB_API_KEY}", "+leak.api_token=${oc.env:WANDB_API_KEY}"]
     result = run_train(args, tmp_path, env={"WANDB_API_KEY": FAKE_KEY, "WANDB_MODE": "offline"})

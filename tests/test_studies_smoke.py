@@ -18,6 +18,7 @@ def seeds_in_study(study: str) -> int:
     return max(1, len({override for job in sweep_jobs(study) for override in job if override.startswith("seed=")}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
 def test_smoke_study_runs_and_reports(study, tmp_path, request):
     trained = []

@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers.project import ROOT
 from helpers.runs import run_train, train_cli
 
@@ -18,6 +20,7 @@ STUDY = "ablation_suffix"  # 3 jobs at one seed: suffix_mask_prob 1.0, 0.5, 0.0 
 JOBS = [f"blockwise-B32-suffix{p}-seed0" for p in ("1.0", "0.5", "0.0")]
 
 
+@pytest.mark.slow
 def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_reuses_nothing_else(tmp_path):
     marker = tmp_path / "killed-once"
     sweep = ["-m", f"+sweep={STUDY}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}",
