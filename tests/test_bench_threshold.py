@@ -12,8 +12,14 @@ from experiments.bench import threshold as bench_threshold
 
 
 def test_measure_compares_threshold_with_exact_on_the_same_problems(smoke_run):
-    result = bench_threshold.measure_threshold(str(smoke_run / "export"), num_problems=6, batch_size=3, thresholds=(1e-9, 0.5, 1.0),
-                                     repeats=1, consistency_problems=6)
+    result = bench_threshold.measure_threshold(
+        str(smoke_run / "export"),
+        num_problems=6,
+        batch_size=3,
+        thresholds=(1e-9, 0.5, 1.0),
+        repeats=1,
+        consistency_problems=6,
+    )
     decoders = result["decoders"]
     assert list(decoders) == ["exact", "threshold_1e-09", "threshold_0.5", "threshold_1"]
     assert result["num_problems"] == 6 and result["settings"]["block_length"] == 8
@@ -36,8 +42,22 @@ def test_measure_compares_threshold_with_exact_on_the_same_problems(smoke_run):
 
 
 def test_cli_quick_runs_section_6_and_writes_markdown_and_json(smoke_run, tmp_path):
-    assert bench_cli.main(["--sections", "6", "--quick", "--device", "cpu", "--model", str(smoke_run / "export"),
-                           "--out", str(tmp_path)]) == 0
+    assert (
+        bench_cli.main(
+            [
+                "--sections",
+                "6",
+                "--quick",
+                "--device",
+                "cpu",
+                "--model",
+                str(smoke_run / "export"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "benchmark.json").read_text())["threshold"]
     assert list(result["decoders"]) == ["exact", "threshold_0.9"] and result["num_problems"] == 8
     assert "threshold_0.9" in (tmp_path / "benchmark.md").read_text()

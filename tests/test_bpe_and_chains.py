@@ -56,7 +56,9 @@ def test_model_tokenizer_bpe_trains_on_the_runs_documents_and_bad_values_name_th
     cfg = compose_config(["experiment=pretrain_base", "debug=smoke"])
     tokenizer = build_run_tokenizer(cfg)
     assert 100 < len(tokenizer) <= cfg.model.bpe.vocab_size and " apples" in tokenizer.get_vocab()
-    with pytest.raises(ConfigError, match=r"^model.tokenizer='nowhere' is invalid: allowed auto, char, bpe or a folder"):
+    with pytest.raises(
+        ConfigError, match=r"^model.tokenizer='nowhere' is invalid: allowed auto, char, bpe or a folder"
+    ):
         validate_config(compose_config(["model.tokenizer=nowhere"]))
     with pytest.raises(ConfigError, match=r"^model.bpe.vocab_size=50 is invalid"):
         validate_config(compose_config(["model.tokenizer=bpe", "model.bpe.vocab_size=50"]))

@@ -17,20 +17,30 @@ from helpers.project import ROOT
 from helpers.runs import run_train
 
 
-@pytest.mark.parametrize(("global_batch", "micro", "world", "expected"), [
-    (32, None, 1, (32, 1)), (32, None, 8, (4, 1)), (32, 2, 8, (2, 2)), (32, 8, 1, (8, 4)), (256, 4, 16, (4, 4)),
-])
+@pytest.mark.parametrize(
+    ("global_batch", "micro", "world", "expected"),
+    [
+        (32, None, 1, (32, 1)),
+        (32, None, 8, (4, 1)),
+        (32, 2, 8, (2, 2)),
+        (32, 8, 1, (8, 4)),
+        (256, 4, 16, (4, 4)),
+    ],
+)
 def test_global_batch_is_split_into_micro_batches_and_accumulation(global_batch, micro, world, expected):
     plan = plan_batches(global_batch, micro, world)
     assert (plan.micro_batch, plan.accumulate) == expected
     assert plan.micro_batch * plan.world_size * plan.accumulate == global_batch
 
 
-@pytest.mark.parametrize(("overrides", "key"), [
-    (["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=3"], "data.batch_size"),
-    (["data.micro_batch_size=5"], "data.micro_batch_size"),
-    (["data.micro_batch_size=0"], "data.micro_batch_size"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=3"], "data.batch_size"),
+        (["data.micro_batch_size=5"], "data.micro_batch_size"),
+        (["data.micro_batch_size=0"], "data.micro_batch_size"),
+    ],
+)
 def test_uneven_batch_splits_are_config_errors(overrides, key):
     with pytest.raises(ConfigError, match=key):
         validate_config(compose_config(overrides))
@@ -57,8 +67,9 @@ def test_deepspeed_preset_is_zero_stage_2():
 def test_slurm_launcher_preset_matches_the_plugin_schema():
     plugin = pytest.importorskip("hydra_plugins.hydra_submitit_launcher.config")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["+sweep=main", "hydra/launcher=submitit_slurm"],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="train", overrides=["+sweep=main", "hydra/launcher=submitit_slurm"], return_hydra_config=True
+        )
     launcher = cfg.hydra.launcher
     fields = {f.name for f in dataclasses.fields(plugin.SlurmQueueConf)}
     assert set(launcher) <= fields, f"keys unknown to the plugin: {set(launcher) - fields}"
@@ -68,9 +79,19 @@ def test_slurm_launcher_preset_matches_the_plugin_schema():
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_agree_and_write_results_once(tmp_path):
-    args = ["debug=smoke", "strategy=blockwise", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-            "trainer.precision=32-true", "budget.value=6", "data.batch_size=16", "logger=csv",
-            "+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={tmp_path}"]
+    args = [
+        "debug=smoke",
+        "strategy=blockwise",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "budget.value=6",
+        "data.batch_size=16",
+        "logger=csv",
+        "+callbacks.digest._target_=callbacks.DumpWeightsDigest",
+        f"+callbacks.digest.folder={tmp_path}",
+    ]
     result = run_train(args, tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     digests = [(tmp_path / f"weights_rank{r}.txt").read_text() for r in (0, 1)]
@@ -83,14 +104,18 @@ def test_ddp_two_cpu_processes_agree_and_write_results_once(tmp_path):
     assert sum(record["active_block_counts"].values()) == 6 * 16
 
 
-@pytest.mark.parametrize(("overrides", "key"), [
-    (["trainer=gpu"], "trainer.accelerator"),
-    (["trainer=deepspeed", "trainer.accelerator=cpu"], "trainer.strategy"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["trainer=gpu"], "trainer.accelerator"),
+        (["trainer=deepspeed", "trainer.accelerator=cpu"], "trainer.strategy"),
+    ],
+)
 def test_missing_hardware_or_package_stops_before_any_model_is_built(overrides, key, tmp_path):
     import importlib.util
 
     import torch
+
     if key == "trainer.accelerator" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     if key == "trainer.strategy" and importlib.util.find_spec("deepspeed") is not None:
@@ -104,14 +129,27 @@ def test_missing_hardware_or_package_stops_before_any_model_is_built(overrides, 
 def test_ddp_run_killed_and_resumed_ends_like_the_uninterrupted_ddp_run(tmp_path):
     """Per-rank masking streams and the shared block pools survive a SIGKILL: both ranks resume to the
     weights of the DDP run that was never interrupted."""
-    run = ["debug=smoke", "strategy=blockwise", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-           "trainer.precision=32-true", "budget.value=12", "checkpoint.every_n_train_steps=4", "data.batch_size=16",
-           "logger=none"]
-    digest = lambda folder: ["+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={folder}"]  # noqa: E731
+    run = [
+        "debug=smoke",
+        "strategy=blockwise",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "budget.value=12",
+        "checkpoint.every_n_train_steps=4",
+        "data.batch_size=16",
+        "logger=none",
+    ]
+
+    def digest(folder):
+        return ["+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={folder}"]
+
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     assert run_train([*run, *digest(straight)], straight, timeout=600).returncode == 0
-    killed = run_train([*run, "+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=6"], crashed,
-                       timeout=600)
+    killed = run_train(
+        [*run, "+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=6"], crashed, timeout=600
+    )
     assert killed.returncode != 0 and not (crashed / "results.json").exists()
     resumed = run_train([*run, *digest(crashed)], crashed, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-4000:]

@@ -9,8 +9,18 @@ import pytest
 
 from helpers.runs import SMOKE_RUN, copy_run, run_in_process, run_train
 
-REQUIRED = {"strategy", "block_size", "decode_block_length", "seed", "steps", "supervised_tokens",
-            "eligible_tokens", "accuracy", "wall_seconds", "accuracy_by_decode_block"}
+REQUIRED = {
+    "strategy",
+    "block_size",
+    "decode_block_length",
+    "seed",
+    "steps",
+    "supervised_tokens",
+    "eligible_tokens",
+    "accuracy",
+    "wall_seconds",
+    "accuracy_by_decode_block",
+}
 
 
 def read_results(run_dir):
@@ -38,8 +48,15 @@ def test_smoke_run_writes_results_generations_checkpoint_and_export(strategy, tm
 
 
 def test_token_budget_stops_at_the_budget_and_decodes_at_several_block_lengths(tmp_path):
-    args = ["strategy=blockwise", "block=8", "debug=smoke", "budget=tokens", "budget.value=1000",
-            "budget.count=masked", "decode.block_length=[8,16]"]
+    args = [
+        "strategy=blockwise",
+        "block=8",
+        "debug=smoke",
+        "budget=tokens",
+        "budget.value=1000",
+        "budget.count=masked",
+        "decode.block_length=[8,16]",
+    ]
     run_in_process(args, tmp_path)
     results = read_results(tmp_path)
     assert results["supervised_tokens"] >= 1000
@@ -55,8 +72,10 @@ def test_eval_mode_scores_a_saved_run_at_another_decode_block(smoke_run, tmp_pat
     assert results["mode"] == "eval" and results["decode_block_length"] == 8 and results["steps"] is None
     # the .ckpt path gives the same model, hence the same generations
     ckpt_dir = tmp_path / "eval_ckpt"
-    run_in_process(["mode=eval", f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}", "debug=smoke",
-                    "decode.block_length=8"], ckpt_dir)
+    run_in_process(
+        ["mode=eval", f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}", "debug=smoke", "decode.block_length=8"],
+        ckpt_dir,
+    )
     assert (ckpt_dir / "generations.jsonl").read_text() == (eval_dir / "generations.jsonl").read_text()
 
 
@@ -85,14 +104,37 @@ def test_non_finite_loss_stops_with_the_step_number():
     from blocksft.training.module import DecodeSettings, DiffusionSFTModule, NonFiniteLossError, ScheduleSettings
 
     tokenizer = build_char_tokenizer()
-    model = build_model(OmegaConf.create(dict(kind="tiny", hidden_size=32, num_layers=1, num_heads=2,
-                                              intermediate_size=64, max_position_embeddings=64, dropout=0.0)), tokenizer)
+    model = build_model(
+        OmegaConf.create(
+            dict(
+                kind="tiny",
+                hidden_size=32,
+                num_layers=1,
+                num_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=64,
+                dropout=0.0,
+            )
+        ),
+        tokenizer,
+    )
     with torch.no_grad():
         model.lm_head.weight.fill_(float("nan"))
-    module = DiffusionSFTModule(model, tokenizer, ClassicalMasking(mask_id=tokenizer.mask_token_id),
-                                optimizer=None, schedule=ScheduleSettings(10), decode=DecodeSettings(8, (8,), 8))
+    module = DiffusionSFTModule(
+        model,
+        tokenizer,
+        ClassicalMasking(mask_id=tokenizer.mask_token_id),
+        optimizer=None,
+        schedule=ScheduleSettings(10),
+        decode=DecodeSettings(8, (8,), 8),
+    )
     ids = torch.randint(5, 50, (2, 12))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "response_start": torch.tensor([4, 4]),
-             "loss_scope_len": torch.tensor([8, 8]), "index": torch.tensor([0, 1])}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "response_start": torch.tensor([4, 4]),
+        "loss_scope_len": torch.tensor([8, 8]),
+        "index": torch.tensor([0, 1]),
+    }
     with pytest.raises(NonFiniteLossError, match="at step 0"):
         module.training_step(batch, 0)

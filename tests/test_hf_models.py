@@ -20,19 +20,9 @@ from helpers.runs import run_in_process, run_train
 CLI_TIMEOUT = 900  # seconds per train.py run: generous, the suite may share 2 cores with running studies
 
 
-
-
-
-
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
-
-
-
-
-
-
 
 
 # ----------------------------------------------------------------------------- special tokens
@@ -64,8 +54,9 @@ def test_tokenizer_without_mask_token_fails_in_one_line_or_gains_one_on_request(
 
 
 # ----------------------------------------------------------------------------- encode / project
-@pytest.mark.parametrize("overrides", [[], ["model.lm_head=cls"], ["model.split_head=false"],
-                                       ["model.lora.enabled=true", BERT_TARGETS]])
+@pytest.mark.parametrize(
+    "overrides", [[], ["model.lm_head=cls"], ["model.split_head=false"], ["model.lora.enabled=true", BERT_TARGETS]]
+)
 def test_encode_then_project_at_loss_positions_equals_the_models_own_logits(bert_dir, overrides):
     model, tokenizer = build(bert_dir, *overrides)
     reference = AutoModelForMaskedLM.from_pretrained(bert_dir).eval()
@@ -125,8 +116,9 @@ def test_lora_leaves_only_adapter_weights_trainable(bert_dir):
     assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in trainable} == {"query", "value"}
 
 
-@pytest.mark.parametrize("targets, missing", [("[query,q_proj]", "q_proj"), ("[nothing]", "nothing"),
-                                              ("'.*\\.nothing'", ".*\\.nothing")])
+@pytest.mark.parametrize(
+    "targets, missing", [("[query,q_proj]", "q_proj"), ("[nothing]", "nothing"), ("'.*\\.nothing'", ".*\\.nothing")]
+)
 def test_lora_target_that_matches_nothing_is_a_one_line_error(bert_dir, targets, missing):
     with pytest.raises(ConfigError) as error:
         build(bert_dir, "model.lora.enabled=true", f"model.lora.target_modules={targets}")
@@ -197,18 +189,35 @@ def test_full_fine_tuning_trains_exports_and_evaluates_the_same(bert_dir, tmp_pa
 
 @pytest.mark.parametrize("export", ["merged", "adapter"])
 def test_lora_run_exports_merged_or_adapter_and_evaluates_the_same(bert_dir, tmp_path, export):
-    trained, evaluated = train_then_eval(bert_dir, tmp_path, "model.lora.enabled=true", BERT_TARGETS,
-                                         f"model.lora.export={export}", "optim.optimizer.lr=0.05")
+    trained, evaluated = train_then_eval(
+        bert_dir,
+        tmp_path,
+        "model.lora.enabled=true",
+        BERT_TARGETS,
+        f"model.lora.export={export}",
+        "optim.optimizer.lr=0.05",
+    )
     assert evaluated["accuracy"] == trained["accuracy"]
     assert trained["num_parameters"] >= evaluated["num_parameters"] > 0
     folder = tmp_path / "train" / "export"
     assert (folder / "adapter_config.json").is_file() == (export == "adapter")
     if export == "adapter":  # (merged: the run decoded the merged weights, the .ckpt holds the unmerged ones)
         assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(bert_dir)
-        run_in_process(["mode=eval", f"ckpt_path={tmp_path / 'train' / 'checkpoints' / 'last.ckpt'}",
-                        "model=hf_masked_lm", f"model.name_or_path={bert_dir}", "debug=smoke",
-                        "model.lora.enabled=true", BERT_TARGETS], tmp_path / "ckpt")
-        assert (tmp_path / "ckpt" / "generations.jsonl").read_text() == (tmp_path / "train" / "generations.jsonl").read_text()
+        run_in_process(
+            [
+                "mode=eval",
+                f"ckpt_path={tmp_path / 'train' / 'checkpoints' / 'last.ckpt'}",
+                "model=hf_masked_lm",
+                f"model.name_or_path={bert_dir}",
+                "debug=smoke",
+                "model.lora.enabled=true",
+                BERT_TARGETS,
+            ],
+            tmp_path / "ckpt",
+        )
+        assert (tmp_path / "ckpt" / "generations.jsonl").read_text() == (
+            tmp_path / "train" / "generations.jsonl"
+        ).read_text()
 
 
 def test_eval_without_ckpt_path_scores_the_pretrained_model(bert_dir):

@@ -12,8 +12,9 @@ from helpers.project import ROOT
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
     """``ruff <args> .`` at the repository root (no cache written into the checkout)."""
-    return subprocess.run([sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_ruff_check_finds_nothing():

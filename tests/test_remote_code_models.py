@@ -36,14 +36,6 @@ CLI_TIMEOUT = 900  # seconds per train.py run (2 shared cores)
 SMALL_LORA = ["model.dtype=float32", "model.lora.r=4", "model.lora.alpha=8"]
 
 
-
-
-
-
-
-
-
-
 @pytest.fixture(scope="module", params=sorted(STANDINS))
 def standin(request, tmp_path_factory):
     """(name, folder) of each stand-in, built once per module."""
@@ -51,8 +43,15 @@ def standin(request, tmp_path_factory):
 
 
 def cfg_for(name: str, folder: Path, *overrides: str):
-    return compose_config([f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}",
-                           "model.trust_remote_code=true", *SMALL_LORA, *overrides])
+    return compose_config(
+        [
+            f"model={STANDINS[name]['group']}",
+            f"model.name_or_path={folder}",
+            "model.trust_remote_code=true",
+            *SMALL_LORA,
+            *overrides,
+        ]
+    )
 
 
 def build(name: str, folder: Path, *overrides: str):
@@ -181,14 +180,18 @@ def test_stand_in_folder_alone_asks_for_the_opt_in(standin):
     name, folder = standin
     expected = rf"^model.trust_remote_code=False is invalid: .*{re.escape(str(folder))} ships"
     with pytest.raises(ConfigError, match=expected):
-        validate_config(compose_config(["model=hf_masked_lm", f"model.name_or_path={folder}",
-                                        "model.auto_class=AutoModel"]))
+        validate_config(
+            compose_config(["model=hf_masked_lm", f"model.name_or_path={folder}", "model.auto_class=AutoModel"])
+        )
 
 
 def test_command_line_without_the_opt_in_exits_2_in_one_line(standin, tmp_path):
     name, folder = standin
-    result = run_train([f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "debug=smoke",
-                        "data=arithmetic"], tmp_path, CLI_TIMEOUT)
+    result = run_train(
+        [f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "debug=smoke", "data=arithmetic"],
+        tmp_path,
+        CLI_TIMEOUT,
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
     assert len(lines) == 1 and "model.trust_remote_code=true" in lines[0]
@@ -202,9 +205,17 @@ EXPORTS = {"llada": "merged", "dream": "adapter"}  # one of each, to keep CLI ru
 def test_train_decode_export_then_eval_reproduces_the_accuracy(standin, tmp_path):
     name, folder = standin
     export = EXPORTS[name]
-    common = [f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "model.trust_remote_code=true",
-              *SMALL_LORA, f"model.lora.export={export}", "debug=smoke", "data=arithmetic", "data.response_len=32",
-              "optim.optimizer.lr=0.01"]
+    common = [
+        f"model={STANDINS[name]['group']}",
+        f"model.name_or_path={folder}",
+        "model.trust_remote_code=true",
+        *SMALL_LORA,
+        f"model.lora.export={export}",
+        "debug=smoke",
+        "data=arithmetic",
+        "data.response_len=32",
+        "optim.optimizer.lr=0.01",
+    ]
     run_in_process(common, tmp_path / "train")
     results = json.loads((tmp_path / "train" / "results.json").read_text())
     assert results["steps"] == 10 and results["final_train_loss"] is not None and results["accuracy"] is not None

@@ -17,11 +17,27 @@ from blocksft.runs.checkpointing import AtomicCheckpointIO, checkpoint_step, rea
 from helpers.runs import copy_run, run_in_process, run_train
 
 # Blockwise (block-sampler pools), dropout (global RNG), several passes over 256 rows (data order).
-RUN = ["debug=smoke", "strategy=blockwise", "model.dropout=0.1", "budget.value=40",
-       "checkpoint.every_n_train_steps=10", "data.batch_size=32", "seed=3", "logger=csv"]
+RUN = [
+    "debug=smoke",
+    "strategy=blockwise",
+    "model.dropout=0.1",
+    "budget.value=40",
+    "checkpoint.every_n_train_steps=10",
+    "data.batch_size=32",
+    "seed=3",
+    "logger=csv",
+]
 KILL = ["+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=25"]
-SAME_RESULTS = ["status", "steps", "accuracy", "accuracy_by_decode_block", "supervised_tokens", "eligible_tokens",
-                "final_train_loss", "active_block_counts"]
+SAME_RESULTS = [
+    "status",
+    "steps",
+    "accuracy",
+    "accuracy_by_decode_block",
+    "supervised_tokens",
+    "eligible_tokens",
+    "final_train_loss",
+    "active_block_counts",
+]
 
 
 def logged_losses(run_dir) -> dict[int, str]:
@@ -82,7 +98,9 @@ def test_batch_stream_resumed_at_any_batch_continues_the_same_order():
 def test_batch_stream_ranks_split_one_global_batch():
     single = ShuffledBatchStream(num_rows=64, batch_size=8, seed=1)
     ranks = [ShuffledBatchStream(num_rows=64, batch_size=4, seed=1, rank=r, world_size=2) for r in (0, 1)]
-    for global_batch, part0, part1 in zip([single.batch(i) for i in range(10)], *([r.batch(i) for i in range(10)] for r in ranks)):
+    for global_batch, part0, part1 in zip(
+        [single.batch(i) for i in range(10)], *([r.batch(i) for i in range(10)] for r in ranks)
+    ):
         assert part0 + part1 == global_batch
 
 
@@ -116,10 +134,15 @@ def test_csv_rows_after_the_checkpoint_step_are_dropped(tmp_path):
 
 def test_rows_per_optimizer_step_do_not_depend_on_devices_or_micro_batch():
     def step_rows(micro, world, accumulate, steps=12):
-        streams = [ShuffledBatchStream(1010, micro, seed=5, rank=r, world_size=world, accumulate=accumulate) for r in range(world)]
+        streams = [
+            ShuffledBatchStream(1010, micro, seed=5, rank=r, world_size=world, accumulate=accumulate)
+            for r in range(world)
+        ]
         micro_steps = [[s.batch(i) for s in streams] for i in range(steps * accumulate)]
-        return [sorted(sum((sum(parts, []) for parts in micro_steps[k * accumulate:(k + 1) * accumulate]), []))
-                for k in range(steps)]
+        return [
+            sorted(sum((sum(parts, []) for parts in micro_steps[k * accumulate : (k + 1) * accumulate]), []))
+            for k in range(steps)
+        ]
 
     single = step_rows(32, 1, 1)
     assert step_rows(8, 2, 2) == single
@@ -142,8 +165,9 @@ def test_checkpoint_step_does_not_read_the_weights(tmp_path):
     assert step == 7 and read_mib < 32, f"reading the step read {read_mib} MiB of the checkpoint"
 
 
-@pytest.mark.parametrize("budget", [["budget.value=40"], ["budget=tokens", "budget.value=40960"]],
-                         ids=["steps", "tokens"])
+@pytest.mark.parametrize(
+    "budget", [["budget.value=40"], ["budget=tokens", "budget.value=40960"]], ids=["steps", "tokens"]
+)
 def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(trained_run, tmp_path, budget):
     """Killed after its last training step (``last.ckpt`` at the end) but before ``results.json``: the same
     command trains no further step and decodes and exports the same model (here the weight average, which

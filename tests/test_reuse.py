@@ -24,12 +24,15 @@ def test_the_computation_fingerprint_ignores_the_study_label_only():
     seed, _ = view_of(["study=main", "seed=3"])
     assert computation_fingerprint(main) == computation_fingerprint(other)
     assert computation_fingerprint(main) != computation_fingerprint(seed)
-    assert job_identity(compose_config([*SMOKE, "study=main"]))[1] != job_identity(compose_config([*SMOKE, "study=x"]))[1]
+    assert (
+        job_identity(compose_config([*SMOKE, "study=main"]))[1] != job_identity(compose_config([*SMOKE, "study=x"]))[1]
+    )
 
 
 def view_with_strategy(strategy: str, overrides: list[str]) -> tuple[dict, str]:
-    return job_identity(compose_config([*(o for o in SMOKE if not o.startswith("strategy=")), f"strategy={strategy}",
-                                        *overrides]))
+    return job_identity(
+        compose_config([*(o for o in SMOKE if not o.startswith("strategy=")), f"strategy={strategy}", *overrides])
+    )
 
 
 def test_the_strategy_name_labels_a_run_its_masking_is_what_it_computes():
@@ -50,7 +53,11 @@ def test_a_copy_is_relabelled_with_this_jobs_study_and_strategy_name(tmp_path: P
     here = studies / "controls" / "job"
     assert find_equivalent_run(studies, view, here) == source
     result = adopt_run(source, here, view, digest)
-    assert (result.study, result.strategy, result.config_fingerprint) == ("controls", "blockwise_visible_future", digest)
+    assert (result.study, result.strategy, result.config_fingerprint) == (
+        "controls",
+        "blockwise_visible_future",
+        digest,
+    )
     assert json.loads((here / RESULTS).read_text())["strategy"] == "blockwise_visible_future"
     assert json.loads((source / RESULTS).read_text())["study"] == "suffix", "the source run was changed"
 
@@ -79,8 +86,11 @@ def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skip
     log = copied.log
     assert "reused:" in log and "train step" not in log and "accuracy=" not in log
     original, result = (json.loads((folder / RESULTS).read_text()) for folder in (source, target))
-    assert result["reused_from"] == {"dir": os.path.realpath(source), "study": "main",
-                                     "config_fingerprint": original["config_fingerprint"]}
+    assert result["reused_from"] == {
+        "dir": os.path.realpath(source),
+        "study": "main",
+        "config_fingerprint": original["config_fingerprint"],
+    }
     assert result["study"] == "scratch_vs_base" and result["config"]["study"] == "scratch_vs_base"
     assert result["config_fingerprint"] == job_identity(compose_config([*common, "study=scratch_vs_base"]))[1]
     assert result["config_fingerprint"] != original["config_fingerprint"]
@@ -167,16 +177,36 @@ def test_a_copy_names_the_run_that_computed_it():
     source = Path("/studies/grid/job")
     trained_here = RunResult(status="completed", mode="train", study="grid", git_commit="c1")
     assert origin_of(source, trained_here, "f1") == {"dir": str(source), "config_fingerprint": "f1", "study": "grid"}
-    copied = RunResult(status="completed", mode="train", study="x", git_commit="c0",
-                       reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main"})
+    copied = RunResult(
+        status="completed",
+        mode="train",
+        study="x",
+        git_commit="c0",
+        reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main"},
+    )
     assert origin_of(source, copied, "f1") == copied.reused_from
     assert origin_of(source, copied, "f1", "training") == copied.reused_from
-    decoded_here = RunResult(status="completed", mode="train", study="grid", git_commit="c1",
-                             reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main",
-                                          "scope": "training", "git_commit": "c0", "wall_seconds_here": 9.0})
+    decoded_here = RunResult(
+        status="completed",
+        mode="train",
+        study="grid",
+        git_commit="c1",
+        reused_from={
+            "dir": "/studies/main/job",
+            "config_fingerprint": "f0",
+            "study": "main",
+            "scope": "training",
+            "git_commit": "c0",
+            "wall_seconds_here": 9.0,
+        },
+    )
     assert origin_of(source, decoded_here, "f1")["dir"] == str(source), "its decoding was computed here"
-    assert origin_of(source, decoded_here, "f1", "training") == {"dir": "/studies/main/job", "config_fingerprint": "f0",
-                                                                 "study": "main", "git_commit": "c0"}
+    assert origin_of(source, decoded_here, "f1", "training") == {
+        "dir": "/studies/main/job",
+        "config_fingerprint": "f0",
+        "study": "main",
+        "git_commit": "c0",
+    }
 
 
 def test_a_job_decoded_otherwise_decodes_the_training_of_another_study(tmp_path: Path):
@@ -196,16 +226,31 @@ def test_a_job_decoded_otherwise_decodes_the_training_of_another_study(tmp_path:
     result = json.loads((target / RESULTS).read_text())
     weights = "export/model.safetensors"
     assert (target / weights).read_bytes() == (source / weights).read_bytes(), "not the model the source trained"
-    assert result["accuracy_by_decode_block"]["16"] == original["accuracy"] and set(result["accuracy_by_decode_block"]) == {"8", "16"}
-    at_16 = [[r for r in map(json.loads, (folder / "generations.jsonl").read_text().splitlines())
-              if r["decode_block_length"] == 16] for folder in (source, target)]
+    assert result["accuracy_by_decode_block"]["16"] == original["accuracy"] and set(
+        result["accuracy_by_decode_block"]
+    ) == {"8", "16"}
+    at_16 = [
+        [
+            r
+            for r in map(json.loads, (folder / "generations.jsonl").read_text().splitlines())
+            if r["decode_block_length"] == 16
+        ]
+        for folder in (source, target)
+    ]
     assert at_16[0] == at_16[1] and len(at_16[0]) == original["eval_size"]
     same = ("steps", "supervised_tokens", "eligible_tokens", "final_train_loss", "train_seconds", "active_block_counts")
     assert {k: result[k] for k in same} == {k: original[k] for k in same}
-    assert result["reused_from"] == {"dir": os.path.realpath(source), "config_fingerprint": original["config_fingerprint"],
-                                     "study": "main", "scope": "training", "git_commit": original["git_commit"],
-                                     "wall_seconds_here": result["reused_from"]["wall_seconds_here"]}
-    assert result["wall_seconds"] == pytest.approx(original["train_seconds"] + result["reused_from"]["wall_seconds_here"], abs=0.02)
+    assert result["reused_from"] == {
+        "dir": os.path.realpath(source),
+        "config_fingerprint": original["config_fingerprint"],
+        "study": "main",
+        "scope": "training",
+        "git_commit": original["git_commit"],
+        "wall_seconds_here": result["reused_from"]["wall_seconds_here"],
+    }
+    assert result["wall_seconds"] == pytest.approx(
+        original["train_seconds"] + result["reused_from"]["wall_seconds_here"], abs=0.02
+    )
     assert result["config_fingerprint"] == job_identity(compose_config(grid))[1]
     assert json.loads((source / RESULTS).read_text()) == original, "the source run was changed"
 

@@ -24,7 +24,9 @@ def test_smoke_study_runs_and_reports(study, tmp_path, request):
     trained = []
     if study in EVAL_ONLY:  # the model it decodes: the session's smoke training run
         trained = [f"ckpt_path={request.getfixturevalue('smoke_run')}"]
-    result = run_train(["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}", *trained], tmp_path)
+    result = run_train(
+        ["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}", *trained], tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "studies").exists(), "a smoke sweep must not write into the real study's folder"
     sweep_dir = tmp_path / "debug" / "studies" / study

@@ -17,10 +17,15 @@ from helpers.records import record_run, view_of
 def job_folder(study: Path, name: str, finished: bool = True) -> Path:
     """A job folder as a sweep leaves it: records, a checkpoint, an export, logs, Hydra's files."""
     job = study / name
-    for relative, text in {"run_config.json": "{}", "csv/version_0/metrics.csv": "step,train/loss\n1,2.0\n",
-                           "generations.jsonl": "{}\n", "checkpoints/last.ckpt": "weights",
-                           "export/model.safetensors": "weights", "train.log": "log",
-                           ".hydra/overrides.yaml": "- seed=0\n"}.items():
+    for relative, text in {
+        "run_config.json": "{}",
+        "csv/version_0/metrics.csv": "step,train/loss\n1,2.0\n",
+        "generations.jsonl": "{}\n",
+        "checkpoints/last.ckpt": "weights",
+        "export/model.safetensors": "weights",
+        "train.log": "log",
+        ".hydra/overrides.yaml": "- seed=0\n",
+    }.items():
         (job / relative).parent.mkdir(parents=True, exist_ok=True)
         (job / relative).write_text(text)
     if finished:
@@ -37,8 +42,12 @@ def test_keep_copies_the_records_of_finished_jobs_only(tmp_path: Path):
     job_folder(study, "a-seed0")
     job_folder(study, "a-seed1", finished=False)
     assert study_records.keep(study, records) == 1
-    assert files_under(records) == {"a-seed0/results.json", "a-seed0/run_config.json",
-                                    "a-seed0/csv/version_0/metrics.csv", "a-seed0/generations.jsonl"}
+    assert files_under(records) == {
+        "a-seed0/results.json",
+        "a-seed0/run_config.json",
+        "a-seed0/csv/version_0/metrics.csv",
+        "a-seed0/generations.jsonl",
+    }
 
 
 def test_keep_replaces_a_jobs_earlier_record(tmp_path: Path):

@@ -23,9 +23,18 @@ JOBS = [f"blockwise-B32-suffix{p}-seed0" for p in ("1.0", "0.5", "0.0")]
 @pytest.mark.slow
 def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_reuses_nothing_else(tmp_path):
     marker = tmp_path / "killed-once"
-    sweep = ["-m", f"+sweep={STUDY}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}",
-             "checkpoint.every_n_train_steps=2", "+callbacks.kill._target_=callbacks.KillOnceAtStep",
-             "+callbacks.kill.step=5", "+callbacks.kill.job=suffix0.5", f"+callbacks.kill.marker={marker}"]
+    sweep = [
+        "-m",
+        f"+sweep={STUDY}",
+        "debug=smoke",
+        "seed=0",
+        f"paths.log_dir={tmp_path}",
+        "checkpoint.every_n_train_steps=2",
+        "+callbacks.kill._target_=callbacks.KillOnceAtStep",
+        "+callbacks.kill.step=5",
+        "+callbacks.kill.job=suffix0.5",
+        f"+callbacks.kill.marker={marker}",
+    ]
     study_dir = tmp_path / "debug" / "studies" / STUDY
     first, killed, never_started = (study_dir / job for job in JOBS)
 
@@ -56,8 +65,12 @@ def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert list(first.glob("eval/*/results.json")), "the evaluation is written inside the job"
 
-    report = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(study_dir)],
-                            capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "report.py"), str(study_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     summary = json.loads((study_dir / "report" / "summary.json").read_text())
     assert (summary["n_jobs"], summary["n_completed"], summary["n_failed"]) == (3, 3, 0)

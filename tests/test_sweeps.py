@@ -92,7 +92,8 @@ def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_b
     cfgs = study_configs("corruption_schemes")
     schemes = {"classical", "blockwise", "blockwise_all_blocks", "blockwise_complementary", "blockwise_block_causal"}
     assert {(cfg.strategy.name, cfg.budget.kind, cfg.seed) for cfg in cfgs} == set(
-        itertools.product(schemes, ("steps", "tokens"), range(5)))
+        itertools.product(schemes, ("steps", "tokens"), range(5))
+    )
     assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
     assert {cfg.model.name for cfg in cfgs} == {compose_config([]).model.name}
 
@@ -100,7 +101,8 @@ def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_b
 def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_scratch():
     cfgs = study_configs("scratch_vs_base")
     assert {(cfg.strategy.name, cfg.model.name, cfg.seed) for cfg in cfgs} == set(
-        itertools.product(("classical", "blockwise"), ("base", "base_scratch"), range(5)))
+        itertools.product(("classical", "blockwise"), ("base", "base_scratch"), range(5))
+    )
     assert {cfg.model.name: cfg.model.init_from is None for cfg in cfgs} == {"base": False, "base_scratch": True}
     assert {cfg.budget.kind for cfg in cfgs} == {"steps"}
     assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
@@ -116,8 +118,13 @@ def computations(study: str) -> dict[tuple, str]:
     out = {}
     for cfg in study_configs(study):
         masking = cfg.strategy.masking
-        key = (cfg.strategy.name, masking.get("prefix_mask_rate"), masking.get("suffix_mask_prob"), cfg.budget.kind,
-               cfg.seed)
+        key = (
+            cfg.strategy.name,
+            masking.get("prefix_mask_rate"),
+            masking.get("suffix_mask_prob"),
+            cfg.budget.kind,
+            cfg.seed,
+        )
         out[key] = computation_fingerprint(job_identity(cfg)[0])
     return out
 
@@ -133,12 +140,17 @@ def test_the_ablations_share_the_runs_their_files_say_they_share():
         assert studies["ablation_suffix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
         assert studies["ablation_prefix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
         assert studies["ablation_controls"][("blockwise", 0.0, 1.0, "steps", seed)] == method
-        assert studies["ablation_controls"][("blockwise_visible_future", 0.0, 0.0, "steps", seed)] == \
-            studies["ablation_suffix"][("blockwise", 0.0, 0.0, "steps", seed)]
+        assert (
+            studies["ablation_controls"][("blockwise_visible_future", 0.0, 0.0, "steps", seed)]
+            == studies["ablation_suffix"][("blockwise", 0.0, 0.0, "steps", seed)]
+        )
     known = set(main.values())
     new = {}
     for study in ("ablation_suffix", "ablation_prefix", "ablation_controls"):  # the order the README runs them
         new[study] = set(studies[study].values()) - known
         known |= new[study]
-    assert {study: len(jobs) for study, jobs in new.items()} == {"ablation_suffix": 6, "ablation_prefix": 15,
-                                                                 "ablation_controls": 6}
+    assert {study: len(jobs) for study, jobs in new.items()} == {
+        "ablation_suffix": 6,
+        "ablation_prefix": 15,
+        "ablation_controls": 6,
+    }

@@ -66,8 +66,15 @@ def tiny_lm(num_layers: int, seed: int = 0):
     from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
 
     torch.manual_seed(seed)
-    config = TinyDiffusionConfig(vocab_size=VOCAB, hidden_size=32, num_layers=num_layers, num_heads=4,
-                                 intermediate_size=64, max_position_embeddings=64, mask_token_id=MASK_ID)
+    config = TinyDiffusionConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_layers=num_layers,
+        num_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        mask_token_id=MASK_ID,
+    )
     model = TinyDiffusionLM(config).double().eval()
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)
@@ -84,5 +91,7 @@ class CacheRecorder(Recorder):
         self.cache_calls: list[str] = []
 
     def __call__(self, x, **kwargs):
-        self.cache_calls.append("build" if kwargs.get("use_cache") else "reuse" if "past_key_values" in kwargs else "none")
+        self.cache_calls.append(
+            "build" if kwargs.get("use_cache") else "reuse" if "past_key_values" in kwargs else "none"
+        )
         return super().__call__(x, **kwargs)

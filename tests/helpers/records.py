@@ -22,6 +22,7 @@ def record_run(folder: Path, overrides: list[str], status: str = "completed", mo
     view, digest = view_of(overrides)
     folder.mkdir(parents=True)
     (folder / RUN_RECORD).write_text(json.dumps({"config_fingerprint": digest, "config": view}))
-    (folder / RESULTS).write_text(json.dumps({"status": status, "mode": mode, "study": view.get("study"),
-                                              "accuracy": 0.5}))
+    (folder / RESULTS).write_text(
+        json.dumps({"status": status, "mode": mode, "study": view.get("study"), "accuracy": 0.5})
+    )
     return folder

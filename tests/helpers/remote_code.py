@@ -16,31 +16,51 @@ from helpers.project import FIXTURES as ALL_FIXTURES
 
 FIXTURES = ALL_FIXTURES / "remote_code"
 
-LLADA_CHAT = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
-              "{{ m['content'] }}<|eot_id|>{% endfor %}"
-              "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
-QWEN_CHAT = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
-             "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-             "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+LLADA_CHAT = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+QWEN_CHAT = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 # name -> config group, code folder, auto_map, special tokens (after the characters), tokenizer tokens, chat
 # template (and, for Dream, the remote-code tokenizer class)
 STANDINS = {
     "llada": dict(
-        group="llada_8b", code="llada",
-        auto_map={"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM",
-                  "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-        specials=["<|reserved_token_0|>", "<|startoftext|>", "<|endoftext|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"],
+        group="llada_8b",
+        code="llada",
+        auto_map={
+            "AutoConfig": "configuration_llada.LLaDAConfig",
+            "AutoModel": "modeling_llada.LLaDAModelLM",
+            "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+        },
+        specials=[
+            "<|reserved_token_0|>",
+            "<|startoftext|>",
+            "<|endoftext|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|mdm_mask|>",
+        ],
         tokens={"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"},  # no mask token, no pad token
         chat_template=LLADA_CHAT,
     ),
     "dream": dict(
-        group="dream_7b", code="dream",
+        group="dream_7b",
+        code="dream",
         auto_map={"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
         specials=["<|reserved_token_0|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|beginoftext|>", "<|mask|>"],
-        tokens={"bos_token": "<|beginoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                "mask_token": "<|mask|>"},
+        tokens={
+            "bos_token": "<|beginoftext|>",
+            "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>",
+            "mask_token": "<|mask|>",
+        },
         chat_template=QWEN_CHAT,
         tokenizer_class="DreamTokenizer",  # Dream's tokenizer class is remote code as well
         tokenizer_auto_map={"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
@@ -63,17 +83,45 @@ def standin_tokenizer(spec: dict) -> PreTrainedTokenizerFast:
 def model_config(name: str, tokenizer) -> dict:
     vocab = tokenizer.get_vocab()
     if name == "llada":  # LLaDA-8B-Instruct's config.json keys, scaled down
-        return {"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": 32, "n_heads": 2, "n_kv_heads": 2,
-                "n_layers": 2, "mlp_hidden_size": 64, "vocab_size": VOCAB_ROWS, "embedding_size": VOCAB_ROWS,
-                "max_sequence_length": 512, "rope": True, "rope_theta": 500000.0, "block_type": "llama",
-                "weight_tying": False, "include_bias": False, "use_cache": False,
-                "mask_token_id": vocab["<|mdm_mask|>"], "eos_token_id": vocab["<|endoftext|>"],
-                "pad_token_id": vocab["<|endoftext|>"]}
-    return {"model_type": "Dream", "architectures": ["DreamModel"], "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": VOCAB_ROWS,
-            "max_position_embeddings": 512, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-            "use_cache": False, "mask_token_id": vocab["<|mask|>"], "pad_token_id": vocab["<|endoftext|>"],
-            "bos_token_id": vocab["<|beginoftext|>"], "eos_token_id": vocab["<|endoftext|>"]}
+        return {
+            "model_type": "llada",
+            "architectures": ["LLaDAModelLM"],
+            "d_model": 32,
+            "n_heads": 2,
+            "n_kv_heads": 2,
+            "n_layers": 2,
+            "mlp_hidden_size": 64,
+            "vocab_size": VOCAB_ROWS,
+            "embedding_size": VOCAB_ROWS,
+            "max_sequence_length": 512,
+            "rope": True,
+            "rope_theta": 500000.0,
+            "block_type": "llama",
+            "weight_tying": False,
+            "include_bias": False,
+            "use_cache": False,
+            "mask_token_id": vocab["<|mdm_mask|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        }
+    return {
+        "model_type": "Dream",
+        "architectures": ["DreamModel"],
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "vocab_size": VOCAB_ROWS,
+        "max_position_embeddings": 512,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+        "mask_token_id": vocab["<|mask|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+        "bos_token_id": vocab["<|beginoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+    }
 
 
 def save_standin(name: str, folder: Path) -> Path:

@@ -51,7 +51,9 @@ def subprocess_env(env: dict | None = None) -> dict[str, str]:
     return merged
 
 
-def run_train(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_train(
+    args: list[str], tmp_path: Path, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python train.py <args>`` with its run directory in ``tmp_path``; never raises on failure.
     ``env`` adds or overrides environment variables (see ``subprocess_env``)."""
     command = [sys.executable, str(ROOT / "train.py"), *args]
@@ -62,8 +64,14 @@ def run_train(args: list[str], tmp_path: Path, timeout: int = 300, env: dict | N
 
 def train_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """``python train.py <args>`` with Hydra choosing the folder (unlike ``run_train``)."""
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def config_errors(result: subprocess.CompletedProcess) -> list[str]:

@@ -26,6 +26,11 @@ def sweep_jobs(study: str) -> list[list[str]]:
     """The override lists Hydra's basic sweeper produces for a study file (cartesian product)."""
     params = yaml.safe_load((ROOT / "multirun_sweeps" / f"{study}.yaml").read_text())["hydra"]["sweeper"]["params"]
     parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
-    axes = [[f"{o.get_key_element()}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])]
-            for o in parsed]
+    axes = [
+        [
+            f"{o.get_key_element()}={v}"
+            for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])
+        ]
+        for o in parsed
+    ]
     return [list(job) for job in itertools.product(*axes)]
