@@ -77,31 +77,46 @@ def test_slurm_launcher_preset_matches_the_plugin_schema():
     assert OmegaConf.select(cfg, "hydra.launcher.name") == "main"
 
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes_agree_and_write_results_once(tmp_path):
-    args = [
-        "debug=smoke",
-        "strategy=blockwise",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.precision=32-true",
-        "budget.value=6",
-        "data.batch_size=16",
-        "logger=csv",
-        "+callbacks.digest._target_=callbacks.DumpWeightsDigest",
-        f"+callbacks.digest.folder={tmp_path}",
-    ]
-    result = run_train(args, tmp_path, timeout=600)
+#: A 2-process DDP run on CPU (gloo): 12 steps of global batch 16, a checkpoint every 4 steps
+DDP = [
+    "debug=smoke",
+    "strategy=blockwise",
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.precision=32-true",
+    "budget.value=12",
+    "checkpoint.every_n_train_steps=4",
+    "data.batch_size=16",
+    "logger=none",
+]
+
+
+def digest(folder) -> list[str]:
+    """Overrides that make each rank write the SHA-256 of its final weights into ``folder``."""
+    return ["+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={folder}"]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """The folder of one uninterrupted ``DDP`` run (``train.py`` starts the ranks), with each rank's weight digest:
+    the run the agreement test reads and the kill test resumes to."""
+    folder = tmp_path_factory.mktemp("ddp") / "straight"
+    result = run_train([*DDP, *digest(folder)], folder, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    digests = [(tmp_path / f"weights_rank{r}.txt").read_text() for r in (0, 1)]
+    return folder
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_agree_and_write_results_once(ddp_run):
+    digests = [(ddp_run / f"weights_rank{r}.txt").read_text() for r in (0, 1)]
     assert digests[0] == digests[1], "the two ranks ended with different weights"
-    results = list(tmp_path.rglob("results.json"))
+    results = list(ddp_run.rglob("results.json"))
     assert len(results) == 1
     record = json.loads(results[0].read_text())
-    assert record["status"] == "completed" and record["steps"] == 6
-    # 6 steps x global batch 16, counted over both ranks
-    assert sum(record["active_block_counts"].values()) == 6 * 16
+    assert record["status"] == "completed" and record["steps"] == 12
+    # 12 steps x global batch 16, counted over both ranks
+    assert sum(record["active_block_counts"].values()) == 12 * 16
 
 
 @pytest.mark.parametrize(
@@ -126,32 +141,15 @@ def test_missing_hardware_or_package_stops_before_any_model_is_built(overrides, 
 
 
 @pytest.mark.slow
-def test_ddp_run_killed_and_resumed_ends_like_the_uninterrupted_ddp_run(tmp_path):
+def test_ddp_run_killed_and_resumed_ends_like_the_uninterrupted_ddp_run(ddp_run, tmp_path):
     """Per-rank masking streams and the shared block pools survive a SIGKILL: both ranks resume to the
     weights of the DDP run that was never interrupted."""
-    run = [
-        "debug=smoke",
-        "strategy=blockwise",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.precision=32-true",
-        "budget.value=12",
-        "checkpoint.every_n_train_steps=4",
-        "data.batch_size=16",
-        "logger=none",
-    ]
-
-    def digest(folder):
-        return ["+callbacks.digest._target_=callbacks.DumpWeightsDigest", f"+callbacks.digest.folder={folder}"]
-
-    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run_train([*run, *digest(straight)], straight, timeout=600).returncode == 0
+    straight, crashed = ddp_run, tmp_path / "crashed"
     killed = run_train(
-        [*run, "+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=6"], crashed, timeout=600
+        [*DDP, "+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=6"], crashed, timeout=600
     )
     assert killed.returncode != 0 and not (crashed / "results.json").exists()
-    resumed = run_train([*run, *digest(crashed)], crashed, timeout=600)
+    resumed = run_train([*DDP, *digest(crashed)], crashed, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     for rank in (0, 1):
         assert (crashed / f"weights_rank{rank}.txt").read_text() == (straight / f"weights_rank{rank}.txt").read_text()
