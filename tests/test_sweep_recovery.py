@@ -8,12 +8,10 @@ job once, also when a job has been evaluated again (``<job>/eval/...``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from helpers.project import ROOT
+from experiments.reporting import cli as report
 from helpers.runs import run_train, train_cli
 
 STUDY = "ablation_suffix"  # 3 jobs at one seed: suffix_mask_prob 1.0, 0.5, 0.0 (in this order)
@@ -65,13 +63,7 @@ def test_a_sigkilled_sweep_rerun_keeps_finished_jobs_resumes_the_killed_one_and_
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert list(first.glob("eval/*/results.json")), "the evaluation is written inside the job"
 
-    report = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "report.py"), str(study_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr[-3000:]
+    assert report.main([str(study_dir)]) == 0  # (in process: report.py's script runs in test_report.py)
     summary = json.loads((study_dir / "report" / "summary.json").read_text())
     assert (summary["n_jobs"], summary["n_completed"], summary["n_failed"]) == (3, 3, 0)
     assert sorted(summary["wall_seconds_per_job"]) == sorted(JOBS)
