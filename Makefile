@@ -1,4 +1,5 @@
-# One-command setup + run. `make smoke` (first contact), `make train ARGS="strategy=classical"`, `make test`.
+# One-command setup + run. `make smoke` (first contact), `make train ARGS="strategy=classical"`, `make test`
+# (`make test-fast`: without the tests marked slow).
 # Installs come from the tested lock (requirements/lock-cpu.txt); see requirements/README.md.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ TORCH_INDEX ?=
 TORCH_INDEX_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 export WANDB_MODE ?= offline
 
-.PHONY: setup smoke train test test-latest test-oldest lock benchmark clean
+.PHONY: setup smoke train test test-fast test-latest test-oldest lock benchmark clean
 
 # $(1) venv, $(2) pip arguments for the project (constraints or upgrade flags)
 define make_venv
@@ -37,6 +38,11 @@ train: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+# The suite without the tests marked slow (SIGKILL/resume, DDP, W&B, sweeps): a quick check while working.
+# `make test` (the whole suite) is what CI runs.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(ARGS)
 
 # Newest releases inside pyproject's ranges, in a fresh venv, then the whole suite: drift shows up here
 # as a red test before it reaches a user. The versions that differ from the lock are printed first.

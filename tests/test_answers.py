@@ -258,7 +258,13 @@ def test_score_math():
     assert r["correct_exact"] is True and r["extracted"] is None and r["correct"] is False
     # wrong
     assert not score(r"\boxed{2}", "3", "math")["correct"]
-    assert set(score("", "1", "math")) == {"extracted", "correct", "correct_exact", "extracted_flexible", "correct_flexible"}
+    assert set(score("", "1", "math")) == {
+        "extracted",
+        "correct",
+        "correct_exact",
+        "extracted_flexible",
+        "correct_flexible",
+    }
 
 
 def test_score_metamathqa():

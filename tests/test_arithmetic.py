@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from blocksft.evaluation.answers import gsm8k_target
 from blocksft.data.arithmetic import (
     TEMPLATES,
     ArithmeticConfig,
     generate_problem,
     generate_splits,
 )
+from blocksft.evaluation.answers import gsm8k_target
 
 LINE_RE = re.compile(r"(\d+) ([-+*]) (\d+) = (\d+)")
 SIZES = {"train": 400, "validation": 50, "test": 50}
@@ -224,7 +224,7 @@ def test_too_small_problem_space_raises():
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match="too small") as e:
         generate_splits(cfg, {"train": space, "test": 10}, seed=0)
-    assert "'train': %d" % space in str(e.value)
+    assert f"'train': {space}" in str(e.value)
     assert time.perf_counter() - t0 < 3.0
 
 

@@ -1,33 +1,25 @@
-"""experiments/bench/threshold.py (benchmark section 6) on a debug=smoke trained model: structure and invariants, no timing."""
+"""experiments/bench/threshold.py (benchmark section 6) on a debug=smoke trained model (the session's ``smoke_run``):
+structure and invariants, no timing."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import PREVIOUS_DEFAULT, run_train
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from experiments.bench import cli as bench_cli  # noqa: E402
-from experiments.bench import threshold as bench_threshold  # noqa: E402
+from experiments.bench import cli as bench_cli
+from experiments.bench import threshold as bench_threshold
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("smoke")
-    result = run_train(["debug=smoke", *PREVIOUS_DEFAULT], run_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
-
-
-def test_measure_compares_threshold_with_exact_on_the_same_problems(trained):
-    result = bench_threshold.measure_threshold(str(trained / "export"), num_problems=6, batch_size=3, thresholds=(1e-9, 0.5, 1.0),
-                                     repeats=1, consistency_problems=6)
+def test_measure_compares_threshold_with_exact_on_the_same_problems(smoke_run):
+    result = bench_threshold.measure_threshold(
+        str(smoke_run / "export"),
+        num_problems=6,
+        batch_size=3,
+        thresholds=(1e-9, 0.5, 1.0),
+        repeats=1,
+        consistency_problems=6,
+    )
     decoders = result["decoders"]
     assert list(decoders) == ["exact", "threshold_1e-09", "threshold_0.5", "threshold_1"]
     assert result["num_problems"] == 6 and result["settings"]["block_length"] == 8
@@ -49,9 +41,23 @@ def test_measure_compares_threshold_with_exact_on_the_same_problems(trained):
     assert markdown.count("\n| threshold_") == 3 and "| exact | 32.0 (32-32) |" in markdown
 
 
-def test_cli_quick_runs_section_6_and_writes_markdown_and_json(trained, tmp_path):
-    assert bench_cli.main(["--sections", "6", "--quick", "--device", "cpu", "--model", str(trained / "export"),
-                           "--out", str(tmp_path)]) == 0
+def test_cli_quick_runs_section_6_and_writes_markdown_and_json(smoke_run, tmp_path):
+    assert (
+        bench_cli.main(
+            [
+                "--sections",
+                "6",
+                "--quick",
+                "--device",
+                "cpu",
+                "--model",
+                str(smoke_run / "export"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "benchmark.json").read_text())["threshold"]
     assert list(result["decoders"]) == ["exact", "threshold_0.9"] and result["num_problems"] == 8
     assert "threshold_0.9" in (tmp_path / "benchmark.md").read_text()

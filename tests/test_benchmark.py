@@ -9,24 +9,36 @@ masking invariants as ours.
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from blocksft.masking import BlockwiseMasking  # noqa: E402
-from experiments.bench import (common, decoding, generation, loss_positions, masking, official_masking,  # noqa: E402
-                               prefix_cache, sections as bench_sections, throughput, timing)
+from blocksft.masking import BlockwiseMasking
+from experiments.bench import (
+    common,
+    decoding,
+    generation,
+    loss_positions,
+    masking,
+    official_masking,
+    prefix_cache,
+    throughput,
+    timing,
+)
+from experiments.bench import sections as bench_sections
 
 TINY_SPEC = loss_positions.LossSpec(
-    vocab_size=97, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-    batch_size=4, prompt_len=10, response_len=12, block_size=4, seed=0,
+    vocab_size=97,
+    hidden_size=16,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=32,
+    batch_size=4,
+    prompt_len=10,
+    response_len=12,
+    block_size=4,
+    seed=0,
 )
 
 
@@ -45,19 +57,37 @@ def sections(single_thread) -> dict:
     """Every section once, on tiny sizes (shared by the tests below)."""
     return {
         "masking": masking.masking_section(
-            batch_size=4, prompt_len=8, response_len=20, block_size=8, dataset_size=16, inner=1,
-            scale=(6, 4, 40), train_batch=2, train_block=8, repeats=1, warmup=0,
+            batch_size=4,
+            prompt_len=8,
+            response_len=20,
+            block_size=8,
+            dataset_size=16,
+            inner=1,
+            scale=(6, 4, 40),
+            train_batch=2,
+            train_block=8,
+            repeats=1,
+            warmup=0,
         ),
         "loss_positions": loss_positions.loss_positions_section(TINY_SPEC, repeats=1, warmup=0, measure_memory=False),
         "decoding": decoding.decoding_section(
-            num_prompts=3, gen_length=8, block_length=4, steps=8, sweep_block_lengths=(4, 8), repeats=1, sweep_repeats=1,
+            num_prompts=3,
+            gen_length=8,
+            block_length=4,
+            steps=8,
+            sweep_block_lengths=(4, 8),
+            repeats=1,
+            sweep_repeats=1,
         ),
         "throughput": throughput.training_throughput_section(batch_size=2, repeats=1, warmup=0, matmul_size=64),
-        "prefix_cache": prefix_cache.prefix_cache_section(num_problems=3, batch_size=2, block_lengths=(8, 32), repeats=1),
+        "prefix_cache": prefix_cache.prefix_cache_section(
+            num_problems=3, batch_size=2, block_lengths=(8, 32), repeats=1
+        ),
     }
 
 
 # ----------------------------------------------------------------------------- 2. loss positions
+
 
 def test_loss_at_positions_equals_full_projection(sections):
     kinds = sections["loss_positions"]["kinds"]
@@ -90,7 +120,10 @@ def test_peak_memory_probe_reports_rss():
 
 # ----------------------------------------------------------------------------- 1. masking
 
-def _check_loop(batch, calls: int, block_size: int, baseline=official_masking.loop_blockwise_mask) -> list[torch.Tensor]:
+
+def _check_loop(
+    batch, calls: int, block_size: int, baseline=official_masking.loop_blockwise_mask
+) -> list[torch.Tensor]:
     ids, starts, lengths = batch["input_ids"], batch["response_start"], batch["loss_scope_len"]
     pools: dict[int, set[int]] = {}
     rng = random.Random(0)
@@ -100,7 +133,10 @@ def _check_loop(batch, calls: int, block_size: int, baseline=official_masking.lo
             ids, starts, lengths, batch["index"], pools, rng, block_size=block_size, mask_id=common.MASK_ID
         )
         assert noisy.shape == ids.shape and loss.dtype == torch.bool
-        assert official_masking.blockwise_violations(ids, noisy, loss, starts, lengths, active, block_size, common.MASK_ID) == []
+        assert (
+            official_masking.blockwise_violations(ids, noisy, loss, starts, lengths, active, block_size, common.MASK_ID)
+            == []
+        )
         actives.append(active)
     return actives
 
@@ -122,7 +158,9 @@ def test_official_transcription_and_every_position_loop_agree_draw_for_draw():
     official_pools, loop_pools = {}, {}
     official_rng, loop_rng = random.Random(4), random.Random(4)
     for _ in range(6):  # 5 blocks per sample, then exhausted pools
-        official = official_masking.official_blockwise_mask(*args, official_pools, official_rng, block_size=4, mask_id=common.MASK_ID)
+        official = official_masking.official_blockwise_mask(
+            *args, official_pools, official_rng, block_size=4, mask_id=common.MASK_ID
+        )
         loop = official_masking.loop_blockwise_mask(*args, loop_pools, loop_rng, block_size=4, mask_id=common.MASK_ID)
         assert all(torch.equal(a, b) for a, b in zip(official, loop))
         assert official[1].any() or (official[2] == -1).all()
@@ -134,7 +172,9 @@ def test_official_two_phase_mask_regions():
     assert noisy[:10] == ids[:10] and not any(flags[:10])  # prompt and clean prefix
     assert all(noisy[i] == common.MASK_ID for i in range(14, 20)) and not any(flags[14:])  # hidden suffix
     assert all(noisy[i] == (common.MASK_ID if flags[i] else ids[i]) for i in range(10, 14))
-    noisy, _ = official_masking.official_two_phase_mask(ids, 6, 1, 4, common.MASK_ID, random.Random(0), suffix_mask_prob=0.0)
+    noisy, _ = official_masking.official_two_phase_mask(
+        ids, 6, 1, 4, common.MASK_ID, random.Random(0), suffix_mask_prob=0.0
+    )
     assert noisy[14:] == ids[14:]
 
 
@@ -146,9 +186,19 @@ def test_ours_satisfies_the_same_invariants():
     generator = torch.Generator().manual_seed(0)
     for _ in range(6):
         masked = strategy(ids, starts, lengths, generator, batch["index"])
-        assert official_masking.blockwise_violations(
-            ids, masked.noisy_ids, masked.loss_mask, starts, lengths, masked.active_block, block_size, common.MASK_ID
-        ) == []
+        assert (
+            official_masking.blockwise_violations(
+                ids,
+                masked.noisy_ids,
+                masked.loss_mask,
+                starts,
+                lengths,
+                masked.active_block,
+                block_size,
+                common.MASK_ID,
+            )
+            == []
+        )
 
 
 def test_invariant_checker_catches_violations():
@@ -161,10 +211,12 @@ def test_invariant_checker_catches_violations():
     active = torch.zeros(3, dtype=torch.long)  # pretend block 0 was active: the suffix is blocks 1-2
 
     def violations(noisy_ids, loss_mask):
-        return official_masking.blockwise_violations(ids, noisy_ids, loss_mask, starts, lengths, active, block_size, common.MASK_ID)
+        return official_masking.blockwise_violations(
+            ids, noisy_ids, loss_mask, starts, lengths, active, block_size, common.MASK_ID
+        )
 
     clean = ids.clone()
-    clean[:, 6 + block_size:] = common.MASK_ID  # a valid mask: block 0 clean and without loss, suffix hidden
+    clean[:, 6 + block_size :] = common.MASK_ID  # a valid mask: block 0 clean and without loss, suffix hidden
     no_loss = torch.zeros_like(loss)
     assert violations(clean, no_loss) == []
     suffix_visible = clean.clone()
@@ -181,8 +233,13 @@ def test_invariant_checker_catches_violations():
 def test_masking_section_structure(sections):
     masking = sections["masking"]
     assert masking["invariants_ok"], masking["invariant_violations"]
-    assert set(masking["time"]) == {"ours_classical", "ours_blockwise", "official_blockwise", "loop_blockwise",
-                                    "floor_rand_where"}
+    assert set(masking["time"]) == {
+        "ours_classical",
+        "ours_blockwise",
+        "official_blockwise",
+        "loop_blockwise",
+        "floor_rand_where",
+    }
     assert set(masking["invariant_violations"]) == {"ours_blockwise", "official_blockwise", "loop_blockwise"}
     assert masking["speedup_blockwise_vs_loop"] > 0 and masking["speedup_blockwise_vs_official"] > 0
     assert masking["speedup_ceiling_vs_loop"] > 0
@@ -194,6 +251,7 @@ def test_masking_section_structure(sections):
 
 # ----------------------------------------------------------------------------- 3. decoding
 
+
 def test_batched_decode_equals_batch_one(sections):
     decoding = sections["decoding"]
     assert decoding["tokens_identical"] and decoding["identical_problems"] == 3
@@ -202,7 +260,11 @@ def test_batched_decode_equals_batch_one(sections):
     assert batched["nfe_per_problem"] == single["nfe_per_problem"] == 8
     assert 0 <= batched["overhead_share"] < 1 and 0 <= single["overhead_share"] < 1
     assert [(e["block_length"], e["prefix_cache"]) for e in decoding["sweep"].values()] == [
-        (4, False), (4, True), (8, False), (8, True)]
+        (4, False),
+        (4, True),
+        (8, False),
+        (8, True),
+    ]
     assert all(e["nfe_per_problem"] == 8 for e in decoding["sweep"].values())
     sweep = decoding["sweep"]
     assert sweep["block_4_cached"]["positions_per_problem"] < sweep["block_4"]["positions_per_problem"]
@@ -244,6 +306,7 @@ def test_forward_timer_counts_calls():
 
 # ----------------------------------------------------------------------------- 4. throughput and report
 
+
 def test_throughput_section_structure(sections):
     throughput = sections["throughput"]
     assert set(throughput["steps"]) == {"fp32", "bf16_autocast"}
@@ -272,13 +335,20 @@ def test_report_renders_every_section(sections):
     names = [c["target"] for c in results["targets"]]
     assert any("speed-up" in n for n in names) and any("identical" in n for n in names)
     text = bench_sections.render_markdown(results)
-    for heading in ("## 1. Masking", "## 2. LM head", "## 3. Decoding", "## 4. Training throughput", "## 5. Prefix-cached",
-                    "## Targets"):
+    for heading in (
+        "## 1. Masking",
+        "## 2. LM head",
+        "## 3. Decoding",
+        "## 4. Training throughput",
+        "## 5. Prefix-cached",
+        "## Targets",
+    ):
         assert heading in text
     assert results["machine"]["torch_version"] in text
 
 
 # ----------------------------------------------------------------------------- the sections table and devices
+
 
 @dataclass(frozen=True)
 class ExtraSettings:
@@ -292,9 +362,15 @@ def test_a_section_is_one_entry_of_the_table(monkeypatch):
         calls.append((settings.size, seed, device.type, model_path))
         return {"value": settings.size}
 
-    extra = bench_sections.Section(9, "extra", ExtraSettings(100), ExtraSettings(1), measure,
-                                   lambda result: [f"## 9. Extra ({result['value']})", ""],
-                                   lambda result: [check_target("extra value", result["value"])])
+    extra = bench_sections.Section(
+        9,
+        "extra",
+        ExtraSettings(100),
+        ExtraSettings(1),
+        measure,
+        lambda result: [f"## 9. Extra ({result['value']})", ""],
+        lambda result: [check_target("extra value", result["value"])],
+    )
     monkeypatch.setitem(bench_sections.SECTIONS, 9, extra)
     results = bench_sections.run_benchmark((9,), quick=True, seed=3, device="cpu")
     assert calls == [(1, 3, "cpu", None)]

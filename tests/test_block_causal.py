@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config, run_train
 from hydra.utils import instantiate
 
 from blocksft.config.validation import ConfigError, validate_config
@@ -16,16 +15,19 @@ from blocksft.evaluation.decoding import generate, generate_batched
 from blocksft.masking import BlockCausalMasking, BlockwiseMasking, block_causal_attention, response_positions
 from blocksft.models.hf import HFBackbone
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
-from blocksft.training.objective import masked_diffusion_step
+from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import apply_run_record, decode_label, job_identity
+from blocksft.training.objective import masked_diffusion_step
+from helpers.runs import run_in_process
 
 MASK_ID, VOCAB = 1, 24
 
 
 def tiny_model(layers: int = 2) -> TinyDiffusionLM:
     torch.manual_seed(0)
-    config = TinyDiffusionConfig(vocab_size=VOCAB, hidden_size=32, num_layers=layers, num_heads=2,
-                                 intermediate_size=64, mask_token_id=MASK_ID)
+    config = TinyDiffusionConfig(
+        vocab_size=VOCAB, hidden_size=32, num_layers=layers, num_heads=2, intermediate_size=64, mask_token_id=MASK_ID
+    )
     return TinyDiffusionLM(config).eval()
 
 
@@ -121,8 +123,10 @@ def test_a_future_token_cannot_change_an_active_block_logit_under_the_strategys_
     noisy_changed = torch.where(later, changed, masked.noisy_ids)
     active = masked.eligible_mask
     attention = masked.attention_mask & pad.bool()[:, None, :]
-    assert torch.equal(active_logits(model, masked.noisy_ids, attention, active),
-                       active_logits(model, noisy_changed, attention, active))
+    assert torch.equal(
+        active_logits(model, masked.noisy_ids, attention, active),
+        active_logits(model, noisy_changed, attention, active),
+    )
     # the same change does reach the block under full attention (so the check above can fail)
     full = active_logits(model, masked.noisy_ids, pad, active) - active_logits(model, noisy_changed, pad, active)
     assert full.abs().max() > 1e-4
@@ -130,8 +134,10 @@ def test_a_future_token_cannot_change_an_active_block_logit_under_the_strategys_
     batch = {"input_ids": ids, "attention_mask": pad}
     loss = masked_diffusion_step(model, batch, masked)
     masked.noisy_ids = noisy_changed
-    assert torch.equal(masked_diffusion_step(model, {"input_ids": torch.where(later, changed, ids),
-                                                     "attention_mask": pad}, masked), loss)
+    assert torch.equal(
+        masked_diffusion_step(model, {"input_ids": torch.where(later, changed, ids), "attention_mask": pad}, masked),
+        loss,
+    )
 
 
 def test_a_per_example_mask_of_all_true_equals_the_key_mask():
@@ -141,12 +147,13 @@ def test_a_per_example_mask_of_all_true_equals_the_key_mask():
     per_example = pad.bool()[:, None, :].expand(-1, 9, -1)
     with torch.no_grad():
         real = pad.bool()
-        assert torch.allclose(model(ids, attention_mask=pad).logits[real],
-                              model(ids, attention_mask=per_example).logits[real], atol=1e-6)
+        assert torch.allclose(
+            model(ids, attention_mask=pad).logits[real], model(ids, attention_mask=per_example).logits[real], atol=1e-6
+        )
 
 
 def test_hf_backbone_passes_the_mask_as_4d_and_bert_keeps_the_future_out(tmp_path):
-    from test_hf_models import build, save_tiny_bert
+    from helpers.hf_models import build, save_tiny_bert
 
     bert = build(save_tiny_bert(tmp_path / "bert"))[0].model
     backbone = HFBackbone(bert, attention_mask_format="4d").eval()
@@ -167,8 +174,13 @@ def test_hf_backbone_passes_the_mask_as_4d_and_bert_keeps_the_future_out(tmp_pat
 
 
 # ---------------------------------------------------------------------------------- decoding
-DECODES = [dict(steps=16, block_length=4), dict(steps=8, block_length=4), dict(steps=16, block_length=8),
-           dict(steps=4, block_length=4, confidence_threshold=0.3), dict(steps=16, block_length=4, temperature=1.0)]
+DECODES = [
+    dict(steps=16, block_length=4),
+    dict(steps=8, block_length=4),
+    dict(steps=16, block_length=8),
+    dict(steps=4, block_length=4, confidence_threshold=0.3),
+    dict(steps=16, block_length=4, temperature=1.0),
+]
 
 
 @pytest.mark.parametrize("settings", DECODES)
@@ -177,9 +189,18 @@ def test_block_causal_decoding_gives_the_same_tokens_with_and_without_prefix_cac
     prompts = [torch.randint(2, VOCAB, (n,), generator=torch.Generator().manual_seed(n)) for n in (3, 7, 5)]
     outputs = {}
     for cache in (False, True):
-        outputs[cache] = generate_batched(model, prompts, pad_id=0, gen_length=16, mask_id=MASK_ID, prefix_cache=cache,
-                                          attention="block_causal", generator=torch.Generator().manual_seed(0),
-                                          return_stats=True, **settings)
+        outputs[cache] = generate_batched(
+            model,
+            prompts,
+            pad_id=0,
+            gen_length=16,
+            mask_id=MASK_ID,
+            prefix_cache=cache,
+            attention="block_causal",
+            generator=torch.Generator().manual_seed(0),
+            return_stats=True,
+            **settings,
+        )
     (plain, plain_stats), (cached, cached_stats) = outputs[False], outputs[True]
     assert all(torch.equal(a, b) for a, b in zip(plain, cached))
     assert torch.equal(plain_stats.nfe, cached_stats.nfe)
@@ -195,12 +216,14 @@ def test_block_causal_decoding_cannot_see_the_canvas_after_the_block():
     long = generate(model, prompt, steps=24, gen_length=24, block_length=4, mask_id=MASK_ID, attention="block_causal")
     assert torch.equal(long[:, :14], short)
     prompts = [torch.randint(2, VOCAB, (n,), generator=torch.Generator().manual_seed(n)) for n in (2, 6, 4)]
-    batched = generate_batched(model, prompts, pad_id=0, steps=8, gen_length=8, block_length=4, mask_id=MASK_ID,
-                               attention="block_causal")
+    batched = generate_batched(
+        model, prompts, pad_id=0, steps=8, gen_length=8, block_length=4, mask_id=MASK_ID, attention="block_causal"
+    )
     for prompt_ids, canvas in zip(prompts, batched):
-        alone = generate(model, prompt_ids[None], steps=8, gen_length=8, block_length=4, mask_id=MASK_ID,
-                         attention="block_causal")
-        assert torch.equal(alone[0, prompt_ids.numel():], canvas)
+        alone = generate(
+            model, prompt_ids[None], steps=8, gen_length=8, block_length=4, mask_id=MASK_ID, attention="block_causal"
+        )
+        assert torch.equal(alone[0, prompt_ids.numel() :], canvas)
 
 
 def test_block_causal_decoding_refuses_a_model_without_a_per_example_mask():
@@ -209,11 +232,25 @@ def test_block_causal_decoding_refuses_a_model_without_a_per_example_mask():
             return torch.zeros(*x.shape, VOCAB)
 
     with pytest.raises(ValueError, match="attention='block_causal' needs a model"):
-        generate(NoMask(), torch.ones(1, 3, dtype=torch.long), steps=4, gen_length=4, block_length=4,
-                 mask_id=MASK_ID, attention="block_causal")
+        generate(
+            NoMask(),
+            torch.ones(1, 3, dtype=torch.long),
+            steps=4,
+            gen_length=4,
+            block_length=4,
+            mask_id=MASK_ID,
+            attention="block_causal",
+        )
     with pytest.raises(ValueError, match="attention='causal'"):
-        generate(tiny_model(), torch.ones(1, 3, dtype=torch.long), steps=4, gen_length=4, block_length=4,
-                 mask_id=MASK_ID, attention="causal")
+        generate(
+            tiny_model(),
+            torch.ones(1, 3, dtype=torch.long),
+            steps=4,
+            gen_length=4,
+            block_length=4,
+            mask_id=MASK_ID,
+            attention="causal",
+        )
 
 
 # ---------------------------------------------------------------------------------- config
@@ -223,8 +260,13 @@ def test_strategy_composes_and_decoding_follows_it_unless_set():
     assert cfg.decode.attention == "block_causal"
     strategy = instantiate(cfg.strategy.masking, mask_id=MASK_ID)
     assert isinstance(strategy, BlockCausalMasking) and strategy.block_size == 8
-    assert compose_config(["strategy=blockwise_block_causal", "decode=semi_ar_cached"]).decode.attention == "block_causal"
-    assert compose_config(["strategy=blockwise_block_causal", "decode=semi_ar_threshold"]).decode.attention == "block_causal"
+    assert (
+        compose_config(["strategy=blockwise_block_causal", "decode=semi_ar_cached"]).decode.attention == "block_causal"
+    )
+    assert (
+        compose_config(["strategy=blockwise_block_causal", "decode=semi_ar_threshold"]).decode.attention
+        == "block_causal"
+    )
     mismatch = compose_config(["strategy=blockwise_block_causal", "decode.attention=full"])  # a deliberate ablation
     validate_config(mismatch)
     for strategy_name in ("classical", "blockwise", "blockwise_complementary"):
@@ -252,14 +294,26 @@ def test_default_fingerprints_do_not_carry_the_new_key():
     assert view["decode"]["attention"] == "block_causal" and view["strategy"]["attention"] == "block_causal"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("strategy=blockwise_block_causal model=hf_masked_lm model.name_or_path=/nonexistent", "strategy=blockwise_block_causal"),
-    ("decode.attention=block_causal model=hf_masked_lm model.name_or_path=/nonexistent", "decode.attention=block_causal"),
-    ("decode.attention=causal", "decode.attention"),
-    ("strategy=blockwise +strategy.attention=block_causal", "strategy.attention"),
-    ("strategy=blockwise_block_causal strategy.masking.p_min=0.5 strategy.masking.p_max=0.5", "strategy.masking.p_min"),
-    ("strategy=blockwise_block_causal strategy.masking.block_sampling=cyclic", "strategy.masking.block_sampling"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        (
+            "strategy=blockwise_block_causal model=hf_masked_lm model.name_or_path=/nonexistent",
+            "strategy=blockwise_block_causal",
+        ),
+        (
+            "decode.attention=block_causal model=hf_masked_lm model.name_or_path=/nonexistent",
+            "decode.attention=block_causal",
+        ),
+        ("decode.attention=causal", "decode.attention"),
+        ("strategy=blockwise +strategy.attention=block_causal", "strategy.attention"),
+        (
+            "strategy=blockwise_block_causal strategy.masking.p_min=0.5 strategy.masking.p_max=0.5",
+            "strategy.masking.p_min",
+        ),
+        ("strategy=blockwise_block_causal strategy.masking.block_sampling=cyclic", "strategy.masking.block_sampling"),
+    ],
+)
 def test_bad_combinations_are_one_line_naming_the_key(override, key):
     with pytest.raises(ConfigError) as error:
         validate_config(compose_config(override.split()))
@@ -270,14 +324,21 @@ def test_bad_combinations_are_one_line_naming_the_key(override, key):
 
 
 def test_a_hugging_face_model_that_takes_a_4d_mask_is_accepted():
-    validate_config(compose_config(["strategy=blockwise_block_causal", "model=hf_masked_lm",
-                                    "model.name_or_path=/nonexistent", "model.attention_mask=4d"]))
+    validate_config(
+        compose_config(
+            [
+                "strategy=blockwise_block_causal",
+                "model=hf_masked_lm",
+                "model.name_or_path=/nonexistent",
+                "model.attention_mask=4d",
+            ]
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------- end to end
 def test_smoke_run_trains_and_decodes_block_causally(tmp_path):
-    result = run_train(["strategy=blockwise_block_causal", "block=8", "debug=smoke", "decode=semi_ar_cached"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(["strategy=blockwise_block_causal", "block=8", "debug=smoke", "decode=semi_ar_cached"], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["strategy"] == "blockwise_block_causal" and results["steps"] == 10
     assert results["decode"]["attention"] == "block_causal" and results["decode"]["prefix_cache"] is True

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose_config
 from hydra.utils import instantiate
 from transformers import AutoTokenizer
 
@@ -12,6 +11,7 @@ from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import WHOLE_NUMBERS, train_bpe_tokenizer
 from blocksft.data.tokenizer import SPECIAL_TOKENS
 from blocksft.models.tokenizers import build_run_tokenizer
+from blocksft.runs.compose import compose_config
 
 GRID = (4, 8, 16, 32)
 
@@ -56,7 +56,9 @@ def test_model_tokenizer_bpe_trains_on_the_runs_documents_and_bad_values_name_th
     cfg = compose_config(["experiment=pretrain_base", "debug=smoke"])
     tokenizer = build_run_tokenizer(cfg)
     assert 100 < len(tokenizer) <= cfg.model.bpe.vocab_size and " apples" in tokenizer.get_vocab()
-    with pytest.raises(ConfigError, match=r"^model.tokenizer='nowhere' is invalid: allowed auto, char, bpe or a folder"):
+    with pytest.raises(
+        ConfigError, match=r"^model.tokenizer='nowhere' is invalid: allowed auto, char, bpe or a folder"
+    ):
         validate_config(compose_config(["model.tokenizer=nowhere"]))
     with pytest.raises(ConfigError, match=r"^model.bpe.vocab_size=50 is invalid"):
         validate_config(compose_config(["model.tokenizer=bpe", "model.bpe.vocab_size=50"]))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, ROOT, compose_config, run_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from blocksft.config.validation import ConfigError, decode_block_lengths, validate_config
+from blocksft.runs.compose import compose_config
+from helpers.project import CONF
+from helpers.runs import run_train
 
 
 def options(group: str) -> list[str]:
@@ -67,23 +69,51 @@ NEW_STRATEGIES = {"blockwise_all_blocks": "AllBlocksMasking", "blockwise_complem
 @pytest.mark.parametrize("name", sorted(NEW_STRATEGIES))
 @pytest.mark.parametrize("rows", ["batch", "expand"])
 def test_multirow_strategies_compose_with_every_knob(name, rows):
-    overrides = [f"strategy={name}", "block=4", f"strategy.masking.rows={rows}", "strategy.masking.p_min=0.1",
-                 "strategy.masking.p_max=0.9", "strategy.masking.tail_eos_in_loss=2"]
+    overrides = [
+        f"strategy={name}",
+        "block=4",
+        f"strategy.masking.rows={rows}",
+        "strategy.masking.p_min=0.1",
+        "strategy.masking.p_max=0.9",
+        "strategy.masking.tail_eos_in_loss=2",
+    ]
     cfg = compose_config(overrides)
     validate_config(cfg)
     strategy = instantiate(cfg.strategy.masking, mask_id=1)
     assert type(strategy).__name__ == NEW_STRATEGIES[name] and cfg.strategy.name == name
-    assert (strategy.block_size, strategy.rows, strategy.p_min, strategy.p_max, strategy.tail_eos_in_loss) == (4, rows, 0.1, 0.9, 2)
+    assert (strategy.block_size, strategy.rows, strategy.p_min, strategy.p_max, strategy.tail_eos_in_loss) == (
+        4,
+        rows,
+        0.1,
+        0.9,
+        2,
+    )
 
 
-@pytest.mark.parametrize("name", ["classical", "blockwise", "blockwise_unaligned", "classical_matched",
-                                  "blockwise_visible_future", "blockwise_all_blocks", "blockwise_complementary",
-                                  "blockwise_block_causal"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "classical",
+        "blockwise",
+        "blockwise_unaligned",
+        "classical_matched",
+        "blockwise_visible_future",
+        "blockwise_all_blocks",
+        "blockwise_complementary",
+        "blockwise_block_causal",
+    ],
+)
 def test_rate_range_and_eos_tail_compose_for_every_strategy(name):
     default = instantiate(compose_config([f"strategy={name}"]).strategy.masking, mask_id=1)
     assert (default.p_min, default.p_max, default.tail_eos_in_loss) == (1e-3, 1.0, None)  # today's behaviour
-    cfg = compose_config([f"strategy={name}", "strategy.masking.p_min=0.3", "strategy.masking.p_max=0.8",
-                          "strategy.masking.tail_eos_in_loss=0"])
+    cfg = compose_config(
+        [
+            f"strategy={name}",
+            "strategy.masking.p_min=0.3",
+            "strategy.masking.p_max=0.8",
+            "strategy.masking.tail_eos_in_loss=0",
+        ]
+    )
     validate_config(cfg)
     strategy = instantiate(cfg.strategy.masking, mask_id=1)
     assert (strategy.p_min, strategy.p_max, strategy.tail_eos_in_loss) == (0.3, 0.8, 0)
@@ -117,7 +147,10 @@ def test_resolved_config_prints_readably():
         ("strategy=blockwise_all_blocks strategy.masking.rows=all", "strategy.masking.rows"),
         ("strategy=blockwise_complementary data.batch_size=15", "data.batch_size"),
         ("strategy=blockwise_complementary data.batch_size=12 data.micro_batch_size=3", "data.batch_size"),
-        ("strategy=blockwise_block_causal strategy.masking.p_min=0.7 strategy.masking.p_max=0.7", "strategy.masking.p_min"),
+        (
+            "strategy=blockwise_block_causal strategy.masking.p_min=0.7 strategy.masking.p_max=0.7",
+            "strategy.masking.p_min",
+        ),
         ("decode.attention=causal", "decode.attention"),
         ("strategy=blockwise_block_causal model=hf_masked_lm model.name_or_path=/x", "strategy=blockwise_block_causal"),
         ("decode.attention=block_causal model=llada_8b model.trust_remote_code=true", "decode.attention=block_causal"),
@@ -155,24 +188,41 @@ def test_unknown_group_option_lists_the_valid_ones(tmp_path):
     result = run_train(["strategy=nonsense"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "config error: strategy=nonsense is invalid: allowed one of " + ", ".join(options("strategy"))]
+        "config error: strategy=nonsense is invalid: allowed one of " + ", ".join(options("strategy"))
+    ]
 
 
-@pytest.mark.parametrize(("argv", "error"), [
-    (["model=gpt5"], "model=gpt5"), (["data=nope", "seed=1"], "data=nope"), (["-m", "block=8,12"], "block=12"),
-    (["+arm=blockwise_b5"], "arm=blockwise_b5"),
-    (["data=common/loader"], "data=common/loader"), (["strategy=common/rate"], "strategy=common/rate"),  # shared keys
-])
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["model=gpt5"], "model=gpt5"),
+        (["data=nope", "seed=1"], "data=nope"),
+        (["-m", "block=8,12"], "block=12"),
+        (["+arm=blockwise_b5"], "arm=blockwise_b5"),
+        (["data=common/loader"], "data=common/loader"),
+        (["strategy=common/rate"], "strategy=common/rate"),  # shared keys
+    ],
+)
 def test_unknown_options_of_every_group_are_named_in_one_line(argv, error):
     from blocksft.runs.cli import quote_numeric_group_overrides, unknown_group_option
+
     message = unknown_group_option(quote_numeric_group_overrides(argv), CONF)
     assert message.startswith(f"config error: {error} is invalid: allowed one of ")
 
 
 def test_known_options_sweeps_and_hydra_groups_pass_the_option_check():
     from blocksft.runs.cli import unknown_group_option
-    argv = ["strategy=blockwise,classical", "block='8'", "model.hidden_size=3", "hydra/launcher=basic",
-            "experiment=paper_gsm8k", "+sweep=main", "debug=null", "seed=choice(1,2)"]
+
+    argv = [
+        "strategy=blockwise,classical",
+        "block='8'",
+        "model.hidden_size=3",
+        "hydra/launcher=basic",
+        "experiment=paper_gsm8k",
+        "+sweep=main",
+        "debug=null",
+        "seed=choice(1,2)",
+    ]
     assert unknown_group_option(argv, CONF) is None
 
 
@@ -205,8 +255,16 @@ def test_paper_experiment_evaluation_command_composes(data, tmp_path):
     experiment = "paper_gsm8k" if data == "gsm8k" else "paper_math"
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "adapter_config.json").write_text("{}")  # a run folder with a LoRA adapter export
-    cfg = compose_config([f"experiment={experiment}", "mode=eval", f"data={data}", "data.source.type_prefix=null",
-                          "eval.split=test", f"ckpt_path={tmp_path}"])
+    cfg = compose_config(
+        [
+            f"experiment={experiment}",
+            "mode=eval",
+            f"data={data}",
+            "data.source.type_prefix=null",
+            "eval.split=test",
+            f"ckpt_path={tmp_path}",
+        ]
+    )
     validate_config(cfg)
     assert cfg.data.name == data and cfg.data.source.type_prefix is None
 
@@ -222,14 +280,18 @@ def test_decode_attention_is_full_by_default_and_follows_a_block_causal_strategy
         cfg = compose_config(["strategy=blockwise_block_causal", f"decode={decode}"])
         validate_config(cfg)
         assert cfg.decode.attention == "block_causal"
-    validate_config(compose_config(["strategy=blockwise_block_causal", "model=dream_7b", "model.trust_remote_code=true"]))
+    validate_config(
+        compose_config(["strategy=blockwise_block_causal", "model=dream_7b", "model.trust_remote_code=true"])
+    )
 
 
 def test_prefix_cache_is_off_by_default_and_refused_for_models_without_a_cache():
     assert compose_config().decode.prefix_cache is False
     assert compose_config(["decode=semi_ar_cached"]).decode.prefix_cache is True
     with pytest.raises(ConfigError, match="decode.prefix_cache"):
-        validate_config(compose_config(["decode=semi_ar_cached", "model=hf_masked_lm", "model.name_or_path=/nonexistent"]))
+        validate_config(
+            compose_config(["decode=semi_ar_cached", "model=hf_masked_lm", "model.name_or_path=/nonexistent"])
+        )
 
 
 def test_a_required_key_left_unset_fails_in_one_line_naming_it(tmp_path):

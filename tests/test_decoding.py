@@ -6,60 +6,24 @@ import types
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from blocksft.evaluation.decoding import generate, generate_batched, num_transfer_tokens
-
-VOCAB = 20
-MASK_ID = 19
-PAD_ID = 0
+from helpers.decoding import MASK_ID, PAD_ID, CacheRecorder, Recorder, TinyBidirectional, random_prompts, tiny_lm
 
 
-class TinyBidirectional(nn.Module):
-    """One-layer bidirectional attention model; left padding shifts neither positions nor attention."""
-
-    def __init__(self, vocab: int = VOCAB, dim: int = 16, max_len: int = 64, seed: int = 0) -> None:
-        super().__init__()
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.tok = nn.Embedding(vocab, dim)
-            self.pos = nn.Embedding(max_len, dim)
-            self.qkv = nn.Linear(dim, 3 * dim)
-            self.out = nn.Linear(dim, dim)
-            self.head = nn.Linear(dim, vocab)
-        with torch.no_grad():  # sharpen attention so the output depends on the prompt, not just positions
-            self.qkv.weight.mul_(3.0)
-            self.out.weight.mul_(3.0)
-        self.double().eval()  # float64 so batched vs single-row matmuls cannot flip an argmax
-
-    def forward(self, input_ids, attention_mask=None):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        h = self.tok(input_ids) + self.pos(position_ids)
-        q, k, v = (t.unsqueeze(1) for t in self.qkv(h).chunk(3, dim=-1))  # [B, 1, L, d]
-        key_mask = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, L]
-        h = h + self.out(F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask).squeeze(1))
-        return types.SimpleNamespace(logits=3.0 * self.head(h))
-
-
-class Recorder:
-    """Wraps a model and records every input canvas and whether attention_mask was passed."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.inputs: list[torch.Tensor] = []
-        self.masks: list[torch.Tensor | None] = []
-
-    def __call__(self, x, **kwargs):
-        self.inputs.append(x.clone())
-        self.masks.append(kwargs.get("attention_mask", "absent"))
-        return self.model(x, **kwargs)
-
-
-def reference_generate(model, prompt, *, steps, gen_length, block_length, mask_id, temperature=0.0,
-                       remasking="low_confidence", cfg_scale=0.0, generator=None):
+def reference_generate(
+    model,
+    prompt,
+    *,
+    steps,
+    gen_length,
+    block_length,
+    mask_id,
+    temperature=0.0,
+    remasking="low_confidence",
+    cfg_scale=0.0,
+    generator=None,
+):
     """Plain per-row, per-position transcription of the decoding semantics (slow, obviously correct)."""
     batch, prompt_len = prompt.shape
     x = torch.full((batch, prompt_len + gen_length), mask_id, dtype=torch.long)
@@ -71,7 +35,9 @@ def reference_generate(model, prompt, *, steps, gen_length, block_length, mask_i
         counts = []
         for i in range(batch):
             n = sum(int(x[i, p]) == mask_id for p in range(start, end))
-            counts.append([n // steps_per_block + (1 if j < n % steps_per_block else 0) for j in range(steps_per_block)])
+            counts.append(
+                [n // steps_per_block + (1 if j < n % steps_per_block else 0) for j in range(steps_per_block)]
+            )
         for j in range(steps_per_block):
             logits = model(x).logits.detach().double()
             if cfg_scale > 0:
@@ -109,12 +75,8 @@ def model():
     return TinyBidirectional()
 
 
-def random_prompts(batch, length, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(1, MASK_ID, (batch, length), generator=g)
-
-
 # 1. transfer counts ---------------------------------------------------------------------------
+
 
 def test_num_transfer_tokens_hand_computed():
     block_mask = torch.zeros(3, 12, dtype=torch.bool)
@@ -129,13 +91,22 @@ def test_num_transfer_tokens_hand_computed():
 
 # 2. block constraint and per-step commits --------------------------------------------------------
 
+
 @pytest.mark.parametrize("remasking", ["low_confidence", "random"])
 def test_commits_only_inside_current_block(model, remasking):
     prompt = random_prompts(2, 5)
     steps, gen_length, block_length = 12, 12, 4  # 3 blocks, 4 steps per block, 1 token per step
     rec = Recorder(model)
-    out = generate(rec, prompt, steps=steps, gen_length=gen_length, block_length=block_length,
-                   mask_id=MASK_ID, remasking=remasking, generator=torch.Generator().manual_seed(0))
+    out = generate(
+        rec,
+        prompt,
+        steps=steps,
+        gen_length=gen_length,
+        block_length=block_length,
+        mask_id=MASK_ID,
+        remasking=remasking,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert len(rec.inputs) == steps
     assert all(m == "absent" for m in rec.masks)  # attention_mask is not passed when None
     canvases = rec.inputs + [out]
@@ -173,16 +144,29 @@ def test_attention_mask_extended_over_canvas(model):
 
 # 3. agreement with the plain reference ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize(
     "remasking,temperature,cfg_scale",
-    [("low_confidence", 0.0, 0.0), ("random", 0.0, 0.0), ("low_confidence", 0.7, 0.0), ("random", 1.0, 0.0),
-     ("low_confidence", 0.0, 1.5)],
+    [
+        ("low_confidence", 0.0, 0.0),
+        ("random", 0.0, 0.0),
+        ("low_confidence", 0.7, 0.0),
+        ("random", 1.0, 0.0),
+        ("low_confidence", 0.0, 1.5),
+    ],
 )
 def test_matches_reference(model, batch, remasking, temperature, cfg_scale):
     prompt = random_prompts(batch, 6, seed=batch)
-    kwargs = dict(steps=8, gen_length=12, block_length=6, mask_id=MASK_ID, temperature=temperature,
-                  remasking=remasking, cfg_scale=cfg_scale)
+    kwargs = dict(
+        steps=8,
+        gen_length=12,
+        block_length=6,
+        mask_id=MASK_ID,
+        temperature=temperature,
+        remasking=remasking,
+        cfg_scale=cfg_scale,
+    )
     out = generate(model, prompt, generator=torch.Generator().manual_seed(7), **kwargs)
     ref = reference_generate(model, prompt, generator=torch.Generator().manual_seed(7), **kwargs)
     assert out.dtype == torch.long and out.shape == (batch, 18)
@@ -198,6 +182,7 @@ def test_uneven_block_counts_match_reference(model):
 
 # 4. batched == one at a time -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("remasking", ["low_confidence", "random"])
 def test_batched_matches_single(model, remasking):
     prompts = [[3, 7, 1, 12, 5, 9, 2], [4, 8], torch.tensor([11, 2, 6, 6])]
@@ -211,8 +196,9 @@ def test_batched_matches_single(model, remasking):
         for p, canvas in zip(prompts, batched):
             alone = generate_batched(model, [p], **kwargs)[0]
             assert torch.equal(canvas, alone)
-            direct = generate(model, torch.as_tensor(p).reshape(1, -1), steps=8, gen_length=8, block_length=4,
-                              mask_id=MASK_ID)[0, -8:]
+            direct = generate(
+                model, torch.as_tensor(p).reshape(1, -1), steps=8, gen_length=8, block_length=4, mask_id=MASK_ID
+            )[0, -8:]
             assert torch.equal(canvas, direct)
     else:
         again = generate_batched(model, prompts, generator=torch.Generator().manual_seed(3), **kwargs)
@@ -229,6 +215,7 @@ def test_pad_equal_to_mask_id_is_never_rewritten(model):
 
 # 5. determinism ---------------------------------------------------------------------------------
 
+
 def test_determinism(model):
     prompt = random_prompts(2, 5)
     kwargs = dict(steps=8, gen_length=8, block_length=4, mask_id=MASK_ID)
@@ -239,6 +226,7 @@ def test_determinism(model):
 
 
 # 6. argument validation ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "kwargs,name",
@@ -256,11 +244,21 @@ def test_bad_arguments(model, kwargs, name):
 
 # 7. no mask left -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("remasking", ["low_confidence", "random"])
 def test_no_mask_left(model, remasking):
     prompt = random_prompts(3, 4)
-    out = generate(model, prompt, steps=6, gen_length=12, block_length=4, mask_id=MASK_ID, remasking=remasking,
-                   temperature=0.5, generator=torch.Generator().manual_seed(0))
+    out = generate(
+        model,
+        prompt,
+        steps=6,
+        gen_length=12,
+        block_length=4,
+        mask_id=MASK_ID,
+        remasking=remasking,
+        temperature=0.5,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.shape == (3, 16)
     assert torch.equal(out[:, :4], prompt)
     assert not (out[:, 4:] == MASK_ID).any()
@@ -282,32 +280,6 @@ def test_mask_id_never_predicted(model):
 
 # 8. prefix-cached decoding (decode=semi_ar_cached) ---------------------------------------------
 
-def tiny_lm(num_layers: int, seed: int = 0):
-    """blocksft's TinyDiffusionLM in float64 with a sharpened head (well-separated argmaxes)."""
-    from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
-
-    torch.manual_seed(seed)
-    config = TinyDiffusionConfig(vocab_size=VOCAB, hidden_size=32, num_layers=num_layers, num_heads=4,
-                                 intermediate_size=64, max_position_embeddings=64, mask_token_id=MASK_ID)
-    model = TinyDiffusionLM(config).double().eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(20.0)
-    return model
-
-
-class CacheRecorder(Recorder):
-    """Recorder that also forwards the cache capability and records the cache arguments."""
-
-    supports_prefix_cache = True
-
-    def __init__(self, model) -> None:
-        super().__init__(model)
-        self.cache_calls: list[str] = []
-
-    def __call__(self, x, **kwargs):
-        self.cache_calls.append("build" if kwargs.get("use_cache") else "reuse" if "past_key_values" in kwargs else "none")
-        return super().__call__(x, **kwargs)
-
 
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_tiny_kv_cache_matches_full_forward_for_an_unchanged_suffix(num_layers):
@@ -322,8 +294,9 @@ def test_tiny_kv_cache_matches_full_forward_for_an_unchanged_suffix(num_layers):
     prefix = tuple((k[:, :, :9], v[:, :, :9]) for k, v in full.past_key_values)
     suffix = model(x[:, 9:], attention_mask=attention_mask, past_key_values=prefix).logits
     torch.testing.assert_close(suffix, full.logits[:, 9:], rtol=0, atol=1e-10)
-    without_mask = model(x[:, 9:], past_key_values=tuple((k[:, :, :9], v[:, :, :9])
-                                                         for k, v in model(x, use_cache=True).past_key_values)).logits
+    without_mask = model(
+        x[:, 9:], past_key_values=tuple((k[:, :, :9], v[:, :, :9]) for k, v in model(x, use_cache=True).past_key_values)
+    ).logits
     torch.testing.assert_close(without_mask, model(x).logits[:, 9:], rtol=0, atol=1e-10)
 
 
@@ -348,8 +321,16 @@ def test_prefix_cache_equals_exact_when_prefix_states_cannot_change(remasking, t
     model = tiny_lm(num_layers=1)  # keys/values come from the embeddings: the frozen cache is exact
     prompt = random_prompts(3, 5, seed=2)
     attention_mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
-    kwargs = dict(steps=12, gen_length=12, block_length=4, mask_id=MASK_ID, remasking=remasking,
-                  temperature=temperature, cfg_scale=cfg_scale, attention_mask=attention_mask)
+    kwargs = dict(
+        steps=12,
+        gen_length=12,
+        block_length=4,
+        mask_id=MASK_ID,
+        remasking=remasking,
+        temperature=temperature,
+        cfg_scale=cfg_scale,
+        attention_mask=attention_mask,
+    )
     exact = generate(model, prompt, generator=torch.Generator().manual_seed(5), **kwargs)
     cached = generate(model, prompt, generator=torch.Generator().manual_seed(5), prefix_cache=True, **kwargs)
     assert torch.equal(cached, exact)

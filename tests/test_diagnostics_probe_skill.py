@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import ROOT
 
 from blocksft.models import load_exported
 from experiments.diagnostics import probe_skill
+from helpers.project import ROOT
 
 BASE = ROOT / "experiments" / "base"
 
@@ -46,9 +46,9 @@ def test_only_the_result_is_masked_and_only_an_exact_result_counts():
     head = tokenizer("1 + 6 =", add_special_tokens=False)["input_ids"]
     tail = tokenizer(".", add_special_tokens=False)["input_ids"]
     row = model.asked[0].tolist()
-    assert row[:len(head)] == head and row[len(head)] == tokenizer.mask_token_id
-    assert row[len(head) + 1:len(head) + 1 + len(tail)] == tail
-    assert set(row[len(head) + 1 + len(tail):]) == {tokenizer.eos_token_id}  # the rest [EOS], as in pretraining
+    assert row[: len(head)] == head and row[len(head)] == tokenizer.mask_token_id
+    assert row[len(head) + 1 : len(head) + 1 + len(tail)] == tail
+    assert set(row[len(head) + 1 + len(tail) :]) == {tokenizer.eos_token_id}  # the rest [EOS], as in pretraining
     assert (model.asked == tokenizer.mask_token_id).sum(dim=1).tolist() == [1, 1]
 
 
@@ -64,6 +64,7 @@ def test_the_shipped_base_scores_what_its_card_records(capsys):
 
 
 def test_a_random_init_knows_no_facts():
-    """A random init with the base's tokenizer (``debug=smoke``: ``model.init_from=null``): near 1 / (number of results)."""
+    """A random init with the base's tokenizer (``debug=smoke``: ``model.init_from=null``): near
+    1 / (number of results)."""
     shares = probe_skill.probe("null", ["debug=smoke"])
     assert shares["fact"][1] == 180 and shares["fact"][0] < 0.2 and shares["answer_line"][0] < 0.2

@@ -10,11 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, run_train
 
 from blocksft.models import load_exported
-from blocksft.models.init_from import load_initial_model, sha256_file
+from blocksft.models.init_from import sha256_file
+from blocksft.models.loader import load_initial_model
+from blocksft.runs.compose import compose_config
 from experiments.diagnostics import ship_base
+from helpers.runs import run_train
 
 OVERRIDES = ["experiment=pretrain_base", "debug=smoke", "model.tokenizer=bpe"]
 
@@ -41,12 +43,19 @@ def test_the_export_is_shipped_with_its_provenance_and_card(shipped):
     assert record["files_sha256"] == {name: sha256_file(run / "export" / name) for name in exported}
     assert record["command"] == "python train.py " + " ".join(OVERRIDES)
     assert record["steps"] == results["steps"] == 10 and record["num_parameters"] == results["num_parameters"]
-    assert record["config_fingerprint"] == results["config_fingerprint"] and record["git_commit"] == results["git_commit"]
+    assert (
+        record["config_fingerprint"] == results["config_fingerprint"] and record["git_commit"] == results["git_commit"]
+    )
     assert record["heldout_loss"] == results["eval_loss"] > 0 and record["config"] == results["config"]
     assert record["note"] == "shipped by the test"
     card = (target / "MODEL_CARD.md").read_text()
-    for value in (record["command"], record["git_commit"], record["data_fingerprint"],
-                  record["files_sha256"]["model.safetensors"], "shipped by the test"):
+    for value in (
+        record["command"],
+        record["git_commit"],
+        record["data_fingerprint"],
+        record["files_sha256"]["model.safetensors"],
+        "shipped by the test",
+    ):
         assert value in card
 
 

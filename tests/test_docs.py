@@ -8,14 +8,20 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 
 def test_the_site_builds_strictly_with_the_findings_and_their_figures(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its end of life, not about our pages
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     findings = (site / "experiments" / "results" / "FINDINGS" / "index.html").read_text()

@@ -6,12 +6,24 @@ import json
 import logging
 
 import pytest
-from conftest import PREVIOUS_DEFAULT, compose_config, run_train
 
 from blocksft.evaluation.metrics import FORMAT_GAP, decode_cost, evaluation_fields, format_warning
+from blocksft.runs.compose import compose_config
+from helpers.project import PREVIOUS_DEFAULT
+from helpers.runs import run_in_process
 
-COST_KEYS = {"problems", "nfe_per_problem", "nfe_min", "nfe_max", "positions_fed_per_problem", "decode_seconds",
-             "problems_per_second", "generated_tokens_per_second", "answer_tokens_per_second", "device"}
+COST_KEYS = {
+    "problems",
+    "nfe_per_problem",
+    "nfe_min",
+    "nfe_max",
+    "positions_fed_per_problem",
+    "decode_seconds",
+    "problems_per_second",
+    "generated_tokens_per_second",
+    "answer_tokens_per_second",
+    "device",
+}
 
 
 def test_decode_cost_arithmetic():
@@ -25,7 +37,9 @@ def test_decode_cost_arithmetic():
 
 
 def test_format_warning_fires_only_above_the_gap():
-    assert format_warning(0.05, 0.70) is not None and "another format than the scorer expects" in format_warning(0.05, 0.70)
+    assert format_warning(0.05, 0.70) is not None and "another format than the scorer expects" in format_warning(
+        0.05, 0.70
+    )
     assert format_warning(0.50, 0.50 + FORMAT_GAP - 0.01) is None
     assert format_warning(0.9, 0.5) is not None  # either direction
     assert format_warning(0.1, None) is None  # a scheme without a flexible score
@@ -37,8 +51,7 @@ def test_format_warning_fires_only_above_the_gap():
 def smoke_run(tmp_path_factory):
     """One debug=smoke training run decoded at block lengths 4 and 8 with 16 steps."""
     run_dir = tmp_path_factory.mktemp("trained")
-    result = run_train(["debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"], run_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(["debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"], run_dir)
     return run_dir
 
 
@@ -56,11 +69,12 @@ def prompt_positions(records, gen_length=32):
 def test_fixed_schedule_cost_is_in_results_metrics_and_generations(smoke_run):
     results, records = read(smoke_run)
     assert set(results["decode_cost_by_decode_block"]) == {"4", "8"}
-    for block, cost in results["decode_cost_by_decode_block"].items():
+    for cost in results["decode_cost_by_decode_block"].values():
         assert COST_KEYS <= cost.keys() and cost["problems"] == results["eval_size"] == 16
         assert cost["nfe_per_problem"] == cost["nfe_min"] == cost["nfe_max"] == 16  # decode.steps
         assert cost["problems_per_second"] > 0 and cost["generated_tokens_per_second"] == pytest.approx(
-            32 * cost["problems_per_second"])
+            32 * cost["problems_per_second"]
+        )
     # the headline numbers are at the training block (8), though the list starts at 4
     assert results["decode_block_length"] == 8 and results["accuracy"] == results["accuracy_by_decode_block"]["8"]
     assert results["decode_cost"] == results["decode_cost_by_decode_block"]["8"]
@@ -69,17 +83,28 @@ def test_fixed_schedule_cost_is_in_results_metrics_and_generations(smoke_run):
     by_block = {b: prompt_positions([r for r in records if r["decode_block_length"] == b]) for b in (4, 8)}
     assert by_block[4] == by_block[8] and all(0 < n < 200 for n in by_block[4].values())
     header = (smoke_run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    for name in ("val/nfe_per_problem", "val/problems_per_second", "val/generated_tokens_per_second",
-                 "val/positions_fed_per_problem", "val/nfe_per_problem@block4"):
+    for name in (
+        "val/nfe_per_problem",
+        "val/problems_per_second",
+        "val/generated_tokens_per_second",
+        "val/positions_fed_per_problem",
+        "val/nfe_per_problem@block4",
+    ):
         assert name in header
 
 
 def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
     _, trained = read(smoke_run)
     prompts = prompt_positions([r for r in trained if r["decode_block_length"] == 4])
-    common = ["mode=eval", f"ckpt_path={smoke_run}", "debug=smoke", *PREVIOUS_DEFAULT, "decode.block_length=[4,8]", "decode.steps=16"]
-    threshold = run_train([*common, "decode=semi_ar_threshold", "decode.confidence_threshold=0.2"], tmp_path / "t")
-    assert threshold.returncode == 0, threshold.stderr[-3000:]
+    common = [
+        "mode=eval",
+        f"ckpt_path={smoke_run}",
+        "debug=smoke",
+        *PREVIOUS_DEFAULT,
+        "decode.block_length=[4,8]",
+        "decode.steps=16",
+    ]
+    run_in_process([*common, "decode=semi_ar_threshold", "decode.confidence_threshold=0.2"], tmp_path / "t")
     results, records = read(tmp_path / "t")
     for r in records:  # between one forward per block and one per token
         assert 32 // r["decode_block_length"] <= r["nfe"] <= 32
@@ -88,8 +113,7 @@ def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
     assert cost["nfe_min"] <= cost["nfe_per_problem"] <= cost["nfe_max"] <= 32
     assert results["config"]["decode"]["confidence_threshold"] == 0.2
 
-    cached = run_train([*common, "decode=semi_ar_cached"], tmp_path / "c")
-    assert cached.returncode == 0, cached.stderr[-3000:]
+    run_in_process([*common, "decode=semi_ar_cached"], tmp_path / "c")
     _, records = read(tmp_path / "c")
     for r in records:  # per block: one whole-canvas forward, then steps_per_block - 1 of x[:, block_start:]
         block = r["decode_block_length"]
@@ -101,8 +125,8 @@ def test_threshold_and_cached_eval_costs_follow_the_blocks(smoke_run, tmp_path):
 
 def test_format_mismatch_warns_and_flags_results(tmp_path, monkeypatch, caplog):
     """A model that writes `#### n` scored by the metamathqa rule: strict 0, flexible 100 -> warning + flag."""
-    from blocksft.training import module as module_file
     from blocksft.runs.run import run
+    from blocksft.training import module as module_file
 
     original_step = module_file.DiffusionSFTModule.test_step
 
@@ -111,10 +135,15 @@ def test_format_mismatch_warns_and_flags_results(tmp_path, monkeypatch, caplog):
         return original_step(self, batch, batch_index)
 
     monkeypatch.setattr(module_file.DiffusionSFTModule, "test_step", test_step)
-    monkeypatch.setattr(module_file.DiffusionSFTModule, "decode_responses",
-                        lambda self, canvas: [f"so it is\n#### {target}" for target in self.targets_in_batch])
-    cfg = compose_config(["debug=smoke", "budget.value=1", "data.answer_scheme=metamathqa", "logger=none",
-                          f"paths.log_dir={tmp_path}"], output_dir=tmp_path)
+    monkeypatch.setattr(
+        module_file.DiffusionSFTModule,
+        "decode_responses",
+        lambda self, canvas: [f"so it is\n#### {target}" for target in self.targets_in_batch],
+    )
+    cfg = compose_config(
+        ["debug=smoke", "budget.value=1", "data.answer_scheme=metamathqa", "logger=none", f"paths.log_dir={tmp_path}"],
+        output_dir=tmp_path,
+    )
     with caplog.at_level(logging.WARNING, logger="blocksft"):
         results = run(cfg)
     assert results.accuracy == 0.0 and results.accuracy_flexible == 1.0

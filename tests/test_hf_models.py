@@ -7,58 +7,22 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config, run_train
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+from transformers import AutoModelForMaskedLM
 
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.collate import left_pad
-from blocksft.data.tokenizer import CHARACTERS
 from blocksft.models import build_model, build_tokenizer, export_model, load_exported
 from blocksft.models.hf import HFBackbone
+from blocksft.runs.compose import compose_config
+from helpers.hf_models import BERT_TARGETS, bert_like_tokenizer, build, hf_cfg, random_ids, save_tiny_bert
+from helpers.runs import run_in_process, run_train
 
-BERT_TARGETS = "model.lora.target_modules=[query,value]"
 CLI_TIMEOUT = 900  # seconds per train.py run: generous, the suite may share 2 cores with running studies
-
-
-def bert_like_tokenizer(with_mask: bool = True) -> PreTrainedTokenizerFast:
-    """A character-level tokenizer with BERT's special tokens: [PAD] [UNK] [CLS] [SEP] (+ [MASK]), no EOS."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (["[MASK]"] if with_mask else [])
-    vocab = {token: index for index, token in enumerate([*specials, *CHARACTERS])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    tokens = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **tokens, **({"mask_token": "[MASK]"} if with_mask else {}))
-
-
-def save_tiny_bert(folder, with_mask: bool = True):
-    tokenizer = bert_like_tokenizer(with_mask)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    BertForMaskedLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
-
-
-def hf_cfg(folder, *overrides: str):
-    return compose_config(["model=hf_masked_lm", f"model.name_or_path={folder}", *overrides])
-
-
-def build(folder, *overrides: str):
-    model_cfg = hf_cfg(folder, *overrides).model
-    tokenizer = build_tokenizer(model_cfg)
-    return build_model(model_cfg, tokenizer).eval(), tokenizer
-
-
-def random_ids(tokenizer, shape=(2, 12)) -> torch.Tensor:
-    return torch.randint(5, len(tokenizer), shape, generator=torch.Generator().manual_seed(0))
 
 
 # ----------------------------------------------------------------------------- special tokens
@@ -90,8 +54,9 @@ def test_tokenizer_without_mask_token_fails_in_one_line_or_gains_one_on_request(
 
 
 # ----------------------------------------------------------------------------- encode / project
-@pytest.mark.parametrize("overrides", [[], ["model.lm_head=cls"], ["model.split_head=false"],
-                                       ["model.lora.enabled=true", BERT_TARGETS]])
+@pytest.mark.parametrize(
+    "overrides", [[], ["model.lm_head=cls"], ["model.split_head=false"], ["model.lora.enabled=true", BERT_TARGETS]]
+)
 def test_encode_then_project_at_loss_positions_equals_the_models_own_logits(bert_dir, overrides):
     model, tokenizer = build(bert_dir, *overrides)
     reference = AutoModelForMaskedLM.from_pretrained(bert_dir).eval()
@@ -151,8 +116,9 @@ def test_lora_leaves_only_adapter_weights_trainable(bert_dir):
     assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in trainable} == {"query", "value"}
 
 
-@pytest.mark.parametrize("targets, missing", [("[query,q_proj]", "q_proj"), ("[nothing]", "nothing"),
-                                              ("'.*\\.nothing'", ".*\\.nothing")])
+@pytest.mark.parametrize(
+    "targets, missing", [("[query,q_proj]", "q_proj"), ("[nothing]", "nothing"), ("'.*\\.nothing'", ".*\\.nothing")]
+)
 def test_lora_target_that_matches_nothing_is_a_one_line_error(bert_dir, targets, missing):
     with pytest.raises(ConfigError) as error:
         build(bert_dir, "model.lora.enabled=true", f"model.lora.target_modules={targets}")
@@ -206,10 +172,8 @@ def test_remote_code_refusal_on_the_command_line_is_one_line_and_exit_2(tmp_path
 def train_then_eval(bert_dir, tmp_path, *overrides: str) -> tuple[dict, dict]:
     """A smoke training run, then mode=eval on its run directory: both results.json."""
     common = ["model=hf_masked_lm", f"model.name_or_path={bert_dir}", "debug=smoke", *overrides]
-    trained = run_train(common, tmp_path / "train", CLI_TIMEOUT)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    evaluated = run_train(["mode=eval", f"ckpt_path={tmp_path / 'train'}", *common], tmp_path / "eval", CLI_TIMEOUT)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    run_in_process(common, tmp_path / "train")
+    run_in_process(["mode=eval", f"ckpt_path={tmp_path / 'train'}", *common], tmp_path / "eval")
     generations = [(tmp_path / run / "generations.jsonl").read_text() for run in ("train", "eval")]
     assert generations[0] == generations[1] and generations[0]
     return tuple(json.loads((tmp_path / run / "results.json").read_text()) for run in ("train", "eval"))
@@ -225,19 +189,35 @@ def test_full_fine_tuning_trains_exports_and_evaluates_the_same(bert_dir, tmp_pa
 
 @pytest.mark.parametrize("export", ["merged", "adapter"])
 def test_lora_run_exports_merged_or_adapter_and_evaluates_the_same(bert_dir, tmp_path, export):
-    trained, evaluated = train_then_eval(bert_dir, tmp_path, "model.lora.enabled=true", BERT_TARGETS,
-                                         f"model.lora.export={export}", "optim.optimizer.lr=0.05")
+    trained, evaluated = train_then_eval(
+        bert_dir,
+        tmp_path,
+        "model.lora.enabled=true",
+        BERT_TARGETS,
+        f"model.lora.export={export}",
+        "optim.optimizer.lr=0.05",
+    )
     assert evaluated["accuracy"] == trained["accuracy"]
     assert trained["num_parameters"] >= evaluated["num_parameters"] > 0
     folder = tmp_path / "train" / "export"
     assert (folder / "adapter_config.json").is_file() == (export == "adapter")
     if export == "adapter":  # (merged: the run decoded the merged weights, the .ckpt holds the unmerged ones)
         assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(bert_dir)
-        from_ckpt = run_train(["mode=eval", f"ckpt_path={tmp_path / 'train' / 'checkpoints' / 'last.ckpt'}",
-                               "model=hf_masked_lm", f"model.name_or_path={bert_dir}", "debug=smoke",
-                               "model.lora.enabled=true", BERT_TARGETS], tmp_path / "ckpt", CLI_TIMEOUT)
-        assert from_ckpt.returncode == 0, from_ckpt.stderr[-3000:]
-        assert (tmp_path / "ckpt" / "generations.jsonl").read_text() == (tmp_path / "train" / "generations.jsonl").read_text()
+        run_in_process(
+            [
+                "mode=eval",
+                f"ckpt_path={tmp_path / 'train' / 'checkpoints' / 'last.ckpt'}",
+                "model=hf_masked_lm",
+                f"model.name_or_path={bert_dir}",
+                "debug=smoke",
+                "model.lora.enabled=true",
+                BERT_TARGETS,
+            ],
+            tmp_path / "ckpt",
+        )
+        assert (tmp_path / "ckpt" / "generations.jsonl").read_text() == (
+            tmp_path / "train" / "generations.jsonl"
+        ).read_text()
 
 
 def test_eval_without_ckpt_path_scores_the_pretrained_model(bert_dir):

@@ -49,7 +49,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)) is not None:
                 return cycle
         path.pop()
@@ -77,8 +77,10 @@ def test_errors_is_on_the_bottom_floor():
 #: The rooms of the package, lowest floor first: a module imports only from its own room or lower floors, so
 #: evaluation never imports training, and runs (the orchestration) sits on top of everything.
 FLOORS: dict[str, int] = {
-    "errors": 0, "folders": 0,
-    "masking": 1, "evaluation": 1,
+    "errors": 0,
+    "folders": 0,
+    "masking": 1,
+    "evaluation": 1,
     "data": 2,
     "models": 3,
     "training": 4,
@@ -101,15 +103,24 @@ def test_every_room_has_a_floor_and_the_top_level_holds_few_modules():
 
 
 def test_every_import_goes_down_or_stays_in_its_room():
-    upward = [f"{source} -> {target}" for source, targets in import_graph().items() for target in targets
-              if room(source) != room(target) and room(source) in FLOORS and FLOORS[room(target)] > FLOORS[room(source)]]
+    upward = [
+        f"{source} -> {target}"
+        for source, targets in import_graph().items()
+        for target in targets
+        if room(source) != room(target) and room(source) in FLOORS and FLOORS[room(target)] > FLOORS[room(source)]
+    ]
     assert upward == []
 
 
 def test_evaluation_never_imports_training():
     graph = import_graph()
-    assert not [target for source in graph if room(source) == "evaluation" for target in graph[source]
-                if room(target) == "training"]
+    assert not [
+        target
+        for source in graph
+        if room(source) == "evaluation"
+        for target in graph[source]
+        if room(target) == "training"
+    ]
 
 
 def test_the_checker_finds_a_cycle_even_through_a_deferred_import(tmp_path):
@@ -128,11 +139,12 @@ def test_the_checker_finds_a_cycle_even_through_a_deferred_import(tmp_path):
 def test_train_py_validates_a_config_without_importing_lightning():
     """What train.py imports before it can refuse a config (``blocksft.runs.job``, whose ``plan_job`` validates it)
     leaves Lightning and torchmetrics unloaded: a bad value is answered without their seconds of start-up."""
-    code = ("import sys, blocksft.runs.cli, blocksft.runs.identity, blocksft.runs.job; "
-            "print(sorted(m for m in ('lightning', 'torchmetrics', 'blocksft.runs.run') if m in sys.modules))")
+    code = (
+        "import sys, blocksft.runs.cli, blocksft.runs.identity, blocksft.runs.job; "
+        "print(sorted(m for m in ('lightning', 'torchmetrics', 'blocksft.runs.run') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
-
 
 
 def test_no_function_in_the_package_is_over_80_lines():
@@ -140,6 +152,8 @@ def test_no_function_in_the_package_is_over_80_lines():
     long = []
     for path in PACKAGE_DIR.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 80:
-                long.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno} {node.name} ({lines} lines)")
     assert long == []

@@ -8,16 +8,22 @@ import json
 
 import pytest
 import torch
-from conftest import compose_config, run_train
-from test_hf_models import BERT_TARGETS, random_ids, save_tiny_bert
 
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.bpe import train_bpe_tokenizer
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.models import build_model, build_tokenizer, export_model
 from blocksft.models.loader import load_initial_model
+from blocksft.runs.compose import compose_config
+from helpers.hf_models import BERT_TARGETS, random_ids, save_tiny_bert
+from helpers.runs import run_in_process, run_train
 
-TINY = ["debug=smoke", "model=tiny", "model.tokenizer=auto", "data=arithmetic"]  # char exports: one-operation answers fit
+TINY = [
+    "debug=smoke",
+    "model=tiny",
+    "model.tokenizer=auto",
+    "data=arithmetic",
+]  # char exports: one-operation answers fit
 
 
 def tiny_cfg(*overrides: str):
@@ -54,8 +60,12 @@ def test_a_tiny_export_or_its_run_folder_gives_its_weights_tokenizer_and_sha256(
         assert same_weights(model, saved) and model.training
         assert len(tokenizer) == model.config.vocab_size and model_cfg.hidden_size == saved.config.hidden_size
         digest = hashlib.sha256((tmp_path / "run" / "export" / "model.safetensors").read_bytes()).hexdigest()
-        assert record == {"path": str((tmp_path / "run" / "export").resolve()), "given": str(given),
-                          "kind": "tiny_export", "weights_sha256": {"model.safetensors": digest}}
+        assert record == {
+            "path": str((tmp_path / "run" / "export").resolve()),
+            "given": str(given),
+            "kind": "tiny_export",
+            "weights_sha256": {"model.safetensors": digest},
+        }
 
 
 def test_a_bpe_export_brings_its_tokenizer_and_a_mismatched_one_fails_naming_the_key(tmp_path):
@@ -80,10 +90,14 @@ def test_a_lightning_checkpoint_loads_into_the_configured_model_or_names_the_mis
     assert list(record["weights_sha256"]) == ["last.ckpt"]
     bpe = train_bpe_tokenizer(["7 + 5 = 12"] * 10, 110)
     bpe.save_pretrained(tmp_path / "bpe")
-    with pytest.raises(ConfigError, match=r"^model.init_from=.*last.ckpt is invalid: allowed weights whose "
-                                          r"vocabulary matches the run's tokenizer \(the checkpoint has 100 token rows"):
-        load_initial_model(tiny_cfg(f"model.init_from={tmp_path / 'last.ckpt'}", f"model.tokenizer={tmp_path / 'bpe'}"),
-                           train=True)
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.init_from=.*last.ckpt is invalid: allowed weights whose "
+        r"vocabulary matches the run's tokenizer \(the checkpoint has 100 token rows",
+    ):
+        load_initial_model(
+            tiny_cfg(f"model.init_from={tmp_path / 'last.ckpt'}", f"model.tokenizer={tmp_path / 'bpe'}"), train=True
+        )
     with pytest.raises(ConfigError, match=r"allowed a checkpoint of the model the config describes"):
         load_initial_model(tiny_cfg(f"model.init_from={tmp_path / 'last.ckpt'}", "model.hidden_size=64"), train=True)
 
@@ -92,7 +106,9 @@ def save_run_checkpoint(run, model, model_cfg: dict | None = None):
     """``run/checkpoints/last.ckpt`` of ``model`` (Lightning's ``model.*`` keys), with a ``run_config.json``
     recording ``model_cfg`` when given."""
     (run / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, run / "checkpoints" / "last.ckpt")
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, run / "checkpoints" / "last.ckpt"
+    )
     if model_cfg is not None:
         (run / "run_config.json").write_text(json.dumps({"config": {"model": model_cfg}}))
     return run / "checkpoints" / "last.ckpt"
@@ -124,11 +140,17 @@ def test_a_checkpoint_continues_with_the_tokenizer_of_the_run_that_wrote_it(tmp_
         assert tokenizer.get_vocab() == build_char_tokenizer().get_vocab()
 
 
-@pytest.mark.parametrize(("recorded", "reason"), [
-    ({"tokenizer": "bpe", "init_from": None}, "trained a BPE tokenizer and has no export/ yet"),
-    ({"tokenizer": "auto", "init_from": "/gone/base"}, "names model.init_from=/gone/base, which is gone"),
-    ({"tokenizer": "/gone/vocab", "init_from": None}, "names model.tokenizer=/gone/vocab, which holds no tokenizer.json"),
-])
+@pytest.mark.parametrize(
+    ("recorded", "reason"),
+    [
+        ({"tokenizer": "bpe", "init_from": None}, "trained a BPE tokenizer and has no export/ yet"),
+        ({"tokenizer": "auto", "init_from": "/gone/base"}, "names model.init_from=/gone/base, which is gone"),
+        (
+            {"tokenizer": "/gone/vocab", "init_from": None},
+            "names model.tokenizer=/gone/vocab, which holds no tokenizer.json",
+        ),
+    ],
+)
 def test_a_checkpoint_whose_runs_tokenizer_is_lost_fails_in_validation_naming_the_key(tmp_path, recorded, reason):
     checkpoint = save_run_checkpoint(tmp_path / "run", build_model(tiny_cfg().model, build_char_tokenizer()), recorded)
     with pytest.raises(ConfigError) as error:
@@ -139,11 +161,14 @@ def test_a_checkpoint_whose_runs_tokenizer_is_lost_fails_in_validation_naming_th
 
 
 # ----------------------------------------------------------------------------- bad values
-@pytest.mark.parametrize("target, reason", [
-    ("missing", "no such path"),
-    ("notes.txt", "a file that is not a .ckpt"),
-    ("empty", "a folder with neither config.json, adapter_config.json nor export/"),
-])
+@pytest.mark.parametrize(
+    "target, reason",
+    [
+        ("missing", "no such path"),
+        ("notes.txt", "a file that is not a .ckpt"),
+        ("empty", "a folder with neither config.json, adapter_config.json nor export/"),
+    ],
+)
 def test_a_bad_path_fails_in_one_line_naming_the_key(tmp_path, target, reason):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "empty").mkdir()
@@ -156,7 +181,9 @@ def test_a_bad_path_fails_in_one_line_naming_the_key(tmp_path, target, reason):
 
 def test_the_wrong_model_kind_says_what_to_use_instead(tmp_path, bert_dir):
     export_tiny(tmp_path / "run" / "export")
-    with pytest.raises(ConfigError, match=r"^model.init_from=.* is a blocksft tiny export: use model=tiny model.init_from="):
+    with pytest.raises(
+        ConfigError, match=r"^model.init_from=.* is a blocksft tiny export: use model=tiny model.init_from="
+    ):
         validate_config(compose_config(["model=hf_masked_lm", f"model.init_from={tmp_path / 'run'}"]))
     with pytest.raises(ConfigError, match=r"^model.init_from=.* holds a Hugging Face model: use model=hf_masked_lm"):
         validate_config(tiny_cfg(f"model.init_from={bert_dir}"))
@@ -165,13 +192,22 @@ def test_the_wrong_model_kind_says_what_to_use_instead(tmp_path, bert_dir):
 def test_the_issue_route_hf_masked_lm_on_a_tiny_export_stops_in_one_line(tmp_path):
     """Was: NotImplementedError get_input_embeddings not auto-handled for TinyDiffusionLM (a traceback)."""
     export_tiny(tmp_path / "run" / "export")
-    result = run_train(["debug=smoke", "model=hf_masked_lm", f"model.name_or_path={tmp_path / 'run' / 'export'}",
-                        "model.auto_class=AutoModel"], tmp_path / "out")
+    result = run_train(
+        [
+            "debug=smoke",
+            "model=hf_masked_lm",
+            f"model.name_or_path={tmp_path / 'run' / 'export'}",
+            "model.auto_class=AutoModel",
+        ],
+        tmp_path / "out",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1] == (f"config error: model.name_or_path={tmp_path / 'run' / 'export'} is invalid: allowed a Hugging "
-                         f"Face hub id or model folder ({tmp_path / 'run' / 'export'} is a blocksft tiny export: use "
-                         f"model=tiny model.init_from={tmp_path / 'run' / 'export'})")
+    assert lines[-1] == (
+        f"config error: model.name_or_path={tmp_path / 'run' / 'export'} is invalid: allowed a Hugging "
+        f"Face hub id or model folder ({tmp_path / 'run' / 'export'} is a blocksft tiny export: use "
+        f"model=tiny model.init_from={tmp_path / 'run' / 'export'})"
+    )
     assert not (tmp_path / "out" / "results.json").exists()
 
 
@@ -196,8 +232,15 @@ def test_a_hugging_face_folder_starts_full_or_lora_fine_tuning(bert_dir):
 
 def adapter_export(bert_dir, folder):
     """A LoRA-trained BERT saved as a peft adapter (lora_B perturbed so that it matters); its logits."""
-    cfg = compose_config(["model=hf_masked_lm", f"model.name_or_path={bert_dir}", "model.lora.enabled=true",
-                          BERT_TARGETS, "model.lora.export=adapter"])
+    cfg = compose_config(
+        [
+            "model=hf_masked_lm",
+            f"model.name_or_path={bert_dir}",
+            "model.lora.enabled=true",
+            BERT_TARGETS,
+            "model.lora.export=adapter",
+        ]
+    )
     tokenizer = build_tokenizer(cfg.model)
     model = build_model(cfg.model, tokenizer).eval()
     with torch.no_grad():
@@ -214,7 +257,8 @@ def test_a_lora_adapter_export_continues_its_adapter_or_merges_for_full_fine_tun
     assert (tmp_path / "run" / "export" / "adapter_config.json").is_file()
     for lora in ("true", "false"):
         model, tokenizer, _, record = load_initial_model(
-            hf(tmp_path / "run", f"model.lora.enabled={lora}", BERT_TARGETS), train=True)
+            hf(tmp_path / "run", f"model.lora.enabled={lora}", BERT_TARGETS), train=True
+        )
         assert record["kind"] == "peft_adapter" and list(record["weights_sha256"]) == ["adapter_model.safetensors"]
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         assert trainable and all(("lora_" in name) == (lora == "true") for name in trainable)
@@ -231,13 +275,14 @@ def test_eval_mode_scores_an_export_named_by_init_from(bert_dir, tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(random_ids(tokenizer)).logits, before, atol=1e-4)
     # with ckpt_path, that is what mode=eval scores: model.init_from (model=base's default) is not read
-    validate_config(hf(tmp_path / "export", "mode=eval", f"ckpt_path={tmp_path / 'export'}", "model.init_from=/nowhere"))
+    validate_config(
+        hf(tmp_path / "export", "mode=eval", f"ckpt_path={tmp_path / 'export'}", "model.init_from=/nowhere")
+    )
 
 
 def test_fine_tuning_from_a_tiny_export_on_the_command_line_records_it(tmp_path):
     export_tiny(tmp_path / "base" / "export")
-    result = run_train([*TINY, f"model.init_from={tmp_path / 'base'}"], tmp_path / "sft")
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process([*TINY, f"model.init_from={tmp_path / 'base'}"], tmp_path / "sft")
     results = json.loads((tmp_path / "sft" / "results.json").read_text())
     digest = hashlib.sha256((tmp_path / "base" / "export" / "model.safetensors").read_bytes()).hexdigest()
     assert results["init_from"]["weights_sha256"] == {"model.safetensors": digest}
@@ -245,7 +290,11 @@ def test_fine_tuning_from_a_tiny_export_on_the_command_line_records_it(tmp_path)
     assert (tmp_path / "sft" / "export" / "model.safetensors").is_file()
     bad = run_train(["debug=smoke", f"model.init_from={tmp_path / 'nowhere'}"], tmp_path / "bad")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith(f"config error: model.init_from={tmp_path / 'nowhere'} is invalid")
+    assert (
+        bad.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"config error: model.init_from={tmp_path / 'nowhere'} is invalid")
+    )
 
 
 def test_eval_of_a_checkpoint_of_a_run_from_a_bpe_export_uses_the_exports_tokenizer(tmp_path):
@@ -256,11 +305,10 @@ def test_eval_of_a_checkpoint_of_a_run_from_a_bpe_export_uses_the_exports_tokeni
     bpe = train_bpe_tokenizer(training_texts(tiny_cfg(), 500), 120)
     export_tiny(tmp_path / "base" / "export", bpe)
     start = [*TINY, f"model.init_from={tmp_path / 'base'}"]
-    trained = run_train(start, tmp_path / "sft")
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    scored = run_train([*start, "mode=eval", f"ckpt_path={tmp_path / 'sft' / 'checkpoints' / 'last.ckpt'}"],
-                       tmp_path / "eval")
-    assert scored.returncode == 0, scored.stderr[-3000:]
+    run_in_process(start, tmp_path / "sft")
+    run_in_process(
+        [*start, "mode=eval", f"ckpt_path={tmp_path / 'sft' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "eval"
+    )
     results = [json.loads((tmp_path / folder / "results.json").read_text()) for folder in ("sft", "eval")]
     assert results[1]["accuracy"] == results[0]["accuracy"]
 

@@ -78,7 +78,9 @@ def test_blockwise_partial_last_block_and_short_response():
 def test_blockwise_ablation_knobs():
     ids, start, scope = make_batch(batch_size=2000, response_len=64)
     generator = torch.Generator().manual_seed(0)
-    visible = BlockwiseMasking(16, mask_id=MASK, suffix_mask_prob=0.0, block_sampling="uniform")(ids, start, scope, generator)
+    visible = BlockwiseMasking(16, mask_id=MASK, suffix_mask_prob=0.0, block_sampling="uniform")(
+        ids, start, scope, generator
+    )
     _, prefix, active, suffix, _ = regions(ids, start, scope, visible.active_block, 16)
     assert torch.equal(visible.noisy_ids[suffix], ids[suffix])  # suffix fully visible
     half = BlockwiseMasking(16, mask_id=MASK, suffix_mask_prob=0.5, prefix_mask_rate=0.2, block_sampling="uniform")
@@ -187,7 +189,11 @@ def test_sync_ranks_gives_every_rank_the_block_pools_of_one_process():
     indices = torch.stack([index[half] for half in halves])
     for masking, half in zip(ranks, halves):
         gathered = iter([pools, indices])  # what all_gather returns on every rank, in call order
-        masking.sync_ranks(index[half], gather=lambda tensor: next(gathered), reduce_max=lambda tensor: torch.tensor(width))
+        masking.sync_ranks(
+            index[half],
+            gather=lambda tensor, gathered=gathered: next(gathered),
+            reduce_max=lambda tensor: torch.tensor(width),
+        )
     assert torch.equal(ranks[0].sampler.used[:4], ranks[1].sampler.used[:4])
     assert ranks[0].sampler.used[:4].sum(dim=1).tolist() == [1, 1, 1, 1]  # one block drawn per row, on either rank
     ClassicalMasking(mask_id=MASK).sync_ranks(index, gather=None, reduce_max=None)  # stateless: nothing to share

@@ -6,14 +6,24 @@ import torch
 from omegaconf import OmegaConf
 
 from blocksft.data.collate import TrainCollator, left_pad
-from blocksft.data.sources import ArithmeticSource
-from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.data.settings import LoaderSettings, RowSettings
+from blocksft.data.sources import ArithmeticSource
+from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.models import build_model, load_exported
 
-MODEL_CFG = OmegaConf.create(dict(kind="tiny", tokenizer="char", hidden_size=32, num_layers=2, num_heads=2,
-                                  intermediate_size=64, max_position_embeddings=256, dropout=0.0))
+MODEL_CFG = OmegaConf.create(
+    dict(
+        kind="tiny",
+        tokenizer="char",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        dropout=0.0,
+    )
+)
 
 
 def test_tokenizer_round_trips_text_and_has_the_special_tokens(tmp_path):
@@ -54,8 +64,12 @@ def test_left_padding_does_not_change_what_a_row_sees():
 
 def test_train_collator_layout():
     collate = TrainCollator(pad_id=0, eos_id=2, response_len=8)
-    batch = collate([{"prompt_ids": [5, 6, 7], "answer_ids": [9, 9], "index": 0},
-                     {"prompt_ids": [5], "answer_ids": [9, 9, 9, 9], "index": 1}])
+    batch = collate(
+        [
+            {"prompt_ids": [5, 6, 7], "answer_ids": [9, 9], "index": 0},
+            {"prompt_ids": [5], "answer_ids": [9, 9, 9, 9], "index": 1},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7, 9, 9, 2, 2, 2, 2, 2, 2], [0, 0, 5, 9, 9, 9, 9, 2, 2, 2, 2]]
     assert batch["attention_mask"][1, :2].tolist() == [0, 0]
     assert batch["response_start"].tolist() == [3, 3]
@@ -68,8 +82,12 @@ def test_train_collator_layout():
 def test_data_module_drops_rows_that_do_not_fit_and_counts_them():
     tokenizer = build_char_tokenizer()
     source = ArithmeticSource({"train": 200, "validation": 20}, seed=3, min_ops=1, max_ops=3)
-    datamodule = DiffusionSFTDataModule(source, tokenizer, LoaderSettings(response_len=24, batch_size=8, eval_batch_size=8,
-                                                                      eval_size=10), RowSettings(max_prompt_len=160))
+    datamodule = DiffusionSFTDataModule(
+        source,
+        tokenizer,
+        LoaderSettings(response_len=24, batch_size=8, eval_batch_size=8, eval_size=10),
+        RowSettings(max_prompt_len=160),
+    )
     datamodule.setup()
     kept = len(datamodule.train_set)
     assert 0 < kept < 200

@@ -8,8 +8,14 @@ from blocksft.masking import BlockwiseMasking, ClassicalMasking, MatchedClassica
 from blocksft.masking.multirow import AllBlocksMasking, ComplementaryMasking, plan_rows
 
 MASK = 1
-ALL = [ClassicalMasking, BlockwiseMasking, UnalignedBlockMasking, MatchedClassicalMasking, AllBlocksMasking,
-       ComplementaryMasking]
+ALL = [
+    ClassicalMasking,
+    BlockwiseMasking,
+    UnalignedBlockMasking,
+    MatchedClassicalMasking,
+    AllBlocksMasking,
+    ComplementaryMasking,
+]
 
 
 def make(cls, **kwargs):
@@ -24,7 +30,11 @@ def make_batch(batch_size=64, prompt_width=10, response_len=40, seed=0, varied=T
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(5, 50, (batch_size, prompt_width + response_len), generator=generator)
     start = torch.full((batch_size,), prompt_width)
-    scope = torch.randint(1, response_len + 1, (batch_size,), generator=generator) if varied else torch.full((batch_size,), response_len)
+    scope = (
+        torch.randint(1, response_len + 1, (batch_size,), generator=generator)
+        if varied
+        else torch.full((batch_size,), response_len)
+    )
     return input_ids, start, scope
 
 
@@ -71,15 +81,19 @@ def test_all_blocks_batch_keeps_the_row_count_and_expands_whole_samples(seed):
     out = AllBlocksMasking(8, mask_id=MASK)(ids, start, scope, torch.Generator().manual_seed(seed))
     assert out.noisy_ids.shape[0] == 16  # rows per step = the batch: budgets keep their meaning
     assert out.num_source_samples == 4  # ceil(16 / 5) samples
-    per_sample = {i: sorted(b for s, b in zip(out.source_row.tolist(), out.active_block.tolist()) if s == i) for i in range(4)}
+    per_sample = {
+        i: sorted(b for s, b in zip(out.source_row.tolist(), out.active_block.tolist()) if s == i) for i in range(4)
+    }
     assert per_sample[0] == per_sample[1] == per_sample[2] == [0, 1, 2, 3, 4]  # whole samples, each block once
     assert len(per_sample[3]) == 1  # the sample cut short gives one of its blocks
 
 
 def test_all_blocks_batch_cut_sample_gives_a_random_block():
     ids, start, scope = make_batch(batch_size=6, varied=False)  # K = 5: sample 1 gives 1 block
-    chosen = [AllBlocksMasking(8, mask_id=MASK)(ids, start, scope, torch.Generator().manual_seed(s)).active_block[-1].item()
-              for s in range(200)]
+    chosen = [
+        AllBlocksMasking(8, mask_id=MASK)(ids, start, scope, torch.Generator().manual_seed(s)).active_block[-1].item()
+        for s in range(200)
+    ]
     counts = torch.bincount(torch.tensor(chosen), minlength=5)
     assert (counts > 20).all()
 
@@ -146,8 +160,14 @@ def test_default_rate_draws_are_the_old_eps_formula():
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"p_min": 0.5, "p_max": 0.5}, "p_min"), ({"p_min": 0.9, "p_max": 0.2}, "p_min"), ({"p_max": 1.5}, "p_max"),
-     ({"p_min": 0.0}, "p_min"), ({"tail_eos_in_loss": -1}, "tail_eos_in_loss"), ({"rows": "some"}, "rows")],
+    [
+        ({"p_min": 0.5, "p_max": 0.5}, "p_min"),
+        ({"p_min": 0.9, "p_max": 0.2}, "p_min"),
+        ({"p_max": 1.5}, "p_max"),
+        ({"p_min": 0.0}, "p_min"),
+        ({"tail_eos_in_loss": -1}, "tail_eos_in_loss"),
+        ({"rows": "some"}, "rows"),
+    ],
 )
 def test_bad_new_arguments_name_the_key(kwargs, key):
     cls = AllBlocksMasking if "rows" in kwargs else BlockwiseMasking
@@ -163,8 +183,13 @@ def eos_batch(batch_size=64, response_len=24, seed=0):
     ids = torch.randint(5, 50, (batch_size, 6 + response_len), generator=generator)
     rel = torch.arange(response_len)[None, :]
     ids[:, 6:] = torch.where(rel >= answer_len[:, None] - 1, 2, ids[:, 6:])
-    return {"input_ids": ids, "response_start": torch.full((batch_size,), 6), "answer_len": answer_len,
-            "loss_scope_len": torch.full((batch_size,), response_len), "index": torch.arange(batch_size)}
+    return {
+        "input_ids": ids,
+        "response_start": torch.full((batch_size,), 6),
+        "answer_len": answer_len,
+        "loss_scope_len": torch.full((batch_size,), response_len),
+        "index": torch.arange(batch_size),
+    }
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -228,12 +253,19 @@ def test_smoke_run_of_each_new_strategy_logs_rows_and_source_samples(strategy, r
     import csv
     import json
 
-    from conftest import run_train
+    from helpers.runs import run_in_process
 
-    args = [f"strategy={strategy}", "block=8", "data=arithmetic", "debug=smoke", f"strategy.masking.rows={rows}",
-            "strategy.masking.p_min=0.1", "strategy.masking.p_max=0.9", "strategy.masking.tail_eos_in_loss=2"]
-    result = run_train(args, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [
+        f"strategy={strategy}",
+        "block=8",
+        "data=arithmetic",
+        "debug=smoke",
+        f"strategy.masking.rows={rows}",
+        "strategy.masking.p_min=0.1",
+        "strategy.masking.p_max=0.9",
+        "strategy.masking.tail_eos_in_loss=2",
+    ]
+    run_in_process(args, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["strategy"] == strategy and results["steps"] == 10
     assert 0 < results["supervised_tokens"] <= results["eligible_tokens"] <= 10 * 16 * 8  # one block per row
@@ -250,8 +282,16 @@ def test_smoke_run_of_each_new_strategy_logs_rows_and_source_samples(strategy, r
 
 
 # ---------------------------------------------------------------------------------- budget accounting
-@pytest.mark.parametrize("cls, rows", [(BlockwiseMasking, None), (AllBlocksMasking, "batch"), (AllBlocksMasking, "expand"),
-                                       (ComplementaryMasking, "batch"), (ComplementaryMasking, "expand")])
+@pytest.mark.parametrize(
+    "cls, rows",
+    [
+        (BlockwiseMasking, None),
+        (AllBlocksMasking, "batch"),
+        (AllBlocksMasking, "expand"),
+        (ComplementaryMasking, "batch"),
+        (ComplementaryMasking, "expand"),
+    ],
+)
 def test_expected_tokens_per_batch_slot_match_what_a_step_spends(cls, rows):
     """Token budgets size their step count as expected_eligible(scope).mean() x batch size (x E[p] for
     ``budget.count=masked``): the tokens a step really spends must match."""
@@ -268,18 +308,25 @@ def test_expected_tokens_per_batch_slot_match_what_a_step_spends(cls, rows):
     assert abs(supervised / (expected * strategy.expected_mask_rate()) - 1) < 0.08
 
 
+@pytest.mark.slow
 def test_complementary_run_killed_and_resumed_gives_the_same_bits(tmp_path):
     """Complementary masks keep blockwise's block pools: a SIGKILLed run resumes to the same weights."""
-    from conftest import ROOT, run_train
+    from helpers.runs import run_in_process, run_train
 
-    run = ["debug=smoke", "strategy=blockwise_complementary", "budget.value=20", "checkpoint.every_n_train_steps=10",
-           "seed=3", "logger=csv", "strategy.masking.tail_eos_in_loss=1"]
+    run = [
+        "debug=smoke",
+        "strategy=blockwise_complementary",
+        "budget.value=20",
+        "checkpoint.every_n_train_steps=10",
+        "seed=3",
+        "logger=csv",
+        "strategy.masking.tail_eos_in_loss=1",
+    ]
     kill = ["+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=15"]
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run_train(run, straight).returncode == 0
-    killed = run_train([*run, *kill], crashed, env={"PYTHONPATH": str(ROOT / "tests" / "helpers")})
+    run_in_process(run, straight)
+    killed = run_train([*run, *kill], crashed)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = run_train(run, crashed)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_in_process(run, crashed)
     weights = [(d / "export" / "model.safetensors").read_bytes() for d in (straight, crashed)]
     assert weights[0] == weights[1]

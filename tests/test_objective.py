@@ -41,7 +41,9 @@ def test_perfect_prediction_has_zero_loss_and_gradients_flow():
     logits = torch.full((2, 5), -30.0)
     logits[0, 1] = logits[1, 3] = 30.0
     logits.requires_grad_(True)
-    loss = masked_diffusion_loss(logits, torch.tensor([1, 3]), torch.tensor([0, 1]), torch.tensor([0.5, 0.5]), torch.tensor([4, 4]))
+    loss = masked_diffusion_loss(
+        logits, torch.tensor([1, 3]), torch.tensor([0, 1]), torch.tensor([0.5, 0.5]), torch.tensor([4, 4])
+    )
     assert loss.item() < 1e-6
     loss.backward()
     assert logits.grad is not None and math.isfinite(logits.grad.sum().item())

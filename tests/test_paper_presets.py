@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, run_train
-from test_remote_code_models import save_standin
 
-from blocksft.evaluation.answers import reference_answer, score
 from blocksft.config.validation import ConfigError, validate_config, with_eval_benchmark
+from blocksft.evaluation.answers import reference_answer, score
+from blocksft.runs.compose import compose_config
+from helpers.remote_code import save_standin
+from helpers.runs import run_in_process
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRESETS = {"paper_gsm8k": ("gsm8k", "openai/gsm8k"), "paper_math": ("math", "EleutherAI/hendrycks_math")}
@@ -76,12 +77,23 @@ def test_one_command_eval_on_the_llada_stand_in(preset, llada, tmp_path):
     files replaced by the fixtures; CPU-sized: trainer=cpu, float32, 64 decoding steps."""
     benchmark, _ = PRESETS[preset]
     files = f"{{train: '{FIXTURES / benchmark / 'train.jsonl'}', test: '{FIXTURES / benchmark / 'test.jsonl'}'}}"
-    result = run_train([f"experiment={preset}", "mode=eval", f"model.name_or_path={llada}", "model.dtype=float32",
-                        "trainer=cpu", "trainer.precision=32", "data.max_prompt_len=512",
-                        "decode.steps=64", f"eval.benchmark.data.source.data_files={files}",
-                        "eval.benchmark.data.source.holdout={validation: 2}",  # of the fixture's 12 train rows
-                        f"data.cache_dir={tmp_path / 'cache'}", "logger=csv"], tmp_path, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_in_process(
+        [
+            f"experiment={preset}",
+            "mode=eval",
+            f"model.name_or_path={llada}",
+            "model.dtype=float32",
+            "trainer=cpu",
+            "trainer.precision=32",
+            "data.max_prompt_len=512",
+            "decode.steps=64",
+            f"eval.benchmark.data.source.data_files={files}",
+            "eval.benchmark.data.source.holdout={validation: 2}",  # of the fixture's 12 train rows
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "logger=csv",
+        ],
+        tmp_path,
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["mode"] == "eval" and results["eval_split"] == "test" and results["eval_size"] == 6
     assert results["answer_scheme"] == "metamathqa" and results["config"]["data"]["name"] == benchmark

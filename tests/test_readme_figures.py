@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import ROOT
+from helpers.project import ROOT
 
 README = ROOT / "README.md"
 FINDINGS = ROOT / "experiments" / "results" / "FINDINGS.md"
@@ -21,10 +21,20 @@ DEFAULT_PAGE = ROOT / "docs" / "data-and-models.md"
 RECORD = ROOT / "experiments" / "results" / "default_run" / "default_run.json"
 COMMIT = re.compile(r"`[0-9a-f]{7,40}`")
 #: Paragraphs (by their first words) that report measured figures.
-MEASUREMENT_LEADS = ("Measured on this 2-core CPU machine", "Across seeds the default", "How the default was chosen",
-                     "**What the rows say**", "**Main comparison, measured**", "**Block-size consistency, measured**",
-                     "**Ablations, measured**", "The prefix and controls studies reuse", "**Prefix-cached decoding",
-                     "**Data path at MetaMathQA scale**", "**Where a study's time goes**", "`make benchmark`")
+MEASUREMENT_LEADS = (
+    "Measured on this 2-core CPU machine",
+    "Across seeds the default",
+    "How the default was chosen",
+    "**What the rows say**",
+    "**Main comparison, measured**",
+    "**Block-size consistency, measured**",
+    "**Ablations, measured**",
+    "The prefix and controls studies reuse",
+    "**Prefix-cached decoding",
+    "**Data path at MetaMathQA scale**",
+    "**Where a study's time goes**",
+    "`make benchmark`",
+)
 #: Leads no paragraph opens with any more; kept above so that one that does again is checked.
 RETIRED_LEADS = ("Across seeds the default", "`make benchmark`")
 LIST_ITEM = re.compile(r"([-*]|\d+\.) ")
@@ -39,7 +49,7 @@ def measured_files() -> list[Path]:
 def section(text: str, title: str) -> str:
     start = text.index(f"## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else len(text)]
+    return text[start : end if end != -1 else len(text)]
 
 
 def paragraphs(text: str) -> list[str]:
@@ -66,8 +76,11 @@ def provenance(blocks: list[str], index: int) -> str:
     context = block
     if (block.startswith("|") or LIST_ITEM.match(block)) and index > 0:
         context = blocks[index - 1] + "\n" + context
-    if block.endswith(":") and index + 1 < len(blocks) and (blocks[index + 1].startswith("|")
-                                                            or LIST_ITEM.match(blocks[index + 1])):
+    if (
+        block.endswith(":")
+        and index + 1 < len(blocks)
+        and (blocks[index + 1].startswith("|") or LIST_ITEM.match(blocks[index + 1]))
+    ):
         context += "\n" + blocks[index + 1]
     return context
 
@@ -78,7 +91,8 @@ def test_every_paragraph_that_reports_a_measurement_names_its_commit():
         blocks = paragraphs(path.read_text())
         for index, block in enumerate(blocks):
             reports = block.startswith(MEASUREMENT_LEADS) or (
-                re.search(r"\bmeasured\b", block, re.IGNORECASE) and "not measured" not in block)
+                re.search(r"\bmeasured\b", block, re.IGNORECASE) and "not measured" not in block
+            )
             if reports and not COMMIT.search(provenance(blocks, index)):
                 missing.append(f"{path.relative_to(ROOT)}: {block.splitlines()[0][:100]}")
     assert not missing, f"measured figures without a commit: {missing}"
@@ -86,8 +100,13 @@ def test_every_paragraph_that_reports_a_measurement_names_its_commit():
 
 def test_the_measurement_leads_still_open_paragraphs():
     """The check above finds the paragraphs it knows by their first words wherever they moved."""
-    opened = {lead for path in measured_files() for block in paragraphs(path.read_text())
-              for lead in MEASUREMENT_LEADS if block.startswith(lead)}
+    opened = {
+        lead
+        for path in measured_files()
+        for block in paragraphs(path.read_text())
+        for lead in MEASUREMENT_LEADS
+        if block.startswith(lead)
+    }
     assert set(MEASUREMENT_LEADS) - set(RETIRED_LEADS) <= opened, sorted(set(MEASUREMENT_LEADS) - opened)
 
 
@@ -118,12 +137,14 @@ def test_the_studies_table_quotes_effects_of_the_committed_reports():
     """Every effect and 95 % interval in the findings' table is one a committed summary.json holds."""
     findings = FINDINGS.read_text()
     start = findings.index("# What the studies found\n")
-    head = findings[start:findings.index("\n**", start)]  # up to the first study's own paragraph
+    head = findings[start : findings.index("\n**", start)]  # up to the first study's own paragraph
     table = "\n".join(line for line in head.splitlines() if line.startswith("|"))
     quoted = quoted_effects(table)
     assert len(quoted) >= 3, "the table quotes no effects"
     missing = set(quoted) - committed_intervals()
-    assert not missing, f"effects in the findings' studies table that no committed summary.json holds: {sorted(missing)}"
+    assert not missing, (
+        f"effects in the findings' studies table that no committed summary.json holds: {sorted(missing)}"
+    )
 
 
 def test_the_readme_results_quote_effects_of_the_committed_reports():

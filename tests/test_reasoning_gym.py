@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
-from conftest import compose_config
-
-from blocksft.evaluation.answers import reference_answer
 from blocksft.config.validation import validate_config
+from blocksft.data.batch_plan import plan_batches
+from blocksft.data.documents import datamodule_from_config
 from blocksft.data.reasoning_gym import ReasoningGymSource
 from blocksft.data.tokenizer import build_char_tokenizer
-from blocksft.data.documents import datamodule_from_config
-from blocksft.data.batch_plan import plan_batches
+from blocksft.evaluation.answers import reference_answer
+from blocksft.runs.compose import compose_config
 
 SIZES = {"train": 40, "validation": 10}
 
@@ -38,8 +37,11 @@ def test_gsm_symbolic_answers_are_chains_of_thought_ending_in_the_target():
 
 
 def test_tasks_without_a_chain_of_thought_get_a_scorable_answer_and_options_pass_through():
-    source = ReasoningGymSource({"chain_sum": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
-                                 "basic_arithmetic": None}, {"train": 6}, seed=0)
+    source = ReasoningGymSource(
+        {"chain_sum": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}, "basic_arithmetic": None},
+        {"train": 6},
+        seed=0,
+    )
     train = rows(source)["train"]
     assert [r["task"] for r in train[:4]] == ["chain_sum", "basic_arithmetic", "chain_sum", "basic_arithmetic"]
     for row in train:
@@ -49,11 +51,21 @@ def test_tasks_without_a_chain_of_thought_get_a_scorable_answer_and_options_pass
 
 
 def test_data_reasoning_gym_runs_through_the_data_module(tmp_path):
-    cfg = compose_config(["data=reasoning_gym", "data.source.sizes={train: 24, validation: 8}", "eval.size=8",
-                          f"data.cache_dir={tmp_path}", "data.response_len=1024", "data.max_prompt_len=1024"])
+    cfg = compose_config(
+        [
+            "data=reasoning_gym",
+            "data.source.sizes={train: 24, validation: 8}",
+            "eval.size=8",
+            f"data.cache_dir={tmp_path}",
+            "data.response_len=1024",
+            "data.max_prompt_len=1024",
+        ]
+    )
     validate_config(cfg)
     datamodule = datamodule_from_config(cfg, build_char_tokenizer(), plan_batches(cfg.data.batch_size, None, 1))
     datamodule.setup()
     assert len(datamodule.train_set) > 0 and len(datamodule.eval_set) == 8
-    assert datamodule.eval_set[0]["target"] == rows(ReasoningGymSource(["gsm_symbolic"], {"train": 24, "validation": 8},
-                                                                       seed=0))["validation"][0]["target"]
+    assert (
+        datamodule.eval_set[0]["target"]
+        == rows(ReasoningGymSource(["gsm_symbolic"], {"train": 24, "validation": 8}, seed=0))["validation"][0]["target"]
+    )

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, compose_config
 
+from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import differing_keys, fingerprint, identity_view, job_identity, short_hash
+from helpers.project import ROOT
 
 RECORDS = sorted((ROOT / "experiments" / "records").rglob("run_config.json"))
 
@@ -25,8 +26,12 @@ def test_there_are_committed_records():
 def test_a_committed_record_recomputes_its_fingerprint(record_path: Path):
     record = json.loads(record_path.read_text())
     stored = record["config_fingerprint"]
-    assert fingerprint(identity_view(record["config"])) == stored, "the recorded config no longer hashes to its fingerprint"
+    assert fingerprint(identity_view(record["config"])) == stored, (
+        "the recorded config no longer hashes to its fingerprint"
+    )
     overrides = yaml.safe_load(record["hydra_files"]["overrides.yaml"])
     view, digest = job_identity(compose_config(overrides))
-    assert digest == stored, (f"{overrides} composes to {short_hash(digest)}, recorded {short_hash(stored)}: "
-                              f"{differing_keys(identity_view(record['config']), view)}")
+    assert digest == stored, (
+        f"{overrides} composes to {short_hash(digest)}, recorded {short_hash(stored)}: "
+        f"{differing_keys(identity_view(record['config']), view)}"
+    )

@@ -16,105 +16,24 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, run_train
 from safetensors import safe_open
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerFast
 
 from blocksft.config.validation import ConfigError, validate_config
 from blocksft.data.collate import left_pad
-from blocksft.data.tokenizer import CHARACTERS
 from blocksft.models import build_model, build_tokenizer, load_exported
 from blocksft.models.hf import HFBackbone
+from blocksft.runs.compose import compose_config
+from helpers.remote_code import STANDINS, VOCAB_ROWS, save_standin
+from helpers.runs import run_in_process, run_train
 
 FIXTURES = Path(__file__).parent / "fixtures" / "remote_code"
 CLI_TIMEOUT = 900  # seconds per train.py run (2 shared cores)
 SMALL_LORA = ["model.dtype=float32", "model.lora.r=4", "model.lora.alpha=8"]
-
-LLADA_CHAT = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
-              "{{ m['content'] }}<|eot_id|>{% endfor %}"
-              "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
-QWEN_CHAT = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
-             "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-             "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-# name -> config group, code folder, auto_map, special tokens (after the characters), tokenizer tokens, chat
-# template (and, for Dream, the remote-code tokenizer class)
-STANDINS = {
-    "llada": dict(
-        group="llada_8b", code="llada",
-        auto_map={"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM",
-                  "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-        specials=["<|reserved_token_0|>", "<|startoftext|>", "<|endoftext|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"],
-        tokens={"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"},  # no mask token, no pad token
-        chat_template=LLADA_CHAT,
-    ),
-    "dream": dict(
-        group="dream_7b", code="dream",
-        auto_map={"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
-        specials=["<|reserved_token_0|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|beginoftext|>", "<|mask|>"],
-        tokens={"bos_token": "<|beginoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                "mask_token": "<|mask|>"},
-        chat_template=QWEN_CHAT,
-        tokenizer_class="DreamTokenizer",  # Dream's tokenizer class is remote code as well
-        tokenizer_auto_map={"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
-    ),
-}
-VOCAB_ROWS = 128  # embedding rows: more than the tokenizer's ~110 tokens (LLaDA: 126464 rows, 126349 tokens)
-
-
-def standin_tokenizer(spec: dict) -> PreTrainedTokenizerFast:
-    vocab = {token: index for index, token in enumerate([*CHARACTERS, *spec["specials"]])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=spec["specials"][0]))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.add_special_tokens(spec["specials"])  # matched whole in chat-templated text
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **spec["tokens"])
-    tokenizer.chat_template = spec["chat_template"]
-    return tokenizer
-
-
-def model_config(name: str, tokenizer) -> dict:
-    vocab = tokenizer.get_vocab()
-    if name == "llada":  # LLaDA-8B-Instruct's config.json keys, scaled down
-        return {"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": 32, "n_heads": 2, "n_kv_heads": 2,
-                "n_layers": 2, "mlp_hidden_size": 64, "vocab_size": VOCAB_ROWS, "embedding_size": VOCAB_ROWS,
-                "max_sequence_length": 512, "rope": True, "rope_theta": 500000.0, "block_type": "llama",
-                "weight_tying": False, "include_bias": False, "use_cache": False,
-                "mask_token_id": vocab["<|mdm_mask|>"], "eos_token_id": vocab["<|endoftext|>"],
-                "pad_token_id": vocab["<|endoftext|>"]}
-    return {"model_type": "Dream", "architectures": ["DreamModel"], "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": VOCAB_ROWS,
-            "max_position_embeddings": 512, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-            "use_cache": False, "mask_token_id": vocab["<|mask|>"], "pad_token_id": vocab["<|endoftext|>"],
-            "bos_token_id": vocab["<|beginoftext|>"], "eos_token_id": vocab["<|endoftext|>"]}
-
-
-def save_standin(name: str, folder: Path) -> Path:
-    """A checkpoint folder laid out like the hub repo: code + config.json (auto_map) + tokenizer + weights."""
-    spec = STANDINS[name]
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in (FIXTURES / spec["code"]).glob("*.py"):
-        shutil.copy(source, folder / source.name)
-    tokenizer = standin_tokenizer(spec)
-    (folder / "config.json").write_text(json.dumps({**model_config(name, tokenizer), "auto_map": spec["auto_map"]}))
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    torch.manual_seed(0)
-    model = AutoModel.from_config(config, trust_remote_code=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    if "tokenizer_auto_map" in spec:
-        settings = json.loads((folder / "tokenizer_config.json").read_text())
-        settings.update(tokenizer_class=spec["tokenizer_class"], auto_map=spec["tokenizer_auto_map"])
-        (folder / "tokenizer_config.json").write_text(json.dumps(settings))
-    assert (folder / "model.safetensors").is_file() and json.loads((folder / "config.json").read_text())["auto_map"]
-    return folder
 
 
 @pytest.fixture(scope="module", params=sorted(STANDINS))
@@ -124,8 +43,15 @@ def standin(request, tmp_path_factory):
 
 
 def cfg_for(name: str, folder: Path, *overrides: str):
-    return compose_config([f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}",
-                           "model.trust_remote_code=true", *SMALL_LORA, *overrides])
+    return compose_config(
+        [
+            f"model={STANDINS[name]['group']}",
+            f"model.name_or_path={folder}",
+            "model.trust_remote_code=true",
+            *SMALL_LORA,
+            *overrides,
+        ]
+    )
 
 
 def build(name: str, folder: Path, *overrides: str):
@@ -254,14 +180,18 @@ def test_stand_in_folder_alone_asks_for_the_opt_in(standin):
     name, folder = standin
     expected = rf"^model.trust_remote_code=False is invalid: .*{re.escape(str(folder))} ships"
     with pytest.raises(ConfigError, match=expected):
-        validate_config(compose_config(["model=hf_masked_lm", f"model.name_or_path={folder}",
-                                        "model.auto_class=AutoModel"]))
+        validate_config(
+            compose_config(["model=hf_masked_lm", f"model.name_or_path={folder}", "model.auto_class=AutoModel"])
+        )
 
 
 def test_command_line_without_the_opt_in_exits_2_in_one_line(standin, tmp_path):
     name, folder = standin
-    result = run_train([f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "debug=smoke",
-                        "data=arithmetic"], tmp_path, CLI_TIMEOUT)
+    result = run_train(
+        [f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "debug=smoke", "data=arithmetic"],
+        tmp_path,
+        CLI_TIMEOUT,
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
     assert len(lines) == 1 and "model.trust_remote_code=true" in lines[0]
@@ -275,11 +205,18 @@ EXPORTS = {"llada": "merged", "dream": "adapter"}  # one of each, to keep CLI ru
 def test_train_decode_export_then_eval_reproduces_the_accuracy(standin, tmp_path):
     name, folder = standin
     export = EXPORTS[name]
-    common = [f"model={STANDINS[name]['group']}", f"model.name_or_path={folder}", "model.trust_remote_code=true",
-              *SMALL_LORA, f"model.lora.export={export}", "debug=smoke", "data=arithmetic", "data.response_len=32",
-              "optim.optimizer.lr=0.01"]
-    trained = run_train(common, tmp_path / "train", CLI_TIMEOUT)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    common = [
+        f"model={STANDINS[name]['group']}",
+        f"model.name_or_path={folder}",
+        "model.trust_remote_code=true",
+        *SMALL_LORA,
+        f"model.lora.export={export}",
+        "debug=smoke",
+        "data=arithmetic",
+        "data.response_len=32",
+        "optim.optimizer.lr=0.01",
+    ]
+    run_in_process(common, tmp_path / "train")
     results = json.loads((tmp_path / "train" / "results.json").read_text())
     assert results["steps"] == 10 and results["final_train_loss"] is not None and results["accuracy"] is not None
     exported = tmp_path / "train" / "export"
@@ -301,8 +238,7 @@ def test_train_decode_export_then_eval_reproduces_the_accuracy(standin, tmp_path
         tuned = HFBackbone(reloaded.model).eval()(ids).logits  # (unshifted, as the base)
     assert (tuned - base).abs().max() > 1e-3
 
-    evaluated = run_train(["mode=eval", f"ckpt_path={tmp_path / 'train'}", *common], tmp_path / "eval", CLI_TIMEOUT)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    run_in_process(["mode=eval", f"ckpt_path={tmp_path / 'train'}", *common], tmp_path / "eval")
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert again["mode"] == "eval" and again["accuracy"] == results["accuracy"]
     generations = [(tmp_path / run / "generations.jsonl").read_text() for run in ("train", "eval")]

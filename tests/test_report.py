@@ -1,4 +1,5 @@
-"""experiments/reporting (python experiments/report.py): loading, aggregation, paired CI, block grid, claim verdicts, outputs, CLI.
+"""experiments/reporting (python experiments/report.py): loading, aggregation, paired CI, block grid, claim
+verdicts, outputs, CLI.
 
 The fixture sweeps are written into tmp_path; every expected number below is computed by hand."""
 
@@ -12,35 +13,62 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from experiments import reporting as rep
 
-from experiments import reporting as rep  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 T2 = 4.3027  # t_{0.975, df=2}
 
 
 # ---------------------------------------------------------------------------------------- fixtures
 
-def write_job(root: Path, sub: str, *, strategy: str = "blockwise", block: int = 8, seed: int = 0,
-              accuracy: float = 0.3, budget: str = "steps", by_block: dict[int, float] | None = None,
-              prefix: float = 0.0, suffix: float = 1.0, study: str | None = None, wall: float = 100.0,
-              overrides: list[str] | None = None, losses: dict[int, float] | None = None,
-              model: str | None = None, supervised: int = 123, eligible: int = 456, steps: int = 2000) -> Path:
+
+def write_job(
+    root: Path,
+    sub: str,
+    *,
+    strategy: str = "blockwise",
+    block: int = 8,
+    seed: int = 0,
+    accuracy: float = 0.3,
+    budget: str = "steps",
+    by_block: dict[int, float] | None = None,
+    prefix: float = 0.0,
+    suffix: float = 1.0,
+    study: str | None = None,
+    wall: float = 100.0,
+    overrides: list[str] | None = None,
+    losses: dict[int, float] | None = None,
+    model: str | None = None,
+    supervised: int = 123,
+    eligible: int = 456,
+    steps: int = 2000,
+) -> Path:
     """One completed job in the results.json schema of the project (``model``: ``config.model.name``)."""
     job = root / sub
     job.mkdir(parents=True)
     masking = {"prefix_mask_rate": prefix, "suffix_mask_prob": suffix} if strategy != "classical" else {"eps": 1e-3}
     by_block = by_block or {block: accuracy}
     results = {
-        "status": "completed", "mode": "train", "strategy": strategy, "block_size": block,
-        "decode_block_length": next(iter(by_block)), "seed": seed,
+        "status": "completed",
+        "mode": "train",
+        "strategy": strategy,
+        "block_size": block,
+        "decode_block_length": next(iter(by_block)),
+        "seed": seed,
         "budget": {"kind": budget, "value": 2000 if budget == "steps" else 500000, "count": "eligible"},
-        "steps": steps, "supervised_tokens": supervised, "eligible_tokens": eligible, "accuracy": accuracy,
-        "accuracy_flexible": accuracy + 0.01, "accuracy_by_decode_block": {str(k): v for k, v in by_block.items()},
-        "final_train_loss": 0.4, "wall_seconds": wall, "train_seconds": wall - 10, "eval_seconds": 5.0,
-        "git_commit": "abc123", "study": study,
+        "steps": steps,
+        "supervised_tokens": supervised,
+        "eligible_tokens": eligible,
+        "accuracy": accuracy,
+        "accuracy_flexible": accuracy + 0.01,
+        "accuracy_by_decode_block": {str(k): v for k, v in by_block.items()},
+        "final_train_loss": 0.4,
+        "wall_seconds": wall,
+        "train_seconds": wall - 10,
+        "eval_seconds": 5.0,
+        "git_commit": "abc123",
+        "study": study,
         "config": {"strategy": {"name": strategy, "masking": masking}, "block": {"size": block}, "seed": seed},
     }
     if model is not None:
@@ -64,8 +92,10 @@ def write_overrides(job: Path, overrides: list[str]) -> None:
 
 # main study: steps diffs 0.04, 0.05, 0.06 (CI above 0); tokens diffs -0.02, 0.01, 0.04 (CI spans 0)
 MAIN = {
-    ("classical", "steps"): [0.20, 0.25, 0.30], ("blockwise", "steps"): [0.24, 0.30, 0.36],
-    ("classical", "tokens"): [0.30, 0.28, 0.26], ("blockwise", "tokens"): [0.28, 0.29, 0.30],
+    ("classical", "steps"): [0.20, 0.25, 0.30],
+    ("blockwise", "steps"): [0.24, 0.30, 0.36],
+    ("classical", "tokens"): [0.30, 0.28, 0.26],
+    ("blockwise", "tokens"): [0.28, 0.29, 0.30],
 }
 
 
@@ -75,8 +105,17 @@ def main_sweep(tmp_path: Path) -> Path:
     for (strategy, budget), values in MAIN.items():
         for seed, accuracy in enumerate(values):
             losses = {0: 4.0 + seed, 1: 3.0 + seed, 2: 2.0} if (strategy, budget) == ("blockwise", "steps") else None
-            write_job(root, f"{strategy}-{budget}-seed{seed}", strategy=strategy, budget=budget, seed=seed,
-                      accuracy=accuracy, study="main", wall=100.0 + seed, losses=losses)
+            write_job(
+                root,
+                f"{strategy}-{budget}-seed{seed}",
+                strategy=strategy,
+                budget=budget,
+                seed=seed,
+                accuracy=accuracy,
+                study="main",
+                wall=100.0 + seed,
+                losses=losses,
+            )
     # an unpaired blockwise seed (its classical partner has no results.json)
     write_job(root, "blockwise-tokens-seed3", budget="tokens", seed=3, accuracy=0.31, study="main")
     failed = root / "blockwise-steps-seed3"
@@ -100,10 +139,23 @@ CLASSICAL_ROW = {4: 0.22, 8: 0.24, 16: 0.26, 32: 0.27}
 def grid_sweep(tmp_path: Path) -> Path:
     root = tmp_path / "grid"
     for block, row in GRID.items():
-        write_job(root, f"blockwise-B{block}-seed0", block=block, by_block=dict(row), accuracy=row[4],
-                  study="block_size_consistency")
-    write_job(root, "classical-B32-seed0", strategy="classical", block=32, by_block=dict(CLASSICAL_ROW),
-              accuracy=0.22, study="block_size_consistency")
+        write_job(
+            root,
+            f"blockwise-B{block}-seed0",
+            block=block,
+            by_block=dict(row),
+            accuracy=row[4],
+            study="block_size_consistency",
+        )
+    write_job(
+        root,
+        "classical-B32-seed0",
+        strategy="classical",
+        block=32,
+        by_block=dict(CLASSICAL_ROW),
+        accuracy=0.22,
+        study="block_size_consistency",
+    )
     return root
 
 
@@ -121,6 +173,7 @@ def prefix_sweep(tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------ loading
 
+
 def test_load_runs_reads_completed_failed_and_overrides_only_jobs(main_sweep: Path):
     runs = rep.load_runs(main_sweep)
     assert len(runs) == 15
@@ -128,7 +181,9 @@ def test_load_runs_reads_completed_failed_and_overrides_only_jobs(main_sweep: Pa
     assert set(failed) == {"blockwise-steps-seed3"}
     assert failed["blockwise-steps-seed3"]["error"] == "RuntimeError: CUDA OOM"
     assert failed["blockwise-steps-seed3"]["block_size"] == 8 and failed["blockwise-steps-seed3"]["study"] == "main"
-    only = next(r for r in runs if r["job"] == "classical-tokens-seed3")  # overrides, no results.json: running or killed
+    only = next(
+        r for r in runs if r["job"] == "classical-tokens-seed3"
+    )  # overrides, no results.json: running or killed
     assert only["status"] == "unfinished" and only["accuracy"] is None
     assert (only["strategy"], only["seed"], only["block_size"], only["budget_kind"]) == ("classical", 3, 8, "tokens")
     assert only["overrides"] == ["strategy=classical", "block='8'", "seed=3", "budget=tokens"]
@@ -137,10 +192,25 @@ def test_load_runs_reads_completed_failed_and_overrides_only_jobs(main_sweep: Pa
 
 
 def test_parse_overrides():
-    fields = rep.parse_overrides(["strategy=blockwise", "block='16'", "seed=2", "budget=tokens",
-                                  "strategy.masking.prefix_mask_rate=0.5", "++study=main", "junk"])
-    assert fields == {"strategy": "blockwise", "block_size": 16, "seed": 2, "budget_kind": "tokens",
-                      "prefix_mask_rate": 0.5, "study": "main"}
+    fields = rep.parse_overrides(
+        [
+            "strategy=blockwise",
+            "block='16'",
+            "seed=2",
+            "budget=tokens",
+            "strategy.masking.prefix_mask_rate=0.5",
+            "++study=main",
+            "junk",
+        ]
+    )
+    assert fields == {
+        "strategy": "blockwise",
+        "block_size": 16,
+        "seed": 2,
+        "budget_kind": "tokens",
+        "prefix_mask_rate": 0.5,
+        "study": "main",
+    }
 
 
 def test_loss_curve_skips_empty_rows(main_sweep: Path):
@@ -153,6 +223,7 @@ def test_loss_curve_skips_empty_rows(main_sweep: Path):
 
 
 # -------------------------------------------------------------------------------------- statistics
+
 
 def test_aggregate_main_groups(main_sweep: Path):
     runs = rep.load_runs(main_sweep)
@@ -183,8 +254,10 @@ def test_paired_difference_hand_computed(main_sweep: Path):
 
 
 def test_single_pair_has_no_ci():
-    runs = [{"status": "completed", "strategy": s, "seed": 0, "accuracy": a, "budget_kind": "steps"}
-            for s, a in (("blockwise", 0.5), ("classical", 0.4))]
+    runs = [
+        {"status": "completed", "strategy": s, "seed": 0, "accuracy": a, "budget_kind": "steps"}
+        for s, a in (("blockwise", 0.5), ("classical", 0.4))
+    ]
     (diff,) = rep.paired_difference(runs)
     assert diff["n_pairs"] == 1 and diff["mean"] == pytest.approx(0.1) and diff["ci_low"] is None
     assert diff["verdict"] == "inconclusive at n=1 seeds"
@@ -223,8 +296,15 @@ def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp
     for block, row in GRID_SEEDS.items():
         for seed in range(3):
             by_block = {length: values[seed] for length, values in row.items()}
-            write_job(tmp_path, f"B{block}-seed{seed}", block=block, seed=seed, by_block=by_block,
-                      accuracy=by_block[4], study="block_size_consistency")
+            write_job(
+                tmp_path,
+                f"B{block}-seed{seed}",
+                block=block,
+                seed=seed,
+                by_block=by_block,
+                accuracy=by_block[4],
+                study="block_size_consistency",
+            )
     grid = rep.block_grid(rep.load_runs(tmp_path))
     rows = {r["label"]: r for r in grid["rows"]}
     b4 = {d["decode"]: d for d in rows["B=4"]["matched"]}
@@ -233,7 +313,9 @@ def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp
     assert rows["B=4"]["verdict"] == "supports"
     b8 = {d["decode"]: d for d in rows["B=8"]["matched"]}
     assert b8[16]["diffs"] == pytest.approx([-0.05, -0.06, -0.05]) and b8[16]["ci_high"] < 0
-    assert b8[4]["ci_low"] == pytest.approx(0.02, abs=1e-9) == b8[4]["ci_high"], "equal differences: a zero-width interval"
+    assert b8[4]["ci_low"] == pytest.approx(0.02, abs=1e-9) == b8[4]["ci_high"], (
+        "equal differences: a zero-width interval"
+    )
     assert rows["B=8"]["verdict"] == "contradicts", "decode 16 beats the matched length"
     assert rep.verdict_block_diagonal(grid) == "inconclusive (partly: 1/2 rows support, 1/2 contradict)"
     assert (rows["B=4"]["verdict_longer"], rows["B=4"]["verdict_shorter"]) == ("supports", None), "no shorter length"
@@ -242,12 +324,20 @@ def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp
     summary = rep.write_report(tmp_path, tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
     assert f"| B=4 | — | +10.0 [{100 * b4[8]['ci_low']:.1f}, {100 * b4[8]['ci_high']:.1f}] (3) |" in text
-    assert "| train block: Δ vs decode | 4 | 8 | 16 | verdict | vs longer decode blocks | vs shorter decode blocks |" in text
+    assert (
+        "| train block: Δ vs decode | 4 | 8 | 16 | verdict | vs longer decode blocks | vs shorter decode blocks |"
+        in text
+    )
     [b8_line] = [line for line in text.splitlines() if line.startswith("| B=8 | +2.0 [2.0, 2.0] (3) | — | -5.3 ")]
     assert b8_line.endswith("| contradicts | contradicts | supports |")
     claim, longer, shorter = summary["claims"]
-    assert claim["verdict"] == rep.verdict_block_diagonal(grid) and "B=8: contradicts (vs decode 4: +2.0" in claim["evidence"]
-    assert longer["verdict"].startswith("inconclusive (partly") and longer["evidence"] == "B=4: supports; B=8: contradicts"
+    assert (
+        claim["verdict"] == rep.verdict_block_diagonal(grid)
+        and "B=8: contradicts (vs decode 4: +2.0" in claim["evidence"]
+    )
+    assert (
+        longer["verdict"].startswith("inconclusive (partly") and longer["evidence"] == "B=4: supports; B=8: contradicts"
+    )
     assert shorter["verdict"] == "supports" and shorter["evidence"] == "B=8: supports"
 
 
@@ -266,11 +356,13 @@ def test_block_grid_gives_no_verdict_to_a_row_without_its_training_block_or_anot
     assert rows["B=8"]["cells"]["4"] is None and rows["B=8"]["cells"]["8"]["n"] == 3
     assert rep.verdict_block_diagonal(grid) == "supports", "B=4 alone decides"
     summary = rep.write_report(tmp_path, tmp_path / "out")
-    assert summary["claims"][0]["evidence"].endswith("B=4: supports (vs decode 8: +11.0 [8.5, 13.5], vs decode 16: "
-                                                     "+21.0 [18.5, 23.5])")
+    assert summary["claims"][0]["evidence"].endswith(
+        "B=4: supports (vs decode 8: +11.0 [8.5, 13.5], vs decode 16: +21.0 [18.5, 23.5])"
+    )
 
 
 # ------------------------------------------------------------------------------------------ claims
+
 
 def test_verdict_from_ci():
     assert rep.verdict_from_ci({"ci_low": 0.01, "ci_high": 0.05, "n_pairs": 3}) == "supports"
@@ -285,15 +377,19 @@ def _grid(verdicts: list[str | None]) -> dict:
 def test_verdict_block_diagonal():
     assert rep.verdict_block_diagonal(_grid(["supports", "supports", None])) == "supports"
     assert rep.verdict_block_diagonal(_grid(["contradicts", "contradicts"])) == "contradicts"
-    assert rep.verdict_block_diagonal(_grid(["supports", "contradicts", "inconclusive at n=5 seeds"])) == \
-        "inconclusive (partly: 1/3 rows support, 1/3 contradict)"
+    assert (
+        rep.verdict_block_diagonal(_grid(["supports", "contradicts", "inconclusive at n=5 seeds"]))
+        == "inconclusive (partly: 1/3 rows support, 1/3 contradict)"
+    )
     assert rep.verdict_block_diagonal(_grid(["inconclusive at n=5 seeds"])) == "inconclusive (no row decided)"
     assert rep.verdict_block_diagonal(_grid([None])).startswith("inconclusive (no row has")
 
 
 def _differences(knob: str, intervals: dict[float, tuple[float, float]]) -> list[dict]:
-    return [{knob: k, "mean": (low + high) / 2, "ci_low": low, "ci_high": high, "n_pairs": 3}
-            for k, (low, high) in intervals.items()]
+    return [
+        {knob: k, "mean": (low + high) / 2, "ci_low": low, "ci_high": high, "n_pairs": 3}
+        for k, (low, high) in intervals.items()
+    ]
 
 
 def test_verdict_prefix_from_the_clean_minus_noisiest_interval():
@@ -324,13 +420,24 @@ def test_knob_differences_pair_each_value_with_the_reference_by_seed(prefix_swee
 
 def test_claims_from_summary():
     diff = {"mean": 0.05, "ci_low": 0.02, "ci_high": 0.08, "n_pairs": 3}
-    summary = {"paired": [{"budget_kind": "steps", **diff}],
-               "grid": {"rows": [{"label": "B=8", "verdict": "contradicts",
-                                  "matched": [{"decode": 16, **diff, "mean": -0.05, "ci_low": -0.08, "ci_high": -0.02}]}]},
-               "prefix": [{"prefix_mask_rate": 0.0, "mean": 0.4, "std": 0.01, "n": 3},
-                          {"prefix_mask_rate": 0.5, "mean": 0.35, "std": 0.01, "n": 3}],
-               "prefix_paired": [{"prefix_mask_rate": 0.5, **diff}],
-               "suffix": []}
+    summary = {
+        "paired": [{"budget_kind": "steps", **diff}],
+        "grid": {
+            "rows": [
+                {
+                    "label": "B=8",
+                    "verdict": "contradicts",
+                    "matched": [{"decode": 16, **diff, "mean": -0.05, "ci_low": -0.08, "ci_high": -0.02}],
+                }
+            ]
+        },
+        "prefix": [
+            {"prefix_mask_rate": 0.0, "mean": 0.4, "std": 0.01, "n": 3},
+            {"prefix_mask_rate": 0.5, "mean": 0.35, "std": 0.01, "n": 3},
+        ],
+        "prefix_paired": [{"prefix_mask_rate": 0.5, **diff}],
+        "suffix": [],
+    }
     claims = rep.claims(summary)
     assert [c["verdict"] for c in claims] == ["supports", "contradicts", "supports"]
     assert claims[1]["evidence"].endswith("B=8: contradicts (vs decode 16: -5.0 [-8.0, -2.0])")
@@ -339,6 +446,7 @@ def test_claims_from_summary():
 
 
 # ----------------------------------------------------------------------------------------- outputs
+
 
 def _png_ok(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -353,7 +461,9 @@ def test_write_report_main(main_sweep: Path, tmp_path: Path):
     assert summary["git_commits"] == {"abc123": 13}
     assert summary["wall_seconds_total"] == pytest.approx(4 * (100 + 101 + 102) + 100)
     steps = next(d for d in summary["paired"] if d["budget_kind"] == "steps")
-    assert steps["mean"] == pytest.approx(0.05) and steps["ci_low"] == pytest.approx(0.05 - T2 * 0.01 / 3 ** 0.5, abs=1e-4)
+    assert steps["mean"] == pytest.approx(0.05) and steps["ci_low"] == pytest.approx(
+        0.05 - T2 * 0.01 / 3**0.5, abs=1e-4
+    )
     assert [c["verdict"] for c in summary["claims"]] == ["supports", "inconclusive at n=3 seeds"]
     text = (out / "report.md").read_text()
     assert "# Study report: main" in text and "13 completed / 1 failed / 1 unfinished" in text
@@ -416,13 +526,29 @@ def test_empty_sweep_does_not_crash(tmp_path: Path):
 
 
 def test_cli(main_sweep: Path, prefix_sweep: Path, tmp_path: Path):
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(main_sweep)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "report.py"), str(main_sweep)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert (main_sweep / "report" / "report.md").is_file() and "13 completed, 1 failed, 1 unfinished" in done.stdout
     out = tmp_path / "cli-out"
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(prefix_sweep),
-                           "--study", "my_prefix", "--out", str(out)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "report.py"),
+            str(prefix_sweep),
+            "--study",
+            "my_prefix",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "summary.json").read_text())["study"] == "my_prefix"
 
@@ -442,9 +568,11 @@ def test_suffix_study_detected_from_data(tmp_path: Path):
 
 
 def test_time_breakdown_splits_wall_time_into_training_decoding_and_other():
-    runs = [{"wall_seconds": 100.0, "train_seconds": 70.0, "eval_seconds": 20.0},
-            {"wall_seconds": 50.0, "train_seconds": 30.0, "eval_seconds": 15.0},
-            {"wall_seconds": None, "train_seconds": None, "eval_seconds": None}]
+    runs = [
+        {"wall_seconds": 100.0, "train_seconds": 70.0, "eval_seconds": 20.0},
+        {"wall_seconds": 50.0, "train_seconds": 30.0, "eval_seconds": 15.0},
+        {"wall_seconds": None, "train_seconds": None, "eval_seconds": None},
+    ]
     assert rep.time_breakdown(runs) == {"jobs": 2, "train": 100.0, "decode": 35.0, "other": 15.0, "wall": 150.0}
     assert rep.time_breakdown(runs[2:]) is None
 
@@ -469,12 +597,22 @@ def test_linked_job_folders_are_read_once_and_marked(tmp_path: Path):
 
 def test_controls_study_compares_each_control_with_blockwise_by_seed(tmp_path: Path):
     root = tmp_path / "controls"
-    arms = {"blockwise": [0.30, 0.32, 0.34], "blockwise_unaligned": [0.20, 0.21, 0.22],
-            "classical_matched": [0.40, 0.42, 0.44], "blockwise_visible_future": [0.31, 0.30, 0.35]}
+    arms = {
+        "blockwise": [0.30, 0.32, 0.34],
+        "blockwise_unaligned": [0.20, 0.21, 0.22],
+        "classical_matched": [0.40, 0.42, 0.44],
+        "blockwise_visible_future": [0.31, 0.30, 0.35],
+    }
     for strategy, values in arms.items():
         for seed, accuracy in enumerate(values):
-            write_job(root, f"{strategy}-B8-seed{seed}", strategy=strategy, seed=seed, accuracy=accuracy,
-                      suffix=0.0 if strategy == "blockwise_visible_future" else 1.0)
+            write_job(
+                root,
+                f"{strategy}-B8-seed{seed}",
+                strategy=strategy,
+                seed=seed,
+                accuracy=accuracy,
+                suffix=0.0 if strategy == "blockwise_visible_future" else 1.0,
+            )
     summary = rep.write_report(root, tmp_path / "out", study="ablation_controls")
     assert summary["kinds"] == ["controls"] and summary["suffix"] == []  # visible_future's suffix 0 is not a sweep
     by_control = {c["control"]: c for c in summary["controls"]}
@@ -483,10 +621,14 @@ def test_controls_study_compares_each_control_with_blockwise_by_seed(tmp_path: P
     assert unaligned["mean"] == pytest.approx(0.11)
     assert unaligned["ci_low"] == pytest.approx(0.11 - T2 * 0.01 / math.sqrt(3))
     assert {name: c["verdict"] for name, c in by_control.items()} == {
-        "blockwise_unaligned": "supports", "classical_matched": "contradicts",
-        "blockwise_visible_future": "inconclusive at n=3 seeds"}
+        "blockwise_unaligned": "supports",
+        "classical_matched": "contradicts",
+        "blockwise_visible_future": "inconclusive at n=3 seeds",
+    }
     assert [c["verdict"] for c in summary["claims"]] == ["supports", "inconclusive at n=3 seeds", "contradicts"]
-    assert "paired by seed, blockwise − blockwise_unaligned: Δ = +11.0 pts, 95% CI [" in summary["claims"][0]["evidence"]
+    assert (
+        "paired by seed, blockwise − blockwise_unaligned: Δ = +11.0 pts, 95% CI [" in summary["claims"][0]["evidence"]
+    )
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Controls: blockwise vs variants that break its alignment" in text and "## Suffix ablation" not in text
     assert "| blockwise_unaligned | 21.0 ± 1.0 (3) | 32.0 ± 2.0 (3) | +11.00 |" in text
@@ -501,16 +643,23 @@ T4 = 2.7764  # t_{0.975, df=4}
 #           complementary −0.01, +0.02, −0.01 (CI spans 0); block_causal +0.05, +0.04, +0.05 (supports)
 #   tokens: classical −0.02, +0.01, +0.04 (CI spans 0); the others as listed
 SCHEMES = {
-    ("steps", "blockwise"): [0.30, 0.32, 0.34], ("steps", "classical"): [0.50, 0.55, 0.60],
-    ("steps", "blockwise_all_blocks"): [0.20, 0.21, 0.22], ("steps", "blockwise_complementary"): [0.31, 0.30, 0.35],
+    ("steps", "blockwise"): [0.30, 0.32, 0.34],
+    ("steps", "classical"): [0.50, 0.55, 0.60],
+    ("steps", "blockwise_all_blocks"): [0.20, 0.21, 0.22],
+    ("steps", "blockwise_complementary"): [0.31, 0.30, 0.35],
     ("steps", "blockwise_block_causal"): [0.25, 0.28, 0.29],
-    ("tokens", "blockwise"): [0.28, 0.29, 0.30], ("tokens", "classical"): [0.30, 0.28, 0.26],
-    ("tokens", "blockwise_all_blocks"): [0.40, 0.40, 0.40], ("tokens", "blockwise_complementary"): [0.10, 0.12, 0.14],
+    ("tokens", "blockwise"): [0.28, 0.29, 0.30],
+    ("tokens", "classical"): [0.30, 0.28, 0.26],
+    ("tokens", "blockwise_all_blocks"): [0.40, 0.40, 0.40],
+    ("tokens", "blockwise_complementary"): [0.10, 0.12, 0.14],
     ("tokens", "blockwise_block_causal"): [0.20, 0.20, 0.23],
 }
 # training seconds of seed 0 (seed s: + s, so the mean is this + 1); train_seconds = wall − 10 in write_job
-SCHEME_TRAIN = {("steps", "blockwise_block_causal"): 390.0, ("tokens", "classical"): 150.0,
-                ("tokens", "blockwise_all_blocks"): 200.0}  # every other (budget, scheme): 290.0
+SCHEME_TRAIN = {
+    ("steps", "blockwise_block_causal"): 390.0,
+    ("tokens", "classical"): 150.0,
+    ("tokens", "blockwise_all_blocks"): 200.0,
+}  # every other (budget, scheme): 290.0
 # Pareto front of (mean train s, mean accuracy): tokens classical (151, 0.28), tokens all_blocks (201, 0.40),
 # steps classical (291, 0.55); every other point costs >= 291 s and scores below 0.55
 SCHEME_FRONT = {("tokens", "classical"), ("tokens", "blockwise_all_blocks"), ("steps", "classical")}
@@ -523,9 +672,20 @@ def schemes_sweep(tmp_path: Path) -> Path:
         train = SCHEME_TRAIN.get((budget, strategy), 290.0)
         supervised = 2000 if strategy == "classical" else 1000
         for seed, accuracy in enumerate(values):
-            write_job(root, f"{strategy}-B32-seed{seed}-{budget}", strategy=strategy, block=32, budget=budget,
-                      seed=seed, accuracy=accuracy, study="corruption_schemes", wall=train + 10 + seed,
-                      supervised=supervised + seed, eligible=3000, steps=400 if budget == "steps" else 300)
+            write_job(
+                root,
+                f"{strategy}-B32-seed{seed}-{budget}",
+                strategy=strategy,
+                block=32,
+                budget=budget,
+                seed=seed,
+                accuracy=accuracy,
+                study="corruption_schemes",
+                wall=train + 10 + seed,
+                supervised=supervised + seed,
+                eligible=3000,
+                steps=400 if budget == "steps" else 300,
+            )
     return root
 
 
@@ -541,8 +701,11 @@ def test_cost_summary_means_over_the_runs_that_report_a_field():
     runs = [{"steps": 400, "train_seconds": 10.0}, {"steps": 400, "train_seconds": 14.0}, {"steps": None}]
     cost = rep.cost_summary(runs, ("steps", "train_seconds", "wall_seconds"))
     assert cost["steps"] == {"mean": 400.0, "std": 0.0, "n": 2}
-    assert cost["train_seconds"]["mean"] == pytest.approx(12.0) and cost["wall_seconds"] == {"mean": None, "std": None,
-                                                                                                "n": 0}
+    assert cost["train_seconds"]["mean"] == pytest.approx(12.0) and cost["wall_seconds"] == {
+        "mean": None,
+        "std": None,
+        "n": 0,
+    }
 
 
 def test_scheme_comparison_pairs_each_scheme_with_blockwise_within_a_budget(schemes_sweep: Path):
@@ -550,19 +713,25 @@ def test_scheme_comparison_pairs_each_scheme_with_blockwise_within_a_budget(sche
     assert rep.study_kinds("corruption_schemes", runs) == ["corruption_schemes"]
     assert rep.study_kinds("2026-01-01_00-00-00", runs) == ["corruption_schemes"]  # from the data: no main section
     rows = {(r["budget_kind"], r["strategy"]): r for r in rep.scheme_comparison(runs)}
-    assert [k for k in rows][:5] == [("steps", s) for s in ("blockwise", "classical", "blockwise_all_blocks",
-                                                            "blockwise_complementary", "blockwise_block_causal")]
+    assert [k for k in rows][:5] == [
+        ("steps", s)
+        for s in ("blockwise", "classical", "blockwise_all_blocks", "blockwise_complementary", "blockwise_block_causal")
+    ]
     assert rows[("steps", "blockwise")]["paired"] is None and rows[("steps", "blockwise")]["verdict"] is None
     classical = rows[("steps", "classical")]["paired"]  # blockwise − classical: −0.20, −0.23, −0.26
     assert classical["mean"] == pytest.approx(-0.23) and classical["std"] == pytest.approx(0.03)
     assert classical["ci_high"] == pytest.approx(-0.23 + T2 * 0.03 / math.sqrt(3))
     verdicts = {key: r["verdict"] for key, r in rows.items() if r["verdict"]}
     assert verdicts == {
-        ("steps", "classical"): "contradicts", ("steps", "blockwise_all_blocks"): "supports",
+        ("steps", "classical"): "contradicts",
+        ("steps", "blockwise_all_blocks"): "supports",
         ("steps", "blockwise_complementary"): "inconclusive at n=3 seeds",
         ("steps", "blockwise_block_causal"): "supports",
-        ("tokens", "classical"): "inconclusive at n=3 seeds", ("tokens", "blockwise_all_blocks"): "contradicts",
-        ("tokens", "blockwise_complementary"): "supports", ("tokens", "blockwise_block_causal"): "supports"}
+        ("tokens", "classical"): "inconclusive at n=3 seeds",
+        ("tokens", "blockwise_all_blocks"): "contradicts",
+        ("tokens", "blockwise_complementary"): "supports",
+        ("tokens", "blockwise_block_causal"): "supports",
+    }
     cost = rows[("steps", "classical")]["cost"]
     assert cost["supervised_tokens"]["mean"] == pytest.approx(2001) and cost["eligible_tokens"]["mean"] == 3000
     assert cost["train_seconds"]["mean"] == pytest.approx(291) and cost["wall_seconds"]["mean"] == pytest.approx(301)
@@ -578,8 +747,10 @@ def test_write_report_corruption_schemes(schemes_sweep: Path, tmp_path: Path):
     assert front == SCHEME_FRONT and len(summary["pareto"]["points"]) == 10
     claims = {c["claim"]: c["verdict"] for c in summary["claims"]}
     assert claims["Blockwise beats classical at an equal steps budget (corruption schemes)"] == "contradicts"
-    assert claims["Blockwise beats blockwise_complementary at an equal steps budget (corruption schemes)"] \
+    assert (
+        claims["Blockwise beats blockwise_complementary at an equal steps budget (corruption schemes)"]
         == "inconclusive at n=3 seeds"
+    )
     assert len(claims) == 8
     text = (out / "report.md").read_text()
     assert "## Corruption schemes" in text and "## Main comparison" not in text
@@ -600,8 +771,10 @@ def test_write_report_corruption_schemes(schemes_sweep: Path, tmp_path: Path):
 # scratch −0.30, −0.38, −0.46 (contradicts); difference of differences 0.40, 0.49, 0.58 (supports).
 # base − scratch: blockwise 0.40, 0.43, 0.46 (supports); classical 0.00, −0.06, −0.12 (CI spans 0).
 SCRATCH = {
-    ("base", "blockwise"): [0.50, 0.55, 0.60], ("base", "classical"): [0.40, 0.44, 0.48],
-    ("base_scratch", "blockwise"): [0.10, 0.12, 0.14], ("base_scratch", "classical"): [0.40, 0.50, 0.60],
+    ("base", "blockwise"): [0.50, 0.55, 0.60],
+    ("base", "classical"): [0.40, 0.44, 0.48],
+    ("base_scratch", "blockwise"): [0.10, 0.12, 0.14],
+    ("base_scratch", "classical"): [0.40, 0.50, 0.60],
 }
 
 
@@ -610,8 +783,16 @@ def scratch_sweep(tmp_path: Path) -> Path:
     root = tmp_path / "scratch_vs_base"
     for (model, strategy), values in SCRATCH.items():
         for seed, accuracy in enumerate(values):
-            write_job(root, f"{strategy}-B32-{model}-seed{seed}", strategy=strategy, block=32, seed=seed,
-                      accuracy=accuracy, study="scratch_vs_base", model=model)
+            write_job(
+                root,
+                f"{strategy}-B32-{model}-seed{seed}",
+                strategy=strategy,
+                block=32,
+                seed=seed,
+                accuracy=accuracy,
+                study="scratch_vs_base",
+                model=model,
+            )
     return root
 
 
@@ -640,10 +821,17 @@ def test_scratch_pairs():
 
 def test_difference_of_differences_by_hand():
     """Seed 3 lacks one corner and is left out; diffs of diffs 0.02, −0.03, 0.04: CI spans 0."""
-    cells = {("A", "t"): [0.5, 0.5, 0.5, 0.9], ("A", "c"): [0.4, 0.4, 0.4, 0.1],
-             ("B", "t"): [0.3, 0.35, 0.3], ("B", "c"): [0.22, 0.22, 0.24, 0.5]}
-    runs = [{"status": "completed", "model": m, "strategy": s, "seed": seed, "accuracy": a, "budget_kind": "steps"}
-            for (m, s), values in cells.items() for seed, a in enumerate(values)]
+    cells = {
+        ("A", "t"): [0.5, 0.5, 0.5, 0.9],
+        ("A", "c"): [0.4, 0.4, 0.4, 0.1],
+        ("B", "t"): [0.3, 0.35, 0.3],
+        ("B", "c"): [0.22, 0.22, 0.24, 0.5],
+    }
+    runs = [
+        {"status": "completed", "model": m, "strategy": s, "seed": seed, "accuracy": a, "budget_kind": "steps"}
+        for (m, s), values in cells.items()
+        for seed, a in enumerate(values)
+    ]
     (entry,) = rep.difference_of_differences(runs, inner=("strategy", "t", "c"), outer=("model", "A", "B"))
     assert entry["seeds"] == [0, 1, 2] and entry["diffs"] == pytest.approx([0.02, -0.03, 0.04])
     assert entry["mean"] == pytest.approx(0.01) and entry["std"] == pytest.approx(math.sqrt(0.0013))
@@ -680,13 +868,21 @@ def test_write_report_scratch_vs_base(scratch_sweep: Path, tmp_path: Path):
     assert paired["base"]["mean"] == pytest.approx(0.11) and paired["base_scratch"]["mean"] == pytest.approx(-0.38)
     claims = {c["claim"]: c for c in summary["claims"]}
     assert claims["Blockwise SFT beats classical SFT at an equal steps budget (from base)"]["verdict"] == "supports"
-    assert claims["Blockwise SFT beats classical SFT at an equal steps budget (from base_scratch)"]["verdict"] \
+    assert (
+        claims["Blockwise SFT beats classical SFT at an equal steps budget (from base_scratch)"]["verdict"]
         == "contradicts"
-    interaction = claims["Starting from base rather than base_scratch enlarges blockwise's advantage over classical "
-                         "at an equal steps budget"]
+    )
+    interaction = claims[
+        "Starting from base rather than base_scratch enlarges blockwise's advantage over classical "
+        "at an equal steps budget"
+    ]
     assert interaction["verdict"] == "supports" and "same verdict in both arms: no" in interaction["evidence"]
-    assert claims["Starting from base rather than base_scratch raises classical's accuracy at an equal steps "
-                  "budget"]["verdict"] == "inconclusive at n=3 seeds"
+    assert (
+        claims["Starting from base rather than base_scratch raises classical's accuracy at an equal steps budget"][
+            "verdict"
+        ]
+        == "inconclusive at n=3 seeds"
+    )
     text = (out / "report.md").read_text()
     assert "| model | budget | blockwise | classical | Δ mean |" in text
     assert "within each model and budget kind" in text
@@ -694,7 +890,9 @@ def test_write_report_scratch_vs_base(scratch_sweep: Path, tmp_path: Path):
     assert "## Pretraining: from the base vs from scratch" in text
     assert "### Does pretraining change the verdict?" in text
     assert "| blockwise | steps | 55.0 | 12.0 | +43.00 |" in text
-    assert ("| steps | +11.00 [8.52, 13.48] | supports | -38.00 [-57.87, -18.13] | contradicts | **no** | +49.00 "
-            "| [26.64, 71.36] | 3 | supports |") in text
+    assert (
+        "| steps | +11.00 [8.52, 13.48] | supports | -38.00 [-57.87, -18.13] | contradicts | **no** | +49.00 "
+        "| [26.64, 71.36] | 3 | supports |"
+    ) in text
     assert "(ours, steps budget, from base)" in text
     assert _png_ok(out / "bars.png") and not (out / "pareto.png").exists()

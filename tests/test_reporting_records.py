@@ -11,34 +11,25 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_config
 
-from blocksft.runs.identity import RESULTS, RUN_RECORD, completed_results, job_identity
+from blocksft.runs.identity import completed_results
 from experiments.reporting import records as study_records
-
-SMOKE = ["debug=smoke", "seed=2", "progress.every_n_steps=0"]
-
-
-def view_of(overrides: list[str]) -> tuple[dict, str]:
-    return job_identity(compose_config([*SMOKE, *overrides]))
-
-
-def record_run(folder: Path, overrides: list[str]) -> Path:
-    """A job folder as a finished run leaves it: its run record (config + fingerprint) and results.json."""
-    view, digest = view_of(overrides)
-    folder.mkdir(parents=True)
-    (folder / RUN_RECORD).write_text(json.dumps({"config_fingerprint": digest, "config": view}))
-    (folder / RESULTS).write_text(json.dumps({"status": "completed", "mode": "train", "study": view.get("study")}))
-    return folder
+from helpers.project import ROOT
+from helpers.records import record_run, view_of
 
 
 def job_folder(study: Path, name: str, finished: bool = True) -> Path:
     """A job folder as a sweep leaves it: records, a checkpoint, an export, logs, Hydra's files."""
     job = study / name
-    for relative, text in {"run_config.json": "{}", "csv/version_0/metrics.csv": "step,train/loss\n1,2.0\n",
-                           "generations.jsonl": "{}\n", "checkpoints/last.ckpt": "weights",
-                           "export/model.safetensors": "weights", "train.log": "log",
-                           ".hydra/overrides.yaml": "- seed=0\n"}.items():
+    for relative, text in {
+        "run_config.json": "{}",
+        "csv/version_0/metrics.csv": "step,train/loss\n1,2.0\n",
+        "generations.jsonl": "{}\n",
+        "checkpoints/last.ckpt": "weights",
+        "export/model.safetensors": "weights",
+        "train.log": "log",
+        ".hydra/overrides.yaml": "- seed=0\n",
+    }.items():
         (job / relative).parent.mkdir(parents=True, exist_ok=True)
         (job / relative).write_text(text)
     if finished:
@@ -55,8 +46,12 @@ def test_keep_copies_the_records_of_finished_jobs_only(tmp_path: Path):
     job_folder(study, "a-seed0")
     job_folder(study, "a-seed1", finished=False)
     assert study_records.keep(study, records) == 1
-    assert files_under(records) == {"a-seed0/results.json", "a-seed0/run_config.json",
-                                    "a-seed0/csv/version_0/metrics.csv", "a-seed0/generations.jsonl"}
+    assert files_under(records) == {
+        "a-seed0/results.json",
+        "a-seed0/run_config.json",
+        "a-seed0/csv/version_0/metrics.csv",
+        "a-seed0/generations.jsonl",
+    }
 
 
 def test_keep_replaces_a_jobs_earlier_record(tmp_path: Path):
@@ -104,8 +99,22 @@ def test_a_missing_study_folder_is_one_line_naming_it(action: str, tmp_path: Pat
 
 def test_the_documented_command_keeps_a_study(tmp_path: Path):
     job_folder(tmp_path / "studies" / "s", "a-seed0")
-    done = subprocess.run([sys.executable, "-m", "experiments.reporting.records", "keep", "s", "--studies",
-                           str(tmp_path / "studies"), "--records", str(tmp_path / "records")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.reporting.records",
+            "keep",
+            "s",
+            "--studies",
+            str(tmp_path / "studies"),
+            "--records",
+            str(tmp_path / "records"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "kept 1 finished jobs" in done.stdout and (tmp_path / "records" / "s" / "a-seed0" / "results.json").is_file()

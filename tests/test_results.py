@@ -7,19 +7,48 @@ import json
 from blocksft.runs.results import FAILURE_FIELDS, RunResult, primary_decode_length, read_result, write_result
 
 COMPLETED_RECORD = {
-    "status": "completed", "mode": "train", "study": "main", "strategy": "blockwise", "block_size": 8,
-    "decode_block_length": 8, "seed": 1, "budget": {"kind": "steps", "value": 2000}, "steps": 2000,
-    "supervised_tokens": 10, "eligible_tokens": 40, "accuracy": 0.25, "accuracy_flexible": 0.5,
-    "accuracy_by_decode_block": {"8": 0.25, "16": 0.125}, "accuracy_flexible_by_decode_block": {"8": 0.5, "16": None},
-    "eval_split": "validation", "eval_size": 16, "answer_scheme": "gsm8k",
-    "decode_cost": {"nfe_per_problem": 32.0}, "decode_cost_by_decode_block": {"8": {"nfe_per_problem": 32.0}},
-    "answer_format_mismatch": False, "answer_format_warning": None, "final_train_loss": 1.5, "eval_loss": None,
-    "init_from": {"path": "base/export", "kind": "tiny_export", "sha256": {"model.safetensors": "ab"}}, "active_block_counts": {"0": 3},
-    "dropped_rows": {}, "num_parameters": 1000, "train_seconds": 1.0, "eval_seconds": 2.0, "wall_seconds": 4.0,
-    "git_commit": "abc", "ckpt_path": None,
+    "status": "completed",
+    "mode": "train",
+    "study": "main",
+    "strategy": "blockwise",
+    "block_size": 8,
+    "decode_block_length": 8,
+    "seed": 1,
+    "budget": {"kind": "steps", "value": 2000},
+    "steps": 2000,
+    "supervised_tokens": 10,
+    "eligible_tokens": 40,
+    "accuracy": 0.25,
+    "accuracy_flexible": 0.5,
+    "accuracy_by_decode_block": {"8": 0.25, "16": 0.125},
+    "accuracy_flexible_by_decode_block": {"8": 0.5, "16": None},
+    "eval_split": "validation",
+    "eval_size": 16,
+    "answer_scheme": "gsm8k",
+    "decode_cost": {"nfe_per_problem": 32.0},
+    "decode_cost_by_decode_block": {"8": {"nfe_per_problem": 32.0}},
+    "answer_format_mismatch": False,
+    "answer_format_warning": None,
+    "final_train_loss": 1.5,
+    "eval_loss": None,
+    "init_from": {"path": "base/export", "kind": "tiny_export", "sha256": {"model.safetensors": "ab"}},
+    "active_block_counts": {"0": 3},
+    "dropped_rows": {},
+    "num_parameters": 1000,
+    "train_seconds": 1.0,
+    "eval_seconds": 2.0,
+    "wall_seconds": 4.0,
+    "git_commit": "abc",
+    "ckpt_path": None,
     "config": {"strategy": {"name": "blockwise", "masking": {"prefix_mask_rate": 0.5}}},
-    "config_fingerprint": "f" * 64, "decode": {"block_lengths": [8, 16], "steps": 32}, "trained_run": None,
-    "reused_from": {"dir": "outputs/studies/main/blockwise-B8-seed1-steps", "config_fingerprint": "e" * 64, "study": "main"},
+    "config_fingerprint": "f" * 64,
+    "decode": {"block_lengths": [8, 16], "steps": 32},
+    "trained_run": None,
+    "reused_from": {
+        "dir": "outputs/studies/main/blockwise-B8-seed1-steps",
+        "config_fingerprint": "e" * 64,
+        "study": "main",
+    },
 }
 
 
@@ -34,8 +63,15 @@ def test_a_completed_record_round_trips_with_its_keys_in_file_order(tmp_path):
 
 
 def test_unknown_keys_are_kept_and_wrong_types_become_none():
-    raw = {**COMPLETED_RECORD, "nfe_per_problem": 32, "fingerprint_v0": False, "seed": "x",
-           "accuracy": "n/a", "budget": [1], "accuracy_by_decode_block": {"8": 0.25, "bad": 1.0}}
+    raw = {
+        **COMPLETED_RECORD,
+        "nfe_per_problem": 32,
+        "fingerprint_v0": False,
+        "seed": "x",
+        "accuracy": "n/a",
+        "budget": [1],
+        "accuracy_by_decode_block": {"8": 0.25, "bad": 1.0},
+    }
     result = RunResult.from_json(raw)
     assert result.extra == {"nfe_per_problem": 32, "fingerprint_v0": False}
     assert (result.seed, result.accuracy, result.budget) == (None, None, {})
@@ -44,8 +80,16 @@ def test_unknown_keys_are_kept_and_wrong_types_become_none():
 
 
 def test_a_failed_record_holds_identity_and_error_only():
-    failed = RunResult(status="failed", error="RuntimeError: boom", mode="train", strategy="classical",
-                       block_size=8, seed=0, git_commit="abc", accuracy=0.5)
+    failed = RunResult(
+        status="failed",
+        error="RuntimeError: boom",
+        mode="train",
+        strategy="classical",
+        block_size=8,
+        seed=0,
+        git_commit="abc",
+        accuracy=0.5,
+    )
     assert tuple(failed.to_json()) == FAILURE_FIELDS and failed.to_json()["error"] == "RuntimeError: boom"
     partial = RunResult.from_json({"status": "failed", "error": "RuntimeError: CUDA OOM"})
     assert not partial.completed and partial.strategy is None and partial.budget == {}

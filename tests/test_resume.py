@@ -1,28 +1,44 @@
 """A run SIGKILLed mid-training and restarted with the same command ends exactly like the run that
-was never interrupted: same weights (bit for bit), same results, same logged steps."""
+was never interrupted: same weights (bit for bit), same results, same logged steps. The killed runs are
+``train.py`` processes (a test callback SIGKILLs them); the runs they are compared with, and the restarts,
+run in process (``trained_run``: each uninterrupted config once per module)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_train
 
+from blocksft.data.order import ShuffledBatchStream
 from blocksft.folders import checkpoint_step
 from blocksft.runs.checkpointing import AtomicCheckpointIO, read_csv_rows
-from blocksft.data.order import ShuffledBatchStream
+from helpers.runs import copy_run, run_in_process, run_train
 
 # Blockwise (block-sampler pools), dropout (global RNG), several passes over 256 rows (data order).
-RUN = ["debug=smoke", "strategy=blockwise", "model.dropout=0.1", "budget.value=40",
-       "checkpoint.every_n_train_steps=10", "data.batch_size=32", "seed=3"]
+RUN = [
+    "debug=smoke",
+    "strategy=blockwise",
+    "model.dropout=0.1",
+    "budget.value=40",
+    "checkpoint.every_n_train_steps=10",
+    "data.batch_size=32",
+    "seed=3",
+    "logger=csv",
+]
 KILL = ["+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=25"]
-HELPERS = {"PYTHONPATH": str(ROOT / "tests" / "helpers")}
-SAME_RESULTS = ["status", "steps", "accuracy", "accuracy_by_decode_block", "supervised_tokens", "eligible_tokens",
-                "final_train_loss", "active_block_counts"]
+SAME_RESULTS = [
+    "status",
+    "steps",
+    "accuracy",
+    "accuracy_by_decode_block",
+    "supervised_tokens",
+    "eligible_tokens",
+    "final_train_loss",
+    "active_block_counts",
+]
 
 
 def logged_losses(run_dir) -> dict[int, str]:
@@ -30,18 +46,17 @@ def logged_losses(run_dir) -> dict[int, str]:
         return {int(row["step"]): row["train/loss"] for row in csv.DictReader(handle) if row.get("train/loss")}
 
 
-def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
-    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
-    assert run_train([*RUN, "logger=csv"], straight).returncode == 0
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(trained_run, tmp_path):
+    straight, crashed = trained_run(RUN), tmp_path / "crashed"
 
-    killed = run_train([*RUN, "logger=csv", *KILL], crashed, env=HELPERS)
+    killed = run_train([*RUN, *KILL], crashed)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (crashed / "results.json").exists()
     assert (crashed / "checkpoints" / "last.ckpt").is_file()
 
-    resumed = run_train([*RUN, "logger=csv"], crashed)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stderr + resumed.stdout
+    resumed = run_in_process(RUN, crashed)
+    assert "resuming from" in resumed.log
 
     weights = [(d / "export" / "model.safetensors").read_bytes() for d in (straight, crashed)]
     assert weights[0] == weights[1], "final weights differ from the uninterrupted run"
@@ -52,17 +67,15 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert sorted(logged_losses(straight)) == list(range(0, 40))
 
 
-def test_a_run_with_weight_averaging_exports_the_average_and_resumes_to_the_same_bits(tmp_path):
+@pytest.mark.slow
+def test_a_run_with_weight_averaging_exports_the_average_and_resumes_to_the_same_bits(trained_run, tmp_path):
     """optim.ema_decay: the export and the decoded model are the moving average (not the last step's
     weights), and a SIGKILLed run resumes both the weights and their average exactly."""
     ema = [*RUN, "optim.ema_decay=0.9"]
-    plain, straight, crashed = tmp_path / "plain", tmp_path / "straight", tmp_path / "crashed"
-    assert run_train(RUN, plain).returncode == 0
-    assert run_train(ema, straight).returncode == 0
-    killed = run_train([*ema, *KILL], crashed, env=HELPERS)
+    plain, straight, crashed = trained_run(RUN), trained_run(ema), tmp_path / "crashed"
+    killed = run_train([*ema, *KILL], crashed)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = run_train(ema, crashed)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_in_process(ema, crashed)
     weights = [(d / "export" / "model.safetensors").read_bytes() for d in (plain, straight, crashed)]
     assert weights[1] == weights[2] and weights[0] != weights[1]
     checkpoint = torch.load(straight / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -86,7 +99,9 @@ def test_batch_stream_resumed_at_any_batch_continues_the_same_order():
 def test_batch_stream_ranks_split_one_global_batch():
     single = ShuffledBatchStream(num_rows=64, batch_size=8, seed=1)
     ranks = [ShuffledBatchStream(num_rows=64, batch_size=4, seed=1, rank=r, world_size=2) for r in (0, 1)]
-    for global_batch, part0, part1 in zip([single.batch(i) for i in range(10)], *([r.batch(i) for i in range(10)] for r in ranks)):
+    for global_batch, part0, part1 in zip(
+        [single.batch(i) for i in range(10)], *([r.batch(i) for i in range(10)] for r in ranks)
+    ):
         assert part0 + part1 == global_batch
 
 
@@ -120,10 +135,15 @@ def test_csv_rows_after_the_checkpoint_step_are_dropped(tmp_path):
 
 def test_rows_per_optimizer_step_do_not_depend_on_devices_or_micro_batch():
     def step_rows(micro, world, accumulate, steps=12):
-        streams = [ShuffledBatchStream(1010, micro, seed=5, rank=r, world_size=world, accumulate=accumulate) for r in range(world)]
+        streams = [
+            ShuffledBatchStream(1010, micro, seed=5, rank=r, world_size=world, accumulate=accumulate)
+            for r in range(world)
+        ]
         micro_steps = [[s.batch(i) for s in streams] for i in range(steps * accumulate)]
-        return [sorted(sum((sum(parts, []) for parts in micro_steps[k * accumulate:(k + 1) * accumulate]), []))
-                for k in range(steps)]
+        return [
+            sorted(sum((sum(parts, []) for parts in micro_steps[k * accumulate : (k + 1) * accumulate]), []))
+            for k in range(steps)
+        ]
 
     single = step_rows(32, 1, 1)
     assert step_rows(8, 2, 2) == single
@@ -136,25 +156,27 @@ def test_checkpoint_step_does_not_read_the_weights(tmp_path):
     reading the step of a 64 MiB checkpoint reads far less than 64 MiB through read() (/proc/self/io)."""
     path = tmp_path / "last.ckpt"
     torch.save({"global_step": 7, "state_dict": {"w": torch.ones(16 * 1024 * 1024)}}, path)
-    probe = ("import sys; from blocksft.folders import checkpoint_step as f\n"
-             "def rchar(): return int(open('/proc/self/io').read().split('rchar:')[1].split()[0])\n"
-             "r0 = rchar(); s = f(sys.argv[1]); print(s, (rchar() - r0) // 2**20)")
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    step, read_mib = map(int, done.stdout.split())
+
+    def rchar() -> int:  # bytes this process has read through read() and the like
+        return int(Path("/proc/self/io").read_text().split("rchar:")[1].split()[0])
+
+    before = rchar()
+    step = checkpoint_step(path)
+    read_mib = (rchar() - before) // 2**20
     assert step == 7 and read_mib < 32, f"reading the step read {read_mib} MiB of the checkpoint"
 
 
-@pytest.mark.parametrize("budget", [["budget.value=40"], ["budget=tokens", "budget.value=40960"]],
-                         ids=["steps", "tokens"])
-def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(tmp_path, budget):
+@pytest.mark.parametrize(
+    "budget", [["budget.value=40"], ["budget=tokens", "budget.value=40960"]], ids=["steps", "tokens"]
+)
+def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(trained_run, tmp_path, budget):
     """Killed after its last training step (``last.ckpt`` at the end) but before ``results.json``: the same
     command trains no further step and decodes and exports the same model (here the weight average, which
     lives in the checkpoint beside the last step's weights), with the same results. A token budget of
-    40 steps x 32 rows x 32 eligible tokens: the budget is already spent when the run resumes."""
+    40 steps x 32 rows x 32 eligible tokens: the budget is already spent when the run resumes. (The
+    folder of a finished run with its results removed is what such a kill leaves.)"""
     run = [*[a for a in RUN if not a.startswith("budget.")], *budget, "optim.ema_decay=0.9"]
-    folder = tmp_path / "run"
-    assert run_train(run, folder).returncode == 0
+    folder = copy_run(trained_run(run), tmp_path / "run")  # steps: the weight-averaging test's uninterrupted run
     first = json.loads((folder / "results.json").read_text())
     weights = (folder / "export" / "model.safetensors").read_bytes()
     generations = (folder / "generations.jsonl").read_text()
@@ -162,9 +184,8 @@ def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(tmp_path
     for name in ("results.json", "generations.jsonl", "export/model.safetensors"):
         (folder / name).unlink()
 
-    again = run_train(run, folder)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming from" in again.stderr + again.stdout
+    again = run_in_process(run, folder)
+    assert "resuming from" in again.log
     second = json.loads((folder / "results.json").read_text())
     assert (folder / "export" / "model.safetensors").read_bytes() == weights, "not the model the run had trained"
     assert (folder / "generations.jsonl").read_text() == generations

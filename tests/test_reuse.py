@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_config, run_train
 
+from blocksft.runs.compose import compose_config
+from blocksft.runs.identity import RESULTS, RUN_RECORD, job_identity
 from blocksft.runs.results import RunResult
 from blocksft.runs.reuse import adopt_run, computation_fingerprint, find_equivalent_run, origin_of, training_fingerprint
-from blocksft.runs.identity import RESULTS, RUN_RECORD, job_identity
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from experiments import reporting as rep  # noqa: E402
-
-SMOKE = ["debug=smoke", "strategy=blockwise", "block=16", "seed=2", "progress.every_n_steps=0"]
-
-
-def view_of(overrides: list[str]) -> tuple[dict, str]:
-    return job_identity(compose_config([*SMOKE, *overrides]))
-
-
-def record_run(folder: Path, overrides: list[str], status: str = "completed", mode: str = "train") -> Path:
-    """A job folder as a finished run leaves it: its run record (config + fingerprint) and results.json."""
-    view, digest = view_of(overrides)
-    folder.mkdir(parents=True)
-    (folder / RUN_RECORD).write_text(json.dumps({"config_fingerprint": digest, "config": view}))
-    (folder / RESULTS).write_text(json.dumps({"status": status, "mode": mode, "study": view.get("study"),
-                                              "accuracy": 0.5}))
-    return folder
+from experiments import reporting as rep
+from helpers.records import SMOKE, record_run, view_of
+from helpers.runs import run_in_process
 
 
 def test_the_computation_fingerprint_ignores_the_study_label_only():
@@ -42,12 +24,15 @@ def test_the_computation_fingerprint_ignores_the_study_label_only():
     seed, _ = view_of(["study=main", "seed=3"])
     assert computation_fingerprint(main) == computation_fingerprint(other)
     assert computation_fingerprint(main) != computation_fingerprint(seed)
-    assert job_identity(compose_config([*SMOKE, "study=main"]))[1] != job_identity(compose_config([*SMOKE, "study=x"]))[1]
+    assert (
+        job_identity(compose_config([*SMOKE, "study=main"]))[1] != job_identity(compose_config([*SMOKE, "study=x"]))[1]
+    )
 
 
 def view_with_strategy(strategy: str, overrides: list[str]) -> tuple[dict, str]:
-    return job_identity(compose_config([*(o for o in SMOKE if not o.startswith("strategy=")), f"strategy={strategy}",
-                                        *overrides]))
+    return job_identity(
+        compose_config([*(o for o in SMOKE if not o.startswith("strategy=")), f"strategy={strategy}", *overrides])
+    )
 
 
 def test_the_strategy_name_labels_a_run_its_masking_is_what_it_computes():
@@ -68,7 +53,11 @@ def test_a_copy_is_relabelled_with_this_jobs_study_and_strategy_name(tmp_path: P
     here = studies / "controls" / "job"
     assert find_equivalent_run(studies, view, here) == source
     result = adopt_run(source, here, view, digest)
-    assert (result.study, result.strategy, result.config_fingerprint) == ("controls", "blockwise_visible_future", digest)
+    assert (result.study, result.strategy, result.config_fingerprint) == (
+        "controls",
+        "blockwise_visible_future",
+        digest,
+    )
     assert json.loads((here / RESULTS).read_text())["strategy"] == "blockwise_visible_future"
     assert json.loads((source / RESULTS).read_text())["study"] == "suffix", "the source run was changed"
 
@@ -91,16 +80,17 @@ def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skip
     root = tmp_path / "outputs"
     source, target = root / "studies" / "main" / "job", root / "studies" / "scratch_vs_base" / "job"
     common = [*SMOKE, f"paths.root_dir={root}"]
-    trained = run_train([*common, "study=main"], source)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_in_process([*common, "study=main"], source)
 
-    copied = run_train([*common, "study=scratch_vs_base"], target)
-    assert copied.returncode == 0, copied.stderr[-3000:]
-    log = copied.stdout + copied.stderr
+    copied = run_in_process([*common, "study=scratch_vs_base"], target)
+    log = copied.log
     assert "reused:" in log and "train step" not in log and "accuracy=" not in log
     original, result = (json.loads((folder / RESULTS).read_text()) for folder in (source, target))
-    assert result["reused_from"] == {"dir": os.path.realpath(source), "study": "main",
-                                     "config_fingerprint": original["config_fingerprint"]}
+    assert result["reused_from"] == {
+        "dir": os.path.realpath(source),
+        "study": "main",
+        "config_fingerprint": original["config_fingerprint"],
+    }
     assert result["study"] == "scratch_vs_base" and result["config"]["study"] == "scratch_vs_base"
     assert result["config_fingerprint"] == job_identity(compose_config([*common, "study=scratch_vs_base"]))[1]
     assert result["config_fingerprint"] != original["config_fingerprint"]
@@ -113,8 +103,8 @@ def test_a_study_job_already_run_by_another_study_is_copied_marked_and_then_skip
     assert json.loads((target / RUN_RECORD).read_text())["config_fingerprint"] == result["config_fingerprint"]
     assert json.loads((source / RESULTS).read_text()) == original, "the source run was changed"
 
-    again = run_train([*common, "study=scratch_vs_base"], target)
-    assert again.returncode == 0 and "skipping" in again.stdout + again.stderr
+    again = run_in_process([*common, "study=scratch_vs_base"], target)
+    assert "skipping" in again.log
 
     [run] = rep.load_runs(root / "studies" / "scratch_vs_base")
     assert run["linked_from"] == os.path.realpath(source) and run["accuracy"] == original["accuracy"]
@@ -139,16 +129,14 @@ def test_a_token_budget_job_is_the_steps_run_that_spent_that_budget_exactly(tmp_
     root = tmp_path / "outputs"
     common = [*SMOKE, f"paths.root_dir={root}"]
     steps_run = root / "studies" / "main" / "steps"
-    trained = run_train([*common, "study=main", "budget=steps", "budget.value=10"], steps_run)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_in_process([*common, "study=main", "budget=steps", "budget.value=10"], steps_run)
     original = json.loads((steps_run / RESULTS).read_text())
     spent = original["eligible_tokens"]
     assert original["steps"] == 10 and spent == 10 * 16 * 16, "smoke: batch 16, block 16, every block full"
 
     same = root / "studies" / "schemes" / "tokens"
-    copied = run_train([*common, "study=schemes", "budget=tokens", f"budget.value={spent}"], same)
-    assert copied.returncode == 0, copied.stderr[-3000:]
-    log = copied.stdout + copied.stderr
+    copied = run_in_process([*common, "study=schemes", "budget=tokens", f"budget.value={spent}"], same)
+    log = copied.log
     assert "reused:" in log and "budget=steps at 10 steps spent exactly" in log and "accuracy=" not in log
     result = json.loads((same / RESULTS).read_text())
     assert result["budget"] == {"kind": "tokens", "value": spent, "count": "eligible", "max_steps": 20000}
@@ -159,9 +147,8 @@ def test_a_token_budget_job_is_the_steps_run_that_spent_that_budget_exactly(tmp_
     assert (same / weights).read_bytes() == (steps_run / weights).read_bytes()
 
     more = root / "studies" / "schemes" / "tokens_plus_one"
-    trained = run_train([*common, "study=schemes", "budget=tokens", f"budget.value={spent + 1}"], more)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "reused:" not in trained.stdout + trained.stderr
+    trained = run_in_process([*common, "study=schemes", "budget=tokens", f"budget.value={spent + 1}"], more)
+    assert "reused:" not in trained.log
     assert json.loads((more / RESULTS).read_text())["steps"] == 11, "the budget is reached one step later"
 
 
@@ -190,16 +177,36 @@ def test_a_copy_names_the_run_that_computed_it():
     source = Path("/studies/grid/job")
     trained_here = RunResult(status="completed", mode="train", study="grid", git_commit="c1")
     assert origin_of(source, trained_here, "f1") == {"dir": str(source), "config_fingerprint": "f1", "study": "grid"}
-    copied = RunResult(status="completed", mode="train", study="x", git_commit="c0",
-                       reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main"})
+    copied = RunResult(
+        status="completed",
+        mode="train",
+        study="x",
+        git_commit="c0",
+        reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main"},
+    )
     assert origin_of(source, copied, "f1") == copied.reused_from
     assert origin_of(source, copied, "f1", "training") == copied.reused_from
-    decoded_here = RunResult(status="completed", mode="train", study="grid", git_commit="c1",
-                             reused_from={"dir": "/studies/main/job", "config_fingerprint": "f0", "study": "main",
-                                          "scope": "training", "git_commit": "c0", "wall_seconds_here": 9.0})
+    decoded_here = RunResult(
+        status="completed",
+        mode="train",
+        study="grid",
+        git_commit="c1",
+        reused_from={
+            "dir": "/studies/main/job",
+            "config_fingerprint": "f0",
+            "study": "main",
+            "scope": "training",
+            "git_commit": "c0",
+            "wall_seconds_here": 9.0,
+        },
+    )
     assert origin_of(source, decoded_here, "f1")["dir"] == str(source), "its decoding was computed here"
-    assert origin_of(source, decoded_here, "f1", "training") == {"dir": "/studies/main/job", "config_fingerprint": "f0",
-                                                                 "study": "main", "git_commit": "c0"}
+    assert origin_of(source, decoded_here, "f1", "training") == {
+        "dir": "/studies/main/job",
+        "config_fingerprint": "f0",
+        "study": "main",
+        "git_commit": "c0",
+    }
 
 
 def test_a_job_decoded_otherwise_decodes_the_training_of_another_study(tmp_path: Path):
@@ -209,33 +216,46 @@ def test_a_job_decoded_otherwise_decodes_the_training_of_another_study(tmp_path:
     root = tmp_path / "outputs"
     common = [*SMOKE, f"paths.root_dir={root}", "optim.ema_decay=0.9"]
     source, target = root / "studies" / "main" / "job", root / "studies" / "grid" / "job"
-    trained = run_train([*common, "study=main", "decode.block_length=16"], source)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_in_process([*common, "study=main", "decode.block_length=16"], source)
     original = json.loads((source / RESULTS).read_text())
 
     grid = [*common, "study=grid", "+grid=[8,16]", "decode.block_length=${grid}"]
-    decoded = run_train(grid, target)
-    assert decoded.returncode == 0, decoded.stderr[-3000:]
-    log = decoded.stdout + decoded.stderr
+    decoded = run_in_process(grid, target)
+    log = decoded.log
     assert "training reused:" in log and "nothing to train" in log and "train step" not in log and "accuracy=" in log
     result = json.loads((target / RESULTS).read_text())
     weights = "export/model.safetensors"
     assert (target / weights).read_bytes() == (source / weights).read_bytes(), "not the model the source trained"
-    assert result["accuracy_by_decode_block"]["16"] == original["accuracy"] and set(result["accuracy_by_decode_block"]) == {"8", "16"}
-    at_16 = [[r for r in map(json.loads, (folder / "generations.jsonl").read_text().splitlines())
-              if r["decode_block_length"] == 16] for folder in (source, target)]
+    assert result["accuracy_by_decode_block"]["16"] == original["accuracy"] and set(
+        result["accuracy_by_decode_block"]
+    ) == {"8", "16"}
+    at_16 = [
+        [
+            r
+            for r in map(json.loads, (folder / "generations.jsonl").read_text().splitlines())
+            if r["decode_block_length"] == 16
+        ]
+        for folder in (source, target)
+    ]
     assert at_16[0] == at_16[1] and len(at_16[0]) == original["eval_size"]
     same = ("steps", "supervised_tokens", "eligible_tokens", "final_train_loss", "train_seconds", "active_block_counts")
     assert {k: result[k] for k in same} == {k: original[k] for k in same}
-    assert result["reused_from"] == {"dir": os.path.realpath(source), "config_fingerprint": original["config_fingerprint"],
-                                     "study": "main", "scope": "training", "git_commit": original["git_commit"],
-                                     "wall_seconds_here": result["reused_from"]["wall_seconds_here"]}
-    assert result["wall_seconds"] == pytest.approx(original["train_seconds"] + result["reused_from"]["wall_seconds_here"], abs=0.02)
+    assert result["reused_from"] == {
+        "dir": os.path.realpath(source),
+        "config_fingerprint": original["config_fingerprint"],
+        "study": "main",
+        "scope": "training",
+        "git_commit": original["git_commit"],
+        "wall_seconds_here": result["reused_from"]["wall_seconds_here"],
+    }
+    assert result["wall_seconds"] == pytest.approx(
+        original["train_seconds"] + result["reused_from"]["wall_seconds_here"], abs=0.02
+    )
     assert result["config_fingerprint"] == job_identity(compose_config(grid))[1]
     assert json.loads((source / RESULTS).read_text()) == original, "the source run was changed"
 
-    again = run_train(grid, target)
-    assert again.returncode == 0 and "skipping" in again.stdout + again.stderr
+    again = run_in_process(grid, target)
+    assert "skipping" in again.log
     [run] = rep.load_runs(root / "studies" / "grid")
     assert run["training_from"] == os.path.realpath(source) and run["linked_from"] is None
     summary = rep.summarize([run], "grid")

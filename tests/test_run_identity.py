@@ -10,34 +10,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_config, run_train
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from blocksft.config.validation import ConfigError
 from blocksft.folders import require_path
-from blocksft.runs.progress import ProgressLog, expected_steps, progress_callbacks
+from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import apply_run_record, check_folder, fingerprint, identity_view, job_identity
+from blocksft.runs.progress import ProgressLog, expected_steps, progress_callbacks
+from helpers.project import ROOT
+from helpers.runs import config_errors, run_train, train_cli
 
 TRAINED = ["debug=smoke", "strategy=blockwise", "block=16", "seed=3", "study=probe", "progress.every_n_steps=5"]
-
-
-def train_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python train.py <args>`` with Hydra choosing the folder (unlike conftest.run_train)."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def config_errors(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("config error:")]
 
 
 def hydra_folders(overrides: list[str]) -> tuple[str, str, str]:
@@ -58,6 +47,7 @@ def trained(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
 
 # ------------------------------------------------------------------------- 1. shadowing / skip_completed
+
 
 @pytest.mark.parametrize("study", ["main", "ablation_suffix"])
 def test_smoke_sweep_writes_under_its_own_root_not_into_the_study(study):
@@ -89,11 +79,22 @@ def test_check_folder_accepts_the_owner_and_refuses_others(tmp_path):
 
 def test_fingerprint_ignores_output_and_logging_keys_only():
     base = job_identity(compose_config(["debug=smoke"]))[1]
-    same = ["logger=none", "paths.log_dir=/elsewhere", "progress.every_n_steps=7", "checkpoint.every_n_train_steps=3",
-            "+callbacks.kill._target_=callbacks.KillAtStep", "data.num_workers=1"]
+    same = [
+        "logger=none",
+        "paths.log_dir=/elsewhere",
+        "progress.every_n_steps=7",
+        "checkpoint.every_n_train_steps=3",
+        "+callbacks.kill._target_=callbacks.KillAtStep",
+        "data.num_workers=1",
+    ]
     assert job_identity(compose_config(["debug=smoke", *same]))[1] == base
-    for changed in ("optim.optimizer.lr=0.01", "data.source.sizes.train=128", "decode.steps=16", "mode=eval",
-                    "optim.ema_decay=0.99"):
+    for changed in (
+        "optim.optimizer.lr=0.01",
+        "data.source.sizes.train=128",
+        "decode.steps=16",
+        "mode=eval",
+        "optim.ema_decay=0.99",
+    ):
         assert job_identity(compose_config(["debug=smoke", changed]))[1] != base, changed
 
 
@@ -111,6 +112,7 @@ def test_a_key_added_later_keeps_earlier_records_identity_at_its_implicit_defaul
 
 # ------------------------------------------------------------------------------- 2. eval labels and folder
 
+
 def test_eval_takes_labels_from_the_run_and_writes_next_to_it(trained):
     run_dir, _ = trained
     result = train_cli(["mode=eval", f"ckpt_path={run_dir}", "debug=smoke", "decode.block_length=8"])
@@ -118,8 +120,13 @@ def test_eval_takes_labels_from_the_run_and_writes_next_to_it(trained):
     [results_path] = (run_dir / "eval").glob("*/results.json")
     assert results_path.parent.name.startswith("chains-validation16-B8-steps64-")
     results = json.loads(results_path.read_text())
-    assert (results["mode"], results["strategy"], results["block_size"], results["seed"], results["study"]) == \
-        ("eval", "blockwise", 16, 3, "probe")
+    assert (results["mode"], results["strategy"], results["block_size"], results["seed"], results["study"]) == (
+        "eval",
+        "blockwise",
+        16,
+        3,
+        "probe",
+    )
     assert results["decode"]["block_lengths"] == [8] and results["decode_block_length"] == 8
     trained_record = json.loads((run_dir / "run_config.json").read_text())
     assert results["trained_run"]["dir"] == str(run_dir)
@@ -139,9 +146,16 @@ def test_eval_never_takes_the_remote_code_opt_in_from_the_run_record(tmp_path):
 
 # ----------------------------------------------------------------------------------------- 3. folder names
 
+
 def test_different_configs_get_different_folders_and_the_same_config_the_same_name():
-    variants = [[], ["debug=smoke"], ["data=jsonl", "data.source.files={train: a.jsonl}"], ["optim.optimizer.lr=3e-3"],
-                ["budget=tokens"], ["model.hidden_size=64"]]
+    variants = [
+        [],
+        ["debug=smoke"],
+        ["data=jsonl", "data.source.files={train: a.jsonl}"],
+        ["optim.optimizer.lr=3e-3"],
+        ["budget=tokens"],
+        ["model.hidden_size=64"],
+    ]
     names = [Path(hydra_folders(v)[0]).parent for v in variants]
     assert len(set(names)) == len(variants), names
     assert names[0] == Path(hydra_folders([])[0]).parent, "the name is a pure function of the config"
@@ -154,8 +168,15 @@ def test_different_configs_get_different_folders_and_the_same_config_the_same_na
 
 # ---------------------------------------------------------------------------------- 4. no folder when rejected
 
-@pytest.mark.parametrize(("override", "key"), [("block.size=0", "block.size=0"), ("block.size=12", "decode.block_length=12"),
-                                             ("block.size=128", "block.size=128")])
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("block.size=0", "block.size=0"),
+        ("block.size=12", "decode.block_length=12"),
+        ("block.size=128", "block.size=128"),
+    ],
+)
 def test_a_rejected_config_leaves_no_folder(override, key, tmp_path):
     result = train_cli([override, f"paths.log_dir={tmp_path / 'out'}"])
     assert result.returncode == 2
@@ -169,6 +190,7 @@ def test_a_rejected_config_in_an_explicit_new_folder_removes_it(tmp_path):
 
 
 # ------------------------------------------------------------------------------- 5. path arguments by kind
+
 
 def test_a_folder_as_training_ckpt_path_is_one_line_naming_the_key(trained, tmp_path):
     run_dir, _ = trained
@@ -186,14 +208,18 @@ def test_require_path_names_the_key_and_the_accepted_kinds(tmp_path):
     assert require_path("ckpt_path", tmp_path / "run", ("run_dir", "export", "checkpoint")) == "run_dir"
     assert require_path("ckpt_path", tmp_path / "run" / "export", ("run_dir", "export")) == "export"
     assert require_path("model.init_from", tmp_path / "last.ckpt", ("export", "checkpoint")) == "checkpoint"
-    with pytest.raises(ConfigError, match=r"^model\.init_from='.*' is invalid: allowed a save_pretrained folder .* "
-                                          r"\(got nothing exists at that path\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model\.init_from='.*' is invalid: allowed a save_pretrained folder .* "
+        r"\(got nothing exists at that path\)$",
+    ):
         require_path("model.init_from", tmp_path / "missing", ("export",))
     with pytest.raises(ConfigError, match=r"allowed a Lightning checkpoint file \(\.ckpt\) \(got a \.json file\)"):
         require_path("ckpt_path", tmp_path / "run" / "export" / "config.json", ("checkpoint",))
 
 
 # ----------------------------------------------------------------------------------- 6. progress without a TTY
+
 
 def test_redirected_output_gets_progress_lines_with_total_loss_rate_and_eta(trained):
     run_dir, result = trained
@@ -234,5 +260,7 @@ def test_a_token_budget_shows_its_expected_steps_and_its_last_step(caplog):
         progress.on_train_end(trainer, module)  # stopped by the token budget at step 850
         trainer.global_step = 950
         progress.on_train_end(trainer, module)  # a budget that needed more steps than expected
-    shown = [r.getMessage().split("train step ")[1].split(" (")[0] for r in caplog.records if "train step" in r.getMessage()]
+    shown = [
+        r.getMessage().split("train step ")[1].split(" (")[0] for r in caplog.records if "train step" in r.getMessage()
+    ]
     assert shown == ["100/900", "850/900", "950/950"]

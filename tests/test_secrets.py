@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from conftest import run_train
+import pytest
 
 from blocksft.runs.redact import REDACTED, environment_secrets, redact
+from helpers.runs import run_train
 
 FAKE_KEY = "wandb-fake-key-0123456789abcdef0123456789"
 
 
 def test_secret_values_and_credential_keys_are_redacted():
-    config = {"logger": {"api_key": "abc123456789", "note": f"key={FAKE_KEY}"},
-              "model": {"tokenizer": "char", "mask_token": "[MASK]"}, "budget": {"count": "eligible"},
-              "supervised_tokens": 5, "items": [FAKE_KEY, "plain"]}
+    config = {
+        "logger": {"api_key": "abc123456789", "note": f"key={FAKE_KEY}"},
+        "model": {"tokenizer": "char", "mask_token": "[MASK]"},
+        "budget": {"count": "eligible"},
+        "supervised_tokens": 5,
+        "items": [FAKE_KEY, "plain"],
+    }
     redacted = redact(config, secrets={FAKE_KEY})
     assert redacted["logger"] == {"api_key": REDACTED, "note": f"key={REDACTED}"}
     assert redacted["model"] == {"tokenizer": "char", "mask_token": "[MASK]"}
@@ -24,8 +29,14 @@ def test_environment_secrets_are_found_by_variable_name():
     assert environment_secrets(env) == {FAKE_KEY, "hf_abcdefghijkl"}
 
 
+@pytest.mark.slow
 def test_fake_wandb_key_never_appears_in_run_outputs(tmp_path):
-    args = ["debug=smoke", "logger=wandb", "+leak.plain=${oc.env:WANDB_API_KEY}", "+leak.api_token=${oc.env:WANDB_API_KEY}"]
+    args = [
+        "debug=smoke",
+        "logger=wandb",
+        "+leak.plain=${oc.env:WANDB_API_KEY}",
+        "+leak.api_token=${oc.env:WANDB_API_KEY}",
+    ]
     result = run_train(args, tmp_path, env={"WANDB_API_KEY": FAKE_KEY, "WANDB_MODE": "offline"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "results.json").is_file()

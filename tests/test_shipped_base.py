@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
 
 from blocksft.config.validation import validate_config
 from blocksft.models import load_exported
 from blocksft.models.init_from import sha256_file
 from blocksft.models.loader import load_initial_model
+from blocksft.runs.compose import compose_config
 
 BASE = Path(__file__).resolve().parents[1] / "experiments" / "base"
 RECORD = json.loads((BASE / "provenance.json").read_text())
@@ -25,8 +25,17 @@ def test_shipped_files_match_their_recorded_sha256(name):
 
 def test_the_base_is_small_and_its_provenance_complete():
     assert sum(p.stat().st_size for p in BASE.iterdir()) < 25e6
-    for key in ("command", "git_commit", "config_fingerprint", "data_fingerprint", "steps", "wall_seconds",
-                "final_train_loss", "heldout_loss", "num_parameters"):
+    for key in (
+        "command",
+        "git_commit",
+        "config_fingerprint",
+        "data_fingerprint",
+        "steps",
+        "wall_seconds",
+        "final_train_loss",
+        "heldout_loss",
+        "num_parameters",
+    ):
         assert RECORD[key] not in (None, ""), key
     card = (BASE / "MODEL_CARD.md").read_text()
     assert RECORD["command"] in card and RECORD["git_commit"] in card and RECORD["data_fingerprint"] in card

@@ -11,10 +11,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from experiments.bench import sections as bench_sections
 from experiments.bench import step_cost
+from helpers.project import ROOT
 
 SMOKE = ("debug=smoke",)  # 16 rows per step, gen_length 64 in one block of 32 at 64 steps, no EMA, clipping 1.0
 
@@ -56,7 +56,9 @@ def test_the_section_times_the_runs_trainer_step(section, exact):
     assert "StepClock" in trainer["callbacks"]
     train = exact["train"]
     assert train["micro_batches_per_step"] == [1, 1] and train["rows_per_step"] == 16
-    assert 64 < train["mean_sequence"] <= 64 + 192  # data.response_len + the batch's longest prompt (data.max_prompt_len)
+    assert (
+        64 < train["mean_sequence"] <= 64 + 192
+    )  # data.response_len + the batch's longest prompt (data.max_prompt_len)
     assert_consistent(exact, steps=2)
     text = bench_sections.render_markdown(section)
     assert "## 7. Training step and evaluation of a config, through the run (`seed=0 trainer.accelerator=cpu" in text
@@ -73,8 +75,18 @@ def test_exact_decoding_runs_the_configured_schedule(exact):
 
 
 def test_ema_clipping_accumulation_and_block_lengths_reach_the_timed_step():
-    result = step_cost.step_cost([*SMOKE, "optim.ema_decay=0.9", "trainer.gradient_clip_val=0.25",
-                                  "data.micro_batch_size=8", "decode.block_length=[16,32]"], steps=2, warmup=1, problems=2)
+    result = step_cost.step_cost(
+        [
+            *SMOKE,
+            "optim.ema_decay=0.9",
+            "trainer.gradient_clip_val=0.25",
+            "data.micro_batch_size=8",
+            "decode.block_length=[16,32]",
+        ],
+        steps=2,
+        warmup=1,
+        problems=2,
+    )
     trainer = result["trainer"]
     assert "EMAWeightAveraging" in trainer["callbacks"] and trainer["gradient_clip_val"] == 0.25
     assert trainer["accumulate_grad_batches"] == 2
@@ -90,8 +102,9 @@ def test_ema_clipping_accumulation_and_block_lengths_reach_the_timed_step():
 def test_a_confidence_threshold_reaches_the_decoder():
     """Threshold 0.001 commits every masked position of a block at its first step (any proposal of a 625-token
     vocabulary has probability >= 1/625): one forward per block, where the exact schedule takes 64."""
-    result = step_cost.step_cost([*SMOKE, "decode=semi_ar_threshold", "decode.confidence_threshold=0.001"],
-                                 steps=1, warmup=0, problems=2)
+    result = step_cost.step_cost(
+        [*SMOKE, "decode=semi_ar_threshold", "decode.confidence_threshold=0.001"], steps=1, warmup=0, problems=2
+    )
     assert result["evaluation"]["decode"]["confidence_threshold"] == 0.001
     cost = result["evaluation"]["by_block_length"]["32"]
     assert cost["nfe_per_problem"] == cost["nfe_max"] == 64 // 32
@@ -115,8 +128,13 @@ def test_the_command_prints_the_section_and_writes_json(tmp_path, capsys):
 
 
 def test_a_bad_override_is_one_line_and_exit_2():
-    done = subprocess.run([sys.executable, "-m", "experiments.bench.step_cost", "strategy=no_such_strategy"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.bench.step_cost", "strategy=no_such_strategy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and done.stderr.startswith("config error: strategy=no_such_strategy is invalid")
     assert step_cost.main([*SMOKE, "--steps", "0"]) == 2
 

@@ -1,14 +1,16 @@
-"""A debug=smoke version of every study (one seed) runs as a real Hydra multirun, and its report is built."""
+"""A debug=smoke version of every study (one seed) runs as a real Hydra multirun (a ``train.py -m`` process),
+and its report is built (in process: ``experiments/report.py`` itself runs in test_report.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, run_train
-from test_sweeps import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
+
+from experiments.bench import threshold as bench_threshold
+from experiments.reporting import cli as report
+from helpers.runs import run_train
+from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
 
 
 def seeds_in_study(study: str) -> int:
@@ -16,14 +18,15 @@ def seeds_in_study(study: str) -> int:
     return max(1, len({override for job in sweep_jobs(study) for override in job if override.startswith("seed=")}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
-def test_smoke_study_runs_and_reports(study, tmp_path):
+def test_smoke_study_runs_and_reports(study, tmp_path, request):
     trained = []
-    if study in EVAL_ONLY:  # the model it decodes: one smoke training run
-        run = run_train(["debug=smoke"], tmp_path / "trained")
-        assert run.returncode == 0, run.stderr[-3000:]
-        trained = [f"ckpt_path={tmp_path / 'trained'}"]
-    result = run_train(["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}", *trained], tmp_path)
+    if study in EVAL_ONLY:  # the model it decodes: the session's smoke training run
+        trained = [f"ckpt_path={request.getfixturevalue('smoke_run')}"]
+    result = run_train(
+        ["-m", f"+sweep={study}", "debug=smoke", "seed=0", f"paths.log_dir={tmp_path}", *trained], tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "studies").exists(), "a smoke sweep must not write into the real study's folder"
     sweep_dir = tmp_path / "debug" / "studies" / study
@@ -33,9 +36,7 @@ def test_smoke_study_runs_and_reports(study, tmp_path):
     if study == "block_size_consistency":
         assert all(set(r["accuracy_by_decode_block"]) == {"4", "8", "16", "32"} for r in results)
 
-    report = subprocess.run([sys.executable, str(ROOT / "experiments" / "report.py"), str(sweep_dir)],
-                            capture_output=True, text=True, timeout=120)
-    assert report.returncode == 0, report.stderr[-3000:]
+    assert report.main([str(sweep_dir)]) == 0
     summary = json.loads((sweep_dir / "report" / "summary.json").read_text())
     markdown = (sweep_dir / "report" / "report.md").read_text()
     assert "Paper comparison" in markdown and f"{len(results)} completed" in markdown
@@ -43,9 +44,7 @@ def test_smoke_study_runs_and_reports(study, tmp_path):
     if study == "block_size_consistency":
         assert (sweep_dir / "report" / "heatmap.png").stat().st_size > 0
     if study == "threshold_decoding":
-        table = subprocess.run([sys.executable, "-m", "experiments.bench.threshold", "--study", str(sweep_dir)], cwd=ROOT,
-                               capture_output=True, text=True, timeout=120)
-        assert table.returncode == 0, table.stderr[-3000:]
+        assert bench_threshold.main(["--study", str(sweep_dir)]) == 0
         rows = [line for line in (sweep_dir / "threshold_report.md").read_text().splitlines() if line.startswith("| ")]
         assert [row.split(" | ")[0] for row in rows[1:]] == ["| exact", "| 0.5", "| 0.7", "| 0.9", "| 0.95"]
         assert all(r["mode"] == "eval" and r["decode_cost"]["problems"] == 16 for r in results)

@@ -7,34 +7,13 @@ import functools
 import itertools
 
 import pytest
-import yaml
-from conftest import ROOT, compose_config
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from blocksft.config.validation import decode_block_lengths, validate_config
-
-EXPECTED_JOBS = {
-    "main": 40,  # 2 strategies x 2 budgets x 10 seeds
-    "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
-    "ablation_prefix": 20,  # 4 rates x 5 seeds
-    "ablation_suffix": 9,  # 3 probabilities x 3 seeds
-    "ablation_controls": 12,  # 4 variants x 3 seeds
-    "threshold_decoding": 5,  # eval only: exact + 4 confidence thresholds, one trained model
-    "corruption_schemes": 50,  # 5 schemes x 2 budgets x 5 seeds
-    "scratch_vs_base": 20,  # 2 strategies x 2 models (base, base_scratch) x 5 seeds
-}
-EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
-
-
-def sweep_jobs(study: str) -> list[list[str]]:
-    """The override lists Hydra's basic sweeper produces for a study file (cartesian product)."""
-    params = yaml.safe_load((ROOT / "multirun_sweeps" / f"{study}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
-    axes = [[f"{o.get_key_element()}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])]
-            for o in parsed]
-    return [list(job) for job in itertools.product(*axes)]
+from blocksft.runs.compose import compose_config
+from helpers.project import ROOT
+from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
 
 
 @functools.cache
@@ -113,7 +92,8 @@ def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_b
     cfgs = study_configs("corruption_schemes")
     schemes = {"classical", "blockwise", "blockwise_all_blocks", "blockwise_complementary", "blockwise_block_causal"}
     assert {(cfg.strategy.name, cfg.budget.kind, cfg.seed) for cfg in cfgs} == set(
-        itertools.product(schemes, ("steps", "tokens"), range(5)))
+        itertools.product(schemes, ("steps", "tokens"), range(5))
+    )
     assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
     assert {cfg.model.name for cfg in cfgs} == {compose_config([]).model.name}
 
@@ -121,7 +101,8 @@ def test_corruption_schemes_study_runs_every_scheme_at_the_default_block_under_b
 def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_scratch():
     cfgs = study_configs("scratch_vs_base")
     assert {(cfg.strategy.name, cfg.model.name, cfg.seed) for cfg in cfgs} == set(
-        itertools.product(("classical", "blockwise"), ("base", "base_scratch"), range(5)))
+        itertools.product(("classical", "blockwise"), ("base", "base_scratch"), range(5))
+    )
     assert {cfg.model.name: cfg.model.init_from is None for cfg in cfgs} == {"base": False, "base_scratch": True}
     assert {cfg.budget.kind for cfg in cfgs} == {"steps"}
     assert {cfg.block.size for cfg in cfgs} == {compose_config([]).block.size}
@@ -131,14 +112,19 @@ def test_scratch_vs_base_study_runs_the_main_comparison_from_the_base_and_from_s
 def computations(study: str) -> dict[tuple, str]:
     """(strategy name, prefix rate, suffix probability, budget kind, seed) -> the computation fingerprint
     (``reuse``: the run's identity without its labels) of each job of ``study``."""
-    from blocksft.runs.reuse import computation_fingerprint
     from blocksft.runs.identity import job_identity
+    from blocksft.runs.reuse import computation_fingerprint
 
     out = {}
     for cfg in study_configs(study):
         masking = cfg.strategy.masking
-        key = (cfg.strategy.name, masking.get("prefix_mask_rate"), masking.get("suffix_mask_prob"), cfg.budget.kind,
-               cfg.seed)
+        key = (
+            cfg.strategy.name,
+            masking.get("prefix_mask_rate"),
+            masking.get("suffix_mask_prob"),
+            cfg.budget.kind,
+            cfg.seed,
+        )
         out[key] = computation_fingerprint(job_identity(cfg)[0])
     return out
 
@@ -154,12 +140,17 @@ def test_the_ablations_share_the_runs_their_files_say_they_share():
         assert studies["ablation_suffix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
         assert studies["ablation_prefix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
         assert studies["ablation_controls"][("blockwise", 0.0, 1.0, "steps", seed)] == method
-        assert studies["ablation_controls"][("blockwise_visible_future", 0.0, 0.0, "steps", seed)] == \
-            studies["ablation_suffix"][("blockwise", 0.0, 0.0, "steps", seed)]
+        assert (
+            studies["ablation_controls"][("blockwise_visible_future", 0.0, 0.0, "steps", seed)]
+            == studies["ablation_suffix"][("blockwise", 0.0, 0.0, "steps", seed)]
+        )
     known = set(main.values())
     new = {}
     for study in ("ablation_suffix", "ablation_prefix", "ablation_controls"):  # the order the README runs them
         new[study] = set(studies[study].values()) - known
         known |= new[study]
-    assert {study: len(jobs) for study, jobs in new.items()} == {"ablation_suffix": 6, "ablation_prefix": 15,
-                                                                 "ablation_controls": 6}
+    assert {study: len(jobs) for study, jobs in new.items()} == {
+        "ablation_suffix": 6,
+        "ablation_prefix": 15,
+        "ablation_controls": 6,
+    }

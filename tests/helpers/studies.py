@@ -1,0 +1,36 @@
+"""The studies of ``multirun_sweeps/``: how many jobs each sweeps, and their override lists."""
+
+from __future__ import annotations
+
+import itertools
+
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from helpers.project import ROOT
+
+EXPECTED_JOBS = {
+    "main": 40,  # 2 strategies x 2 budgets x 10 seeds
+    "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
+    "ablation_prefix": 20,  # 4 rates x 5 seeds
+    "ablation_suffix": 9,  # 3 probabilities x 3 seeds
+    "ablation_controls": 12,  # 4 variants x 3 seeds
+    "threshold_decoding": 5,  # eval only: exact + 4 confidence thresholds, one trained model
+    "corruption_schemes": 50,  # 5 schemes x 2 budgets x 5 seeds
+    "scratch_vs_base": 20,  # 2 strategies x 2 models (base, base_scratch) x 5 seeds
+}
+EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
+
+
+def sweep_jobs(study: str) -> list[list[str]]:
+    """The override lists Hydra's basic sweeper produces for a study file (cartesian product)."""
+    params = yaml.safe_load((ROOT / "multirun_sweeps" / f"{study}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    axes = [
+        [
+            f"{o.get_key_element()}={v}"
+            for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])
+        ]
+        for o in parsed
+    ]
+    return [list(job) for job in itertools.product(*axes)]
