@@ -8,6 +8,7 @@ character and newline, one id each. Unknown characters map to [UNK].
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -27,3 +28,10 @@ def build_char_tokenizer(characters: str = CHARACTERS) -> PreTrainedTokenizerFas
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
     return tokenizer
+
+
+def load_saved_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
+    """A tokenizer of ours (char or BPE: a ``tokenizers`` backend) that ``save_pretrained`` wrote into ``folder``.
+    Loaded as ``PreTrainedTokenizerFast`` whatever class name the file records: transformers 5 saves it as
+    ``TokenizersBackend``, a name transformers 4 (pyproject's lower bound) does not know."""
+    return PreTrainedTokenizerFast.from_pretrained(Path(folder).expanduser())

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
-from transformers import AutoTokenizer
 
+from blocksft.data.tokenizer import load_saved_tokenizer
 from blocksft.errors import ConfigError
 from blocksft.folders import RUN_RECORD, is_export
 from blocksft.models.build import EXPORT_CONFIG
@@ -230,7 +230,7 @@ def _check_tokenizer_matches(cfg: DictConfig, source: InitSource) -> None:
         raise _fail(cfg.model.init_from, "an export used with model.tokenizer=auto, char or a tokenizer folder "
                                          "(model.tokenizer=bpe trains a new vocabulary; auto uses the export's)")
     wanted = build_configured_tokenizer(cfg.model)
-    saved = AutoTokenizer.from_pretrained(source.path)
+    saved = load_saved_tokenizer(source.path)
     if wanted.get_vocab() != saved.get_vocab():
         raise _fail(cfg.model.init_from, f"weights whose vocabulary matches the run's tokenizer (model.tokenizer="
                                          f"{choice}: {len(wanted)} tokens; the export's tokenizer: {len(saved)} "

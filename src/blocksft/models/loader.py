@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
+from blocksft.data.tokenizer import load_saved_tokenizer
 from blocksft.folders import is_export
 from blocksft.models.build import EXPORT_CONFIG, build_hf_backbone, build_model
 from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
@@ -67,7 +68,7 @@ def load_exported(folder: str | Path, model_cfg: DictConfig | None = None, *, tr
     if kind is None:
         raise FileNotFoundError(f"ckpt_path={folder}: no config.json nor adapter_config.json (not an export folder)")
     if kind == "tiny_export":
-        return AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+        return AutoModel.from_pretrained(folder), load_saved_tokenizer(folder)
     settings = hf_settings(folder, kind, model_cfg)
     config = load_hf_config(settings.name_or_path, settings)
     tokenizer = load_hf_tokenizer(str(folder), config, settings)
@@ -120,7 +121,7 @@ def _checkpoint_tokenizer(cfg: DictConfig, source: InitSource):
         folder = checkpoint_tokenizer_folder(source.path, source.given)
         if folder is not None:
             log.info("model.init_from=%s: the tokenizer of the run that wrote it (%s)", source.given, folder)
-            return AutoTokenizer.from_pretrained(folder)
+            return load_saved_tokenizer(folder)
     return build_run_tokenizer(cfg)
 
 

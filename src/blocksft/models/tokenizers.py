@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from blocksft.data.bpe import MIN_VOCAB_SIZE, PIECES as NUMBER_MODES
+from blocksft.data.tokenizer import load_saved_tokenizer
 from blocksft.errors import ConfigError
 from blocksft.models.build import build_tokenizer
 
@@ -57,9 +58,7 @@ def build_configured_tokenizer(model_cfg: DictConfig):
         return build_char_tokenizer()
     if choice == "bpe":
         raise ValueError("model.tokenizer=bpe is trained on the run's data: use build_run_tokenizer(cfg)")
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(Path(choice).expanduser())
+    return load_saved_tokenizer(choice)
 
 
 def training_texts(cfg: DictConfig, limit: int) -> list[str]:
