@@ -27,8 +27,10 @@ from experiments.bench.loss_positions import LossSpec, peak_memory_probe
 from experiments.bench.sections import SECTIONS, render_markdown, run_benchmark
 from experiments.bench.timing import DEFAULT_THREADS, DEVICES, resolve_device
 
-DEFAULT_OUT = {"cpu": ROOT / "experiments" / "results" / "benchmark",
-               "cuda": ROOT / "experiments" / "results" / "benchmark-cuda"}
+DEFAULT_OUT = {
+    "cpu": ROOT / "experiments" / "results" / "benchmark",
+    "cuda": ROOT / "experiments" / "results" / "benchmark-cuda",
+}
 QUICK_OUT = Path(tempfile.gettempdir()) / "blocksft-benchmark-quick"
 #: A trained default model of study 1 (for ``--model``; sections 3, 5 and 6 use random init without it).
 EXAMPLE_EXPORT = ROOT / "outputs" / "studies" / "main" / "classical-B8-seed0-steps" / "export"
@@ -37,19 +39,34 @@ EXAMPLE_EXPORT = ROOT / "outputs" / "studies" / "main" / "classical-B8-seed0-ste
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds, not a measurement")
-    parser.add_argument("--device", default="auto", choices=DEVICES,
-                        help="where the timed code runs (auto: CUDA when visible, else CPU)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default {DEFAULT_OUT['cpu'].relative_to(ROOT)}, on a GPU "
-                             f"{DEFAULT_OUT['cuda'].relative_to(ROOT)}; with --quick {QUICK_OUT})")
-    parser.add_argument("--model", default=None,
-                        help="decoding sections 3, 5 and 6: a trained export folder (save_pretrained) instead of random "
-                             f"init, e.g. {EXAMPLE_EXPORT.relative_to(ROOT)}")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="where the timed code runs (auto: CUDA when visible, else CPU)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default {DEFAULT_OUT['cpu'].relative_to(ROOT)}, on a GPU "
+        f"{DEFAULT_OUT['cuda'].relative_to(ROOT)}; with --quick {QUICK_OUT})",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="decoding sections 3, 5 and 6: a trained export folder (save_pretrained) instead of random "
+        f"init, e.g. {EXAMPLE_EXPORT.relative_to(ROOT)}",
+    )
     numbers = ",".join(str(n) for n in SECTIONS)
     parser.add_argument("--sections", default=numbers, help=f"comma-separated subset of {numbers}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help=f"torch intra-op threads (default: torch's default, here {DEFAULT_THREADS})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch intra-op threads (default: torch's default, here {DEFAULT_THREADS})",
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe is None:
@@ -58,7 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         except ValueError:
             args.sections = (0,)
         if not set(args.sections) <= set(SECTIONS):
-            parser.error(f"--sections={','.join(map(str, args.sections))}: allowed values are {', '.join(map(str, SECTIONS))}")
+            parser.error(
+                f"--sections={','.join(map(str, args.sections))}: allowed values are {', '.join(map(str, SECTIONS))}"
+            )
         if args.model is not None and not (Path(args.model) / "config.json").is_file():
             parser.error(f"--model={args.model}: not a save_pretrained folder (no config.json)")
         if args.threads is not None and args.threads < 1:

@@ -25,8 +25,9 @@ from blocksft.training.objective import masked_diffusion_step
 ROOT = Path(__file__).resolve().parents[2]
 #: Special ids of the synthetic batches (sections 1 and 2); real tokens are drawn from [4, vocab).
 PAD_ID, MASK_ID, EOS_ID, FIRST_TOKEN = 0, 1, 2, 4
-#: The setting the benchmark's documented figures (docs/performance.md) were measured in (the project's default until the shipped
-#: base): the tiny model with characters on one-operation arithmetic, block 8, 32-token responses.
+#: The setting the benchmark's documented figures (docs/performance.md) were measured in (the project's
+#: default until the shipped base): the tiny model with characters on one-operation arithmetic, block 8,
+#: 32-token responses.
 BENCH_SETTING = ("model=tiny", "data=arithmetic", "block=8")
 
 
@@ -43,6 +44,7 @@ def to_device(batch: dict, device: torch.device | str) -> dict:
 
 
 # ----------------------------------------------------------------------------- data and models
+
 
 def default_tokenizer():
     """The tokenizer of the default model (``model=tiny``: characters)."""
@@ -67,7 +69,9 @@ def default_train_batch(batch_size: int, tokenizer, seed: int = 0) -> dict[str, 
     answers = [rows[i][data_cfg.answer_field] for i in chosen]
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answers, add_special_tokens=False)["input_ids"]
-    collate = TrainCollator(tokenizer.pad_token_id, tokenizer.eos_token_id, data_cfg.response_len, data_cfg.tail_padding)
+    collate = TrainCollator(
+        tokenizer.pad_token_id, tokenizer.eos_token_id, data_cfg.response_len, data_cfg.tail_padding
+    )
     return collate([{"prompt_ids": p, "answer_ids": a, "index": i} for p, a, i in zip(prompt_ids, answer_ids, chosen)])
 
 
@@ -110,9 +114,15 @@ def sized_model(
     """A TinyDiffusionLM of the given sizes (special ids as the synthetic batches), seeded."""
     torch.manual_seed(seed)
     config = TinyDiffusionConfig(
-        vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-        intermediate_size=intermediate_size, max_position_embeddings=512,
-        mask_token_id=MASK_ID, pad_token_id=PAD_ID, eos_token_id=EOS_ID,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=512,
+        mask_token_id=MASK_ID,
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
     )
     return TinyDiffusionLM(config)
 
@@ -145,8 +155,9 @@ def loss_and_backward(
     baseline to compare with); ``autocast_dtype`` runs the forward under autocast on the batch's
     device. Returns the detached loss."""
     device_type = batch["input_ids"].device.type
-    autocast = (torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    )
     with autocast:
         loss = loss_fn(model, batch, masked)
     loss.backward()

@@ -31,12 +31,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 #: MetaMathQA-395K type counts (GSM8K-derived 240k, MATH-derived 155k).
-TYPE_COUNTS = {"GSM_AnsAug": 80_000, "GSM_Rephrased": 80_000, "GSM_SV": 40_000, "GSM_FOBAR": 40_000,
-               "MATH_AnsAug": 75_000, "MATH_Rephrased": 50_000, "MATH_SV": 15_000, "MATH_FOBAR": 15_000}
-OFFICIAL_TEMPLATE = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-                     "the request.\n\n### Instruction:\n{question}\n\n### Response: Let's think step by step.")
-_WORDS = ("she", "buys", "each", "total", "apples", "dollars", "per", "hour", "week", "times", "more", "than",
-          "twice", "half", "left", "after", "the", "of", "and", "how", "many", "does", "have", "if", "value")
+TYPE_COUNTS = {
+    "GSM_AnsAug": 80_000,
+    "GSM_Rephrased": 80_000,
+    "GSM_SV": 40_000,
+    "GSM_FOBAR": 40_000,
+    "MATH_AnsAug": 75_000,
+    "MATH_Rephrased": 50_000,
+    "MATH_SV": 15_000,
+    "MATH_FOBAR": 15_000,
+}
+OFFICIAL_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes "
+    "the request.\n\n### Instruction:\n{question}\n\n### Response: Let's think step by step."
+)
+_WORDS = (
+    "she",
+    "buys",
+    "each",
+    "total",
+    "apples",
+    "dollars",
+    "per",
+    "hour",
+    "week",
+    "times",
+    "more",
+    "than",
+    "twice",
+    "half",
+    "left",
+    "after",
+    "the",
+    "of",
+    "and",
+    "how",
+    "many",
+    "does",
+    "have",
+    "if",
+    "value",
+)
 
 
 def _sentence(rng: random.Random, words: int) -> str:
@@ -88,28 +123,48 @@ def peak_rss_mb() -> tuple[float, float]:
 
 def prepare_once(corpus: str, cache_dir: str, num_proc: int, response_len: int, max_prompt_len: int) -> dict:
     """One ``setup`` of the data module on ``corpus``: seconds, rows/s, kept/dropped rows, cache reuse."""
-    from blocksft.data.sources import HubSource
-    from blocksft.data.tokenizer import build_char_tokenizer
     from blocksft.data.datamodule import DiffusionSFTDataModule
     from blocksft.data.settings import LoaderSettings, RowSettings
+    from blocksft.data.sources import HubSource
+    from blocksft.data.tokenizer import build_char_tokenizer
 
     with open(corpus) as handle:
         rows = sum(1 for _ in handle)
-    source = HubSource("meta-math/MetaMathQA", {"train": "train"}, data_files={"train": corpus},
-                       holdout={"validation": min(500, rows // 10)}, cache_dir=cache_dir)
+    source = HubSource(
+        "meta-math/MetaMathQA",
+        {"train": "train"},
+        data_files={"train": corpus},
+        holdout={"validation": min(500, rows // 10)},
+        cache_dir=cache_dir,
+    )
     datamodule = DiffusionSFTDataModule(
-        source, build_char_tokenizer(),
-        LoaderSettings(response_len=response_len, batch_size=32, eval_batch_size=32, num_proc=num_proc, cache_dir=cache_dir),
-        RowSettings(max_prompt_len=max_prompt_len, prompt_template=OFFICIAL_TEMPLATE, question_field="query",
-                    answer_field="response", answer_scheme="metamathqa"))
+        source,
+        build_char_tokenizer(),
+        LoaderSettings(
+            response_len=response_len, batch_size=32, eval_batch_size=32, num_proc=num_proc, cache_dir=cache_dir
+        ),
+        RowSettings(
+            max_prompt_len=max_prompt_len,
+            prompt_template=OFFICIAL_TEMPLATE,
+            question_field="query",
+            answer_field="response",
+            answer_scheme="metamathqa",
+        ),
+    )
     started = time.perf_counter()
     datamodule.setup()
     seconds = time.perf_counter() - started
     own, workers = peak_rss_mb()
-    return {"seconds": round(seconds, 3), "rows_per_second": round(rows / seconds, 1),
-            "train_rows": len(datamodule.train_set), "eval_rows": len(datamodule.eval_set),
-            "dropped": dict(datamodule.dropped), "cache_reused": all(datamodule.cache_reused.values()),
-            "peak_rss_mb": round(own, 1), "peak_rss_workers_mb": round(workers, 1)}
+    return {
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1),
+        "train_rows": len(datamodule.train_set),
+        "eval_rows": len(datamodule.eval_set),
+        "dropped": dict(datamodule.dropped),
+        "cache_reused": all(datamodule.cache_reused.values()),
+        "peak_rss_mb": round(own, 1),
+        "peak_rss_workers_mb": round(workers, 1),
+    }
 
 
 def _phase(isolate: bool, **kwargs) -> dict:
@@ -120,49 +175,81 @@ def _phase(isolate: bool, **kwargs) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run(rows: int, num_proc: int = 2, response_len: int = 1024, max_prompt_len: int = 1024, seed: int = 0,
-        workdir: str | Path | None = None, isolate: bool = True) -> dict:
+def run(
+    rows: int,
+    num_proc: int = 2,
+    response_len: int = 1024,
+    max_prompt_len: int = 1024,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    isolate: bool = True,
+) -> dict:
     """Generate a ``rows``-row corpus, prepare it cold then cached; the figures of both runs."""
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
         corpus = Path(folder) / "metamathqa.jsonl"
         started = time.perf_counter()
         corpus_mb = write_corpus(corpus, rows, seed)
         generate_seconds = time.perf_counter() - started
-        kwargs = dict(corpus=str(corpus), cache_dir=str(Path(folder) / "cache"), num_proc=num_proc,
-                      response_len=response_len, max_prompt_len=max_prompt_len)
+        kwargs = dict(
+            corpus=str(corpus),
+            cache_dir=str(Path(folder) / "cache"),
+            num_proc=num_proc,
+            response_len=response_len,
+            max_prompt_len=max_prompt_len,
+        )
         cold = _phase(isolate, **kwargs)
         cached = _phase(isolate, **kwargs)
-    return {"rows": rows, "num_proc": num_proc, "response_len": response_len, "max_prompt_len": max_prompt_len,
-            "tokenizer": "char", "isolated_processes": isolate, "corpus_mb": round(corpus_mb, 1),
-            "generate_seconds": round(generate_seconds, 2), "cold": cold, "cached": cached,
-            "cache_reused": cached["cache_reused"] and not cold["cache_reused"]}
+    return {
+        "rows": rows,
+        "num_proc": num_proc,
+        "response_len": response_len,
+        "max_prompt_len": max_prompt_len,
+        "tokenizer": "char",
+        "isolated_processes": isolate,
+        "corpus_mb": round(corpus_mb, 1),
+        "generate_seconds": round(generate_seconds, 2),
+        "cold": cold,
+        "cached": cached,
+        "cache_reused": cached["cache_reused"] and not cold["cache_reused"],
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Data path, {report['rows']:,} synthetic MetaMathQA rows ({report['corpus_mb']} MB JSONL), "
-             f"char tokenizer, num_proc={report['num_proc']}",
-             "",
-             "| run | seconds | rows/s | peak RSS MB (main) | peak RSS MB (workers) | cache reused |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"Data path, {report['rows']:,} synthetic MetaMathQA rows ({report['corpus_mb']} MB JSONL), "
+        f"char tokenizer, num_proc={report['num_proc']}",
+        "",
+        "| run | seconds | rows/s | peak RSS MB (main) | peak RSS MB (workers) | cache reused |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for name in ("cold", "cached"):
         r = report[name]
-        lines.append(f"| {name} | {r['seconds']} | {r['rows_per_second']:,.0f} | {r['peak_rss_mb']} | "
-                     f"{r['peak_rss_workers_mb']} | {r['cache_reused']} |")
+        lines.append(
+            f"| {name} | {r['seconds']} | {r['rows_per_second']:,.0f} | {r['peak_rss_mb']} | "
+            f"{r['peak_rss_workers_mb']} | {r['cache_reused']} |"
+        )
     lines.append("")
-    lines.append(f"kept {report['cold']['train_rows']:,} train + {report['cold']['eval_rows']} eval rows; "
-                 f"dropped {report['cold']['dropped'] or 'none'}")
+    lines.append(
+        f"kept {report['cold']['train_rows']:,} train + {report['cold']['eval_rows']} eval rows; "
+        f"dropped {report['cold']['dropped'] or 'none'}"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench.data_path", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.bench.data_path",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rows", type=int, default=395_000)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--response-len", type=int, default=1024)
     parser.add_argument("--max-prompt-len", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None, help="folder for the temporary corpus and cache (default: system temp)")
+    parser.add_argument(
+        "--workdir", default=None, help="folder for the temporary corpus and cache (default: system temp)"
+    )
     parser.add_argument("--no-isolate", action="store_true", help="run both phases in this process")
     parser.add_argument("--out", default=None, help="write the JSON report here")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: one isolated phase
@@ -170,8 +257,15 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.phase is not None:
         print(json.dumps(prepare_once(**json.loads(args.phase))))
         return None
-    report = run(args.rows, args.num_proc, args.response_len, args.max_prompt_len, args.seed, args.workdir,
-                 isolate=not args.no_isolate)
+    report = run(
+        args.rows,
+        args.num_proc,
+        args.response_len,
+        args.max_prompt_len,
+        args.seed,
+        args.workdir,
+        isolate=not args.no_isolate,
+    )
     print(markdown(report))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

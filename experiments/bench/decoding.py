@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -76,11 +77,18 @@ def timed_decodes(
     return report, outputs
 
 
-
 def decoding_section(
-    *, num_prompts: int = 64, gen_length: int = 32, block_length: int = 8, steps: int = 32,
-    sweep_block_lengths: Sequence[int] = (4, 8, 16, 32), repeats: int = 3, sweep_repeats: int = 2,
-    model_path: str | None = None, seed: int = 0, device: torch.device | str = "cpu",
+    *,
+    num_prompts: int = 64,
+    gen_length: int = 32,
+    block_length: int = 8,
+    steps: int = 32,
+    sweep_block_lengths: Sequence[int] = (4, 8, 16, 32),
+    repeats: int = 3,
+    sweep_repeats: int = 2,
+    model_path: str | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Section 3: batched vs batch-1 decoding, token identity, NFE, overhead (exact decoder); a sweep
     over the study's decoding block lengths, exact and prefix-cached, batched."""
@@ -95,9 +103,14 @@ def decoding_section(
     identical = [bool(torch.equal(a, b)) for a, b in zip(outputs["batched"], outputs["batch_size_1"])]
     sweep_modes = {
         f"block_{b}{'_cached' if cached else ''}": {
-            "batched": True, "gen_length": gen_length, "block_length": b, "steps": steps, "prefix_cache": cached
+            "batched": True,
+            "gen_length": gen_length,
+            "block_length": b,
+            "steps": steps,
+            "prefix_cache": cached,
         }
-        for b in sweep_block_lengths for cached in (False, True)
+        for b in sweep_block_lengths
+        for cached in (False, True)
     }
     sweep, _ = timed_decodes(timer, prompts, tokenizer, sweep_modes, sweep_repeats)
     prompt_lengths = [p.numel() for p in prompts]
@@ -115,40 +128,97 @@ def decoding_section(
 
 
 def measure(s: DecodingSettings, seed: int, device: torch.device, model_path: str | None) -> dict[str, Any]:
-    return decoding_section(num_prompts=s.prompts, gen_length=s.gen_length, block_length=s.block, steps=s.steps,
-                            sweep_block_lengths=s.sweep_blocks, repeats=s.repeats, sweep_repeats=s.sweep_repeats,
-                            model_path=model_path, seed=seed, device=device)
+    return decoding_section(
+        num_prompts=s.prompts,
+        gen_length=s.gen_length,
+        block_length=s.block,
+        steps=s.steps,
+        sweep_block_lengths=s.sweep_blocks,
+        repeats=s.repeats,
+        sweep_repeats=s.sweep_repeats,
+        model_path=model_path,
+        seed=seed,
+        device=device,
+    )
 
 
 def targets(decoding: dict[str, Any]) -> list[dict[str, Any]]:
     speedup, overhead = decoding["speedup"], decoding["modes"]["batched"]["overhead_share"]
-    return [check("batched decoding speed-up", speedup, f">= {SPEEDUP_MIN:g}x", speedup >= SPEEDUP_MIN),
-            check("batched tokens identical to batch-1", decoding["tokens_identical"], "true",
-                  decoding["tokens_identical"]),
-            check("batched decoding time outside the forward", overhead, f"<= {OVERHEAD_MAX:.0%}",
-                  overhead <= OVERHEAD_MAX)]
+    return [
+        check("batched decoding speed-up", speedup, f">= {SPEEDUP_MIN:g}x", speedup >= SPEEDUP_MIN),
+        check(
+            "batched tokens identical to batch-1", decoding["tokens_identical"], "true", decoding["tokens_identical"]
+        ),
+        check(
+            "batched decoding time outside the forward", overhead, f"<= {OVERHEAD_MAX:.0%}", overhead <= OVERHEAD_MAX
+        ),
+    ]
 
 
 def render(d: dict[str, Any]) -> list[str]:
     settings, (shortest, mean, longest) = d["settings"], d["prompt_len_min_mean_max"]
-    lines = [f"## 3. Decoding ({d['num_prompts']} arithmetic prompts, gen_length {settings['gen_length']}, "
-             f"block {settings['block_length']}, steps {settings['steps']})", "",
-             f"Model: {d['model']}. Prompt tokens min / mean / max: {shortest} / {mean:.1f} / {longest}.", ""]
-    rows = [[name, fmt_time(e["time"]["median_s"]), f"{e['problems_per_s']:.2f}",
-             e["forward_calls"], f"{e['nfe_per_problem']:g}", f"{e['overhead_share']:.1%}",
-             fmt_time(e["forward_s_per_position"])] for name, e in d["modes"].items()]
-    lines += table(["mode", "time (all prompts)", "problems/s", "forward calls", "NFE / problem",
-                     "time outside forward", "forward time / token position"], rows)
+    lines = [
+        f"## 3. Decoding ({d['num_prompts']} arithmetic prompts, gen_length {settings['gen_length']}, "
+        f"block {settings['block_length']}, steps {settings['steps']})",
+        "",
+        f"Model: {d['model']}. Prompt tokens min / mean / max: {shortest} / {mean:.1f} / {longest}.",
+        "",
+    ]
+    rows = [
+        [
+            name,
+            fmt_time(e["time"]["median_s"]),
+            f"{e['problems_per_s']:.2f}",
+            e["forward_calls"],
+            f"{e['nfe_per_problem']:g}",
+            f"{e['overhead_share']:.1%}",
+            fmt_time(e["forward_s_per_position"]),
+        ]
+        for name, e in d["modes"].items()
+    ]
+    lines += table(
+        [
+            "mode",
+            "time (all prompts)",
+            "problems/s",
+            "forward calls",
+            "NFE / problem",
+            "time outside forward",
+            "forward time / token position",
+        ],
+        rows,
+    )
     per_position = {name: e["forward_s_per_position"] for name, e in d["modes"].items()}
-    lines += [f"Speed-up batched vs batch-1: **{d['speedup']:.2f}x**; identical tokens: "
-              f"{d['identical_problems']}/{d['num_prompts']} problems. Both modes run the same NFE over the same "
-              "token positions, so batching can only win by making a token position's forward cheaper: "
-              f"{fmt_time(per_position['batch_size_1'])} at batch 1 vs {fmt_time(per_position['batched'])} batched "
-              f"bounds the speed-up at {ratio(per_position['batch_size_1'], per_position['batched']):.2f}x "
-              "when the batch-1 forward already keeps the cores busy.", ""]
-    rows = [[e["block_length"], "prefix cache (approx.)" if e.get("prefix_cache") else "exact", e["steps"],
-             f"{e['nfe_per_problem']:g}", f"{e['positions_per_problem']:.0f}", f"{e['problems_per_s']:.2f}",
-             f"{e['overhead_share']:.1%}"] for e in d["sweep"].values()]
-    return lines + table(["decode block length (batched)", "decoder", "steps", "NFE / problem",
-                           "positions fed / problem", "problems/s", "time outside forward"], rows)
-
+    lines += [
+        f"Speed-up batched vs batch-1: **{d['speedup']:.2f}x**; identical tokens: "
+        f"{d['identical_problems']}/{d['num_prompts']} problems. Both modes run the same NFE over the same "
+        "token positions, so batching can only win by making a token position's forward cheaper: "
+        f"{fmt_time(per_position['batch_size_1'])} at batch 1 vs {fmt_time(per_position['batched'])} batched "
+        f"bounds the speed-up at {ratio(per_position['batch_size_1'], per_position['batched']):.2f}x "
+        "when the batch-1 forward already keeps the cores busy.",
+        "",
+    ]
+    rows = [
+        [
+            e["block_length"],
+            "prefix cache (approx.)" if e.get("prefix_cache") else "exact",
+            e["steps"],
+            f"{e['nfe_per_problem']:g}",
+            f"{e['positions_per_problem']:.0f}",
+            f"{e['problems_per_s']:.2f}",
+            f"{e['overhead_share']:.1%}",
+        ]
+        for e in d["sweep"].values()
+    ]
+    return lines + table(
+        [
+            "decode block length (batched)",
+            "decoder",
+            "steps",
+            "NFE / problem",
+            "positions fed / problem",
+            "problems/s",
+            "time outside forward",
+        ],
+        rows,
+    )

@@ -12,7 +12,6 @@ import torch
 from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.evaluation.decoding import generate_batched, supports_prefix_cache
 from blocksft.models import load_exported
-
 from experiments.bench.common import arithmetic_rows, default_config, default_model, default_tokenizer, to_device
 from experiments.bench.timing import synchronize
 
@@ -53,7 +52,9 @@ class ForwardTimer:
         return self.model.parameters()
 
 
-def decoding_model(model_path: str | None, seed: int = 0, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Any, str]:
+def decoding_model(
+    model_path: str | None, seed: int = 0, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, Any, str]:
     """(model in eval mode on ``device``, tokenizer, description): a trained export, or the default tiny
     model at random init with its LM head scaled by ``HEAD_SHARPEN`` (confident, deterministic argmaxes)."""
     if model_path:
@@ -71,8 +72,10 @@ def arithmetic_prompts(count: int, tokenizer, device: torch.device | str = "cpu"
     data_cfg = default_config().data
     rows = arithmetic_rows("validation")[:count]
     texts = [data_cfg.prompt_template.format(question=row[data_cfg.question_field]) for row in rows]
-    return [torch.tensor(ids, dtype=torch.long, device=device)
-            for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [
+        torch.tensor(ids, dtype=torch.long, device=device)
+        for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ]
 
 
 def decode(
@@ -87,15 +90,22 @@ def decode(
     prefix_cache: bool = False,
 ) -> list[torch.Tensor]:
     """Decode all prompts, in one left-padded batch or one call per prompt (batch size 1)."""
-    kwargs = dict(pad_id=tokenizer.pad_token_id, mask_id=tokenizer.mask_token_id, steps=steps,
-                  gen_length=gen_length, block_length=block_length, prefix_cache=prefix_cache)
+    kwargs = dict(
+        pad_id=tokenizer.pad_token_id,
+        mask_id=tokenizer.mask_token_id,
+        steps=steps,
+        gen_length=gen_length,
+        block_length=block_length,
+        prefix_cache=prefix_cache,
+    )
     if batched:
         return generate_batched(timer, prompts, **kwargs)
     return [generate_batched(timer, [prompt], **kwargs)[0] for prompt in prompts]
 
 
-def validation_batches(tokenizer, num_problems: int, batch_size: int,
-                       device: torch.device | str = "cpu") -> tuple[list[dict], str, Any]:
+def validation_batches(
+    tokenizer, num_problems: int, batch_size: int, device: torch.device | str = "cpu"
+) -> tuple[list[dict], str, Any]:
     """The first ``num_problems`` validation problems of the default data, through the project's data
     module (``DiffusionSFTDataModule.from_config``: template, tokenisation, left-padded eval collation)
     as ``test_step`` receives them; returns (batches on ``device``, answer scheme, composed config)."""

@@ -20,9 +20,15 @@ import torch
 
 from blocksft.masking import BlockwiseMasking, ClassicalMasking, MaskedBatch, MaskingStrategy
 from blocksft.training.objective import masked_diffusion_loss
-
-from experiments.bench.common import (MASK_ID, ROOT, loss_and_backward, mask_generator, sized_model, synthetic_batch,
-                                      to_device)
+from experiments.bench.common import (
+    MASK_ID,
+    ROOT,
+    loss_and_backward,
+    mask_generator,
+    sized_model,
+    synthetic_batch,
+    to_device,
+)
 from experiments.bench.render import check, median_time, table
 from experiments.bench.timing import ratio, summarise, time_interleaved
 
@@ -54,8 +60,21 @@ class LossPositionsSettings:
 
 
 FULL = LossPositionsSettings()
-QUICK = LossPositionsSettings(LossSpec(vocab_size=512, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                                       batch_size=4, prompt_len=8, response_len=24, block_size=8), repeats=1, warmup=0)
+QUICK = LossPositionsSettings(
+    LossSpec(
+        vocab_size=512,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        batch_size=4,
+        prompt_len=8,
+        response_len=24,
+        block_size=8,
+    ),
+    repeats=1,
+    warmup=0,
+)
 
 
 def full_projection_loss(model: torch.nn.Module, batch: dict, masked: MaskedBatch) -> torch.Tensor:
@@ -69,12 +88,20 @@ def full_projection_loss(model: torch.nn.Module, batch: dict, masked: MaskedBatc
 VARIANTS = {"loss_positions": {}, "full_projection": {"loss_fn": full_projection_loss}}
 
 
-def loss_setup(spec: LossSpec, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict, dict[str, MaskedBatch]]:
+def loss_setup(
+    spec: LossSpec, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, dict, dict[str, MaskedBatch]]:
     """Deterministic model, batch and one fixed mask per strategy ({"classical", "blockwise"}) on ``device``."""
-    model = sized_model(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.intermediate_size,
-                        spec.seed).train().to(device)
-    batch = to_device(synthetic_batch(spec.batch_size, spec.prompt_len, spec.response_len, spec.vocab_size, spec.seed),
-                      device)
+    model = (
+        sized_model(
+            spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.intermediate_size, spec.seed
+        )
+        .train()
+        .to(device)
+    )
+    batch = to_device(
+        synthetic_batch(spec.batch_size, spec.prompt_len, spec.response_len, spec.vocab_size, spec.seed), device
+    )
     strategies: dict[str, MaskingStrategy] = {
         "classical": ClassicalMasking(mask_id=MASK_ID),
         "blockwise": BlockwiseMasking(spec.block_size, mask_id=MASK_ID, block_sampling="without_replacement"),
@@ -118,8 +145,11 @@ def peak_memory_probe(spec: LossSpec, kind: str, variant: str, device: torch.dev
         step()
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
-        return {"peak_cuda_delta_mib": (peak - before) / 2**20, "allocated_before_mib": before / 2**20,
-                "peak_allocated_mib": peak / 2**20}
+        return {
+            "peak_cuda_delta_mib": (peak - before) / 2**20,
+            "allocated_before_mib": before / 2**20,
+            "peak_allocated_mib": peak / 2**20,
+        }
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")
@@ -141,8 +171,13 @@ def measure_peak_memory(spec: LossSpec, kind: str, variant: str, device: torch.d
     if torch.device(device).type == "cuda":
         return peak_memory_probe(spec, kind, variant, device)
     request = json.dumps({"spec": asdict(spec), "kind": kind, "variant": variant, "threads": torch.get_num_threads()})
-    done = subprocess.run([sys.executable, "-m", "experiments.bench", "--memory-probe", request],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.bench", "--memory-probe", request],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -172,7 +207,11 @@ def gradient_agreement(model: torch.nn.Module, batch: dict[str, torch.Tensor], m
 
 
 def loss_positions_section(
-    spec: LossSpec = LossSpec(), *, repeats: int = 3, warmup: int = 1, measure_memory: bool = True,
+    spec: LossSpec = LossSpec(),
+    *,
+    repeats: int = 3,
+    warmup: int = 1,
+    measure_memory: bool = True,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Section 2: LM head at loss positions only vs full projection, per mask kind."""
@@ -189,8 +228,9 @@ def loss_positions_section(
             model.zero_grad(set_to_none=True)
             loss_and_backward(model, batch, masked, **VARIANTS[variant])
 
-        times = time_interleaved({name: (lambda name=name: step(name)) for name in VARIANTS}, repeats, warmup,
-                                 device=device)
+        times = time_interleaved(
+            {name: (lambda name=name: step(name)) for name in VARIANTS}, repeats, warmup, device=device
+        )
         model.zero_grad(set_to_none=True)
         loss_tokens = int(masked.loss_mask.sum())
         entry: dict[str, Any] = {
@@ -216,8 +256,9 @@ def loss_positions_section(
 def measure(s: LossPositionsSettings, seed: int, device: torch.device, model_path: str | None) -> dict[str, Any]:
     del model_path  # a model of the spec's sizes
     spec = LossSpec(**{**asdict(s.spec), "seed": seed})
-    return loss_positions_section(spec, repeats=s.repeats, warmup=s.warmup, measure_memory=s.measure_memory,
-                                  device=device)
+    return loss_positions_section(
+        spec, repeats=s.repeats, warmup=s.warmup, measure_memory=s.measure_memory, device=device
+    )
 
 
 def targets(section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -225,16 +266,20 @@ def targets(section: dict[str, Any]) -> list[dict[str, Any]]:
     for kind, entry in section["kinds"].items():
         loss_diff, grad_diff = entry["loss_abs_diff"], entry["grad_max_abs_diff"]
         checks.append(check(f"{kind}: |loss difference|", loss_diff, f"< {LOSS_DIFF_MAX:g}", loss_diff < LOSS_DIFF_MAX))
-        checks.append(check(f"{kind}: max |gradient difference|", grad_diff, f"< {GRAD_DIFF_MAX:g}",
-                            grad_diff < GRAD_DIFF_MAX))
+        checks.append(
+            check(f"{kind}: max |gradient difference|", grad_diff, f"< {GRAD_DIFF_MAX:g}", grad_diff < GRAD_DIFF_MAX)
+        )
     return checks
 
 
 def render(lp: dict[str, Any]) -> list[str]:
     spec = lp["spec"]
-    lines = [f"## 2. LM head at loss positions only (vocab {spec['vocab_size']}, hidden {spec['hidden_size']}, "
-             f"{spec['num_layers']} layers, {spec['num_heads']} heads, batch {spec['batch_size']} x "
-             f"{spec['prompt_len'] + spec['response_len']}, response {spec['response_len']}, block {spec['block_size']})", ""]
+    lines = [
+        f"## 2. LM head at loss positions only (vocab {spec['vocab_size']}, hidden {spec['hidden_size']}, "
+        f"{spec['num_layers']} layers, {spec['num_heads']} heads, batch {spec['batch_size']} x "
+        f"{spec['prompt_len'] + spec['response_len']}, response {spec['response_len']}, block {spec['block_size']})",
+        "",
+    ]
 
     def memory_cell(entry: dict[str, Any], variant: str) -> str:
         value = entry.get("memory", {}).get(variant, {})
@@ -243,14 +288,33 @@ def render(lp: dict[str, Any]) -> list[str]:
 
     rows = []
     for kind, e in lp["kinds"].items():
-        rows.append([
-            kind, e["loss_tokens"], median_time(e, "loss_positions"), median_time(e, "full_projection"), f"{e['speedup']:.2f}x",
-            memory_cell(e, "loss_positions"), memory_cell(e, "full_projection"),
-            f"{e['memory_ratio']:.2f}x" if "memory_ratio" in e else "-",
-            f"{e['loss_abs_diff']:.1e}", f"{e['grad_max_abs_diff']:.1e} (rel. {e['grad_max_rel_diff']:.1e})",
-        ])
-    lines += table(["mask", "loss tokens", "step, loss positions", "step, full projection", "speed-up",
-                     "peak mem, loss positions", "peak mem, full", "memory ratio", "abs. loss diff", "max abs. grad diff"],
-                    rows)
+        rows.append(
+            [
+                kind,
+                e["loss_tokens"],
+                median_time(e, "loss_positions"),
+                median_time(e, "full_projection"),
+                f"{e['speedup']:.2f}x",
+                memory_cell(e, "loss_positions"),
+                memory_cell(e, "full_projection"),
+                f"{e['memory_ratio']:.2f}x" if "memory_ratio" in e else "-",
+                f"{e['loss_abs_diff']:.1e}",
+                f"{e['grad_max_abs_diff']:.1e} (rel. {e['grad_max_rel_diff']:.1e})",
+            ]
+        )
+    lines += table(
+        [
+            "mask",
+            "loss tokens",
+            "step, loss positions",
+            "step, full projection",
+            "speed-up",
+            "peak mem, loss positions",
+            "peak mem, full",
+            "memory ratio",
+            "abs. loss diff",
+            "max abs. grad diff",
+        ],
+        rows,
+    )
     return lines + ["Step = forward + backward (no optimizer). Peak memory: " + lp["memory_method"], ""]
-

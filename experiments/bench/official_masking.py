@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+
 def official_two_phase_mask(
     ids: list[int],
     plen: int,
@@ -83,7 +84,9 @@ def official_blockwise_mask(
     Returns ``(noisy_ids [B, L] long, loss_mask [B, L] bool, active_block [B] long, -1 = none)``.
     """
     samples = []
-    for row, start, length, index in zip(input_ids, response_start.tolist(), response_len.tolist(), sample_index.tolist()):
+    for row, start, length, index in zip(
+        input_ids, response_start.tolist(), response_len.tolist(), sample_index.tolist()
+    ):
         full = row.tolist()
         end = start + length
         ids, tail = full[:end], full[end:]
@@ -95,13 +98,15 @@ def official_blockwise_mask(
             pool.remove(block)
             noisy, flags = official_two_phase_mask(ids, start, block, block_size, mask_id, rng, eps=eps)
         ids, noisy, flags = ids + tail, noisy + tail, flags + [False] * len(tail)
-        samples.append({
-            "input_ids": torch.tensor(ids, dtype=torch.long),
-            "noisy_ids": torch.tensor(noisy, dtype=torch.long),
-            "mask_flags": torch.tensor(flags, dtype=torch.bool),
-            "blk_index": torch.tensor(block, dtype=torch.long),
-            "prompt_len": torch.tensor(start, dtype=torch.long),
-        })
+        samples.append(
+            {
+                "input_ids": torch.tensor(ids, dtype=torch.long),
+                "noisy_ids": torch.tensor(noisy, dtype=torch.long),
+                "mask_flags": torch.tensor(flags, dtype=torch.bool),
+                "blk_index": torch.tensor(block, dtype=torch.long),
+                "prompt_len": torch.tensor(start, dtype=torch.long),
+            }
+        )
     batch = {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
     return batch["noisy_ids"], batch["mask_flags"], batch["blk_index"]
 
@@ -210,4 +215,3 @@ def blockwise_violations(
         "active_block_out_of_range": (has_block & (active_block * block_size >= response_len)).any(),
     }
     return [name for name, broken in checks.items() if bool(broken)]
-

@@ -57,22 +57,37 @@ def render_machine(results: dict[str, Any]) -> list[str]:
     machine = results["machine"]
     loads = " / ".join(
         ", ".join(f"{x:.2f}" for x in machine[key])
-        for key in ("load_average_at_start", "load_average_at_end") if key in machine
+        for key in ("load_average_at_start", "load_average_at_end")
+        if key in machine
     )
     gpu = machine.get("gpu")
-    gpu_rows = [["GPU (timed device)", f"{gpu['name']}, {gpu['memory_gib']:.0f} GiB, compute capability "
-                 f"{gpu['capability']}, CUDA {gpu['cuda_version']}"]] if gpu else []
-    lines = table(["machine", ""], [
-        ["CPU", machine["cpu_model"]],
-        *gpu_rows,
-        ["logical cores (usable)", f"{machine['logical_cores']} ({machine['cpu_affinity']})"],
-        ["ISA flags", ", ".join(machine["isa_flags"]) or "-"],
-        ["torch (intra-op threads used / torch default)",
-         f"{machine['torch_version']} ({machine['torch_threads']} / {machine['torch_default_threads']})"],
-        ["python", machine["python_version"]],
-        ["load average (1, 5, 15 min) at start / end", loads],
-        ["wall time of the run", fmt_time(results["wall_time_s"])],
-    ])
+    gpu_rows = (
+        [
+            [
+                "GPU (timed device)",
+                f"{gpu['name']}, {gpu['memory_gib']:.0f} GiB, compute capability "
+                f"{gpu['capability']}, CUDA {gpu['cuda_version']}",
+            ]
+        ]
+        if gpu
+        else []
+    )
+    lines = table(
+        ["machine", ""],
+        [
+            ["CPU", machine["cpu_model"]],
+            *gpu_rows,
+            ["logical cores (usable)", f"{machine['logical_cores']} ({machine['cpu_affinity']})"],
+            ["ISA flags", ", ".join(machine["isa_flags"]) or "-"],
+            [
+                "torch (intra-op threads used / torch default)",
+                f"{machine['torch_version']} ({machine['torch_threads']} / {machine['torch_default_threads']})",
+            ],
+            ["python", machine["python_version"]],
+            ["load average (1, 5, 15 min) at start / end", loads],
+            ["wall time of the run", fmt_time(results["wall_time_s"])],
+        ],
+    )
     method = "Timings: median of interleaved repetitions after warm-up (`time.perf_counter`"
     method += ", `torch.cuda.synchronize` before and after each)." if gpu else ")."
     lines += [method, ""]
@@ -80,14 +95,18 @@ def render_machine(results: dict[str, Any]) -> list[str]:
     own = machine.get("torch_threads") or 0
     busy = max(machine["load_average_at_start"][0], machine.get("load_average_at_end", [0.0])[0] - own)
     if busy >= 0.75 * (machine["cpu_affinity"] or machine["logical_cores"] or 1):
-        lines += [f"**Warning:** the machine was shared with other work (1-min load average from other work up to "
-                  f"{busy:.2f} on {machine['cpu_affinity']} usable cores): absolute timings are inflated and noisy; "
-                  "the side-by-side ratios are less affected but not immune.", ""]
+        lines += [
+            f"**Warning:** the machine was shared with other work (1-min load average from other work up to "
+            f"{busy:.2f} on {machine['cpu_affinity']} usable cores): absolute timings are inflated and noisy; "
+            "the side-by-side ratios are less affected but not immune.",
+            "",
+        ]
     return lines
 
 
 def render_targets(checks: Sequence[dict[str, Any]]) -> list[str]:
     if not checks:
         return []
-    return ["## Targets", ""] + table(["target", "measured", "goal", "met"],
-                                      [[c["target"], c["shown"], c["goal"], verdict(c["met"])] for c in checks])
+    return ["## Targets", ""] + table(
+        ["target", "measured", "goal", "met"], [[c["target"], c["shown"], c["goal"], verdict(c["met"])] for c in checks]
+    )

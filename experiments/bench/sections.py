@@ -28,27 +28,45 @@ class Section:
     targets: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda result: []
 
 
-SECTIONS: dict[int, Section] = {section.number: section for section in (
-    Section(1, "masking", masking.FULL, masking.QUICK, masking.measure, masking.render, masking.targets),
-    Section(2, "loss_positions", loss_positions.FULL, loss_positions.QUICK, loss_positions.measure,
-            loss_positions.render, loss_positions.targets),
-    Section(3, "decoding", decoding.FULL, decoding.QUICK, decoding.measure, decoding.render, decoding.targets),
-    Section(4, "throughput", throughput.FULL, throughput.QUICK, throughput.measure, throughput.render),
-    Section(5, "prefix_cache", prefix_cache.FULL, prefix_cache.QUICK, prefix_cache.measure, prefix_cache.render),
-    Section(6, "threshold", threshold.FULL, threshold.QUICK, threshold.measure, threshold.render),
-    Section(7, "step_cost", step_cost.FULL, step_cost.QUICK, step_cost.measure, step_cost.render),
-)}
+SECTIONS: dict[int, Section] = {
+    section.number: section
+    for section in (
+        Section(1, "masking", masking.FULL, masking.QUICK, masking.measure, masking.render, masking.targets),
+        Section(
+            2,
+            "loss_positions",
+            loss_positions.FULL,
+            loss_positions.QUICK,
+            loss_positions.measure,
+            loss_positions.render,
+            loss_positions.targets,
+        ),
+        Section(3, "decoding", decoding.FULL, decoding.QUICK, decoding.measure, decoding.render, decoding.targets),
+        Section(4, "throughput", throughput.FULL, throughput.QUICK, throughput.measure, throughput.render),
+        Section(5, "prefix_cache", prefix_cache.FULL, prefix_cache.QUICK, prefix_cache.measure, prefix_cache.render),
+        Section(6, "threshold", threshold.FULL, threshold.QUICK, threshold.measure, threshold.render),
+        Section(7, "step_cost", step_cost.FULL, step_cost.QUICK, step_cost.measure, step_cost.render),
+    )
+}
 
 
-def run_benchmark(numbers: Sequence[int] = tuple(SECTIONS), *, quick: bool = False, model_path: str | None = None,
-                  seed: int = 0, device: torch.device | str = "cpu") -> dict[str, Any]:
+def run_benchmark(
+    numbers: Sequence[int] = tuple(SECTIONS),
+    *,
+    quick: bool = False,
+    model_path: str | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """Run the chosen sections on ``device``; returns the JSON-ready result (machine, settings, targets)."""
     start = time.perf_counter()
     device = torch.device(device)
     chosen = [SECTIONS[number] for number in sorted(numbers)]
-    results: dict[str, Any] = {"quick": quick,
-                               "settings": {s.key: asdict(s.quick if quick else s.full) for s in chosen},
-                               "machine": machine_info(device)}
+    results: dict[str, Any] = {
+        "quick": quick,
+        "settings": {s.key: asdict(s.quick if quick else s.full) for s in chosen},
+        "machine": machine_info(device),
+    }
     for section in chosen:
         results[section.key] = section.measure(section.quick if quick else section.full, seed, device, model_path)
     results["targets"] = target_checks(results)

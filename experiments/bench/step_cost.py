@@ -43,7 +43,6 @@ from blocksft.errors import ConfigError
 from blocksft.runs.cli import unknown_group_option
 from blocksft.runs.compose import CONF_DIR, compose_config
 from blocksft.runs.run import run
-
 from experiments.bench.render import fmt_num, fmt_time, table
 from experiments.bench.timing import synchronize
 
@@ -88,11 +87,21 @@ class StepClock(L.Callback):
             "module": type(pl_module).__name__,
         }
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, batch_idx: int
+    ) -> None:
         if not self.marks or self.marks[-1]["step"] != trainer.global_step:  # the first micro-batch of a step
             synchronize(pl_module.device)
-            self.marks.append({"step": trainer.global_step, "wall": time.perf_counter(), "cpu": time.process_time(),
-                               "batches": 0, "rows": 0, "positions": 0})
+            self.marks.append(
+                {
+                    "step": trainer.global_step,
+                    "wall": time.perf_counter(),
+                    "cpu": time.process_time(),
+                    "batches": 0,
+                    "rows": 0,
+                    "positions": 0,
+                }
+            )
         mark, ids = self.marks[-1], batch["input_ids"]
         mark["batches"] += 1
         mark["rows"] += ids.shape[0]
@@ -106,8 +115,15 @@ def run_overrides(overrides: Sequence[str], steps: int, warmup: int, problems: i
     """The caller's overrides, quiet, with a ``warmup + steps + 1``-step budget (checkpointed at its end only)
     and ``problems`` evaluation rows."""
     total = warmup + steps + 1
-    return [*QUIET, *overrides, "mode=train", "budget=steps", f"budget.value={total}",
-            f"checkpoint.every_n_train_steps={total}", f"eval.size={problems}"]
+    return [
+        *QUIET,
+        *overrides,
+        "mode=train",
+        "budget=steps",
+        f"budget.value={total}",
+        f"checkpoint.every_n_train_steps={total}",
+        f"eval.size={problems}",
+    ]
 
 
 @contextmanager
@@ -126,20 +142,24 @@ def step_cost(overrides: Sequence[str] = (), *, steps: int = 10, warmup: int = 2
     """Train ``warmup + steps + 1`` steps of the config and evaluate ``problems`` rows through ``run``; the
     timed steps, the trainer's settings and the evaluation's cost (per decoding block length)."""
     if steps < 1 or warmup < 0 or problems < 1:
-        raise ValueError(f"steps={steps}, warmup={warmup}, problems={problems}: need steps >= 1, warmup >= 0, problems >= 1")
+        raise ValueError(
+            f"steps={steps}, warmup={warmup}, problems={problems}: need steps >= 1, warmup >= 0, problems >= 1"
+        )
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="blocksft-step-cost-") as folder:
         cfg = compose_config(run_overrides(overrides, steps, warmup, problems), folder)
         with open_dict(cfg):
-            cfg.callbacks["step_clock"] = {"_target_": f"{StepClock.__module__}.{StepClock.__qualname__}",
-                                           "path": str(Path(folder) / CLOCK_FILE)}
+            cfg.callbacks["step_clock"] = {
+                "_target_": f"{StepClock.__module__}.{StepClock.__qualname__}",
+                "path": str(Path(folder) / CLOCK_FILE),
+            }
         with lightning_quiet():
             result = run(cfg)
         clock = json.loads((Path(folder) / CLOCK_FILE).read_text())
     marks = clock["marks"]
     if [mark["step"] for mark in marks] != list(range(warmup + steps + 1)):
         raise RuntimeError(f"step clock: steps {[mark['step'] for mark in marks]}, expected 0..{warmup + steps}")
-    timed = marks[warmup:warmup + steps + 1]
+    timed = marks[warmup : warmup + steps + 1]
     wall = [b["wall"] - a["wall"] for a, b in zip(timed, timed[1:])]
     cpu = [b["cpu"] - a["cpu"] for a, b in zip(timed, timed[1:])]
     rows = sum(mark["rows"] for mark in timed[:-1])
@@ -184,8 +204,12 @@ def measure(settings: StepCostSettings, seed: int, device: torch.device, model_p
     the trainer on ``device``. ``--model`` is not used: the config says what the run starts from."""
     del model_path
     accelerator = "gpu" if device.type == "cuda" else "cpu"
-    return step_cost((f"seed={seed}", f"trainer.accelerator={accelerator}", "trainer.devices=1", *settings.overrides),
-                     steps=settings.steps, warmup=settings.warmup, problems=settings.problems)
+    return step_cost(
+        (f"seed={seed}", f"trainer.accelerator={accelerator}", "trainer.devices=1", *settings.overrides),
+        steps=settings.steps,
+        warmup=settings.warmup,
+        problems=settings.problems,
+    )
 
 
 def render(result: dict[str, Any]) -> list[str]:
@@ -194,41 +218,76 @@ def render(result: dict[str, Any]) -> list[str]:
     ema = "EMAWeightAveraging" in trainer["callbacks"]
     clip = trainer["gradient_clip_val"]
     clipping = f"{clip:g} ({trainer['gradient_clip_algorithm']})" if clip else "off"
-    lines = [f"## 7. Training step and evaluation of a config, through the run (`{config}`)", "",
-             f"`blocksft.runs.run.run` of `{result['run_name']}`: {fmt_num(result['parameters'])} parameters, "
-             f"{trainer['module']}; trainer: {trainer['accelerator']}, precision {trainer['precision']}, gradient "
-             f"clipping {clipping}, "
-             f"{trainer['accumulate_grad_batches']} micro-batch(es) per step, weight average (EMA) "
-             f"{'on' if ema else 'off'}. Torch threads {result['threads']}, load average "
-             f"{', '.join(f'{x:.2f}' for x in result['load_average'])} at the end.", ""]
-    lines += table(["timed steps (after warm-up)", "rows x mean sequence per step", "wall / step (median, mean)",
-                    "CPU / step (median)", "token positions / s", "timed share of Trainer.fit"],
-                   [[f"{train['timed_steps']} (after {train['warmup_steps']})",
-                     f"{train['rows_per_step']:g} x {train['mean_sequence']:.0f}",
-                     f"{fmt_time(train['wall_s_per_step'])}, {fmt_time(train['wall_s_per_step_mean'])}",
-                     fmt_time(train["cpu_s_per_step"]), fmt_num(train["positions_per_s"]),
-                     f"{sum(train['wall_s']) / train['fit_seconds']:.0%}" if train["fit_seconds"] else "n/a"]])
+    lines = [
+        f"## 7. Training step and evaluation of a config, through the run (`{config}`)",
+        "",
+        f"`blocksft.runs.run.run` of `{result['run_name']}`: {fmt_num(result['parameters'])} parameters, "
+        f"{trainer['module']}; trainer: {trainer['accelerator']}, precision {trainer['precision']}, gradient "
+        f"clipping {clipping}, "
+        f"{trainer['accumulate_grad_batches']} micro-batch(es) per step, weight average (EMA) "
+        f"{'on' if ema else 'off'}. Torch threads {result['threads']}, load average "
+        f"{', '.join(f'{x:.2f}' for x in result['load_average'])} at the end.",
+        "",
+    ]
+    lines += table(
+        [
+            "timed steps (after warm-up)",
+            "rows x mean sequence per step",
+            "wall / step (median, mean)",
+            "CPU / step (median)",
+            "token positions / s",
+            "timed share of Trainer.fit",
+        ],
+        [
+            [
+                f"{train['timed_steps']} (after {train['warmup_steps']})",
+                f"{train['rows_per_step']:g} x {train['mean_sequence']:.0f}",
+                f"{fmt_time(train['wall_s_per_step'])}, {fmt_time(train['wall_s_per_step_mean'])}",
+                fmt_time(train["cpu_s_per_step"]),
+                fmt_num(train["positions_per_s"]),
+                f"{sum(train['wall_s']) / train['fit_seconds']:.0%}" if train["fit_seconds"] else "n/a",
+            ]
+        ],
+    )
     if evaluation["kind"] != "decoding":
-        return lines + [f"Evaluation: held-out loss {evaluation['eval_loss']:.4f} on {evaluation['rows']} documents "
-                        f"in {fmt_time(evaluation['seconds'])}.", ""]
+        return lines + [
+            f"Evaluation: held-out loss {evaluation['eval_loss']:.4f} on {evaluation['rows']} documents "
+            f"in {fmt_time(evaluation['seconds'])}.",
+            "",
+        ]
     decode = evaluation["decode"]
-    lines += [f"Decoding ({evaluation['rows']} problems, `test_step`): gen_length {decode['gen_length']}, steps "
-              f"{decode['steps']}, prefix cache {'on' if decode['prefix_cache'] else 'off'}, confidence threshold "
-              f"{decode['confidence_threshold']}, attention {decode['attention']}.", ""]
-    rows = [[block, f"{cost['nfe_per_problem']:g} ({cost['nfe_min']}-{cost['nfe_max']})",
-             f"{cost['positions_fed_per_problem']:,.0f}", fmt_time(cost["decode_seconds"]),
-             f"{cost['problems_per_second']:.2f}" if cost["problems_per_second"] else "n/a"]
-            for block, cost in evaluation["by_block_length"].items()]
-    return lines + table(["decode block length", "NFE / problem (min-max)", "positions fed / problem", "decode time",
-                          "problems/s"], rows)
+    lines += [
+        f"Decoding ({evaluation['rows']} problems, `test_step`): gen_length {decode['gen_length']}, steps "
+        f"{decode['steps']}, prefix cache {'on' if decode['prefix_cache'] else 'off'}, confidence threshold "
+        f"{decode['confidence_threshold']}, attention {decode['attention']}.",
+        "",
+    ]
+    rows = [
+        [
+            block,
+            f"{cost['nfe_per_problem']:g} ({cost['nfe_min']}-{cost['nfe_max']})",
+            f"{cost['positions_fed_per_problem']:,.0f}",
+            fmt_time(cost["decode_seconds"]),
+            f"{cost['problems_per_second']:.2f}" if cost["problems_per_second"] else "n/a",
+        ]
+        for block, cost in evaluation["by_block_length"].items()
+    ]
+    return lines + table(
+        ["decode block length", "NFE / problem (min-max)", "positions fed / problem", "decode time", "problems/s"], rows
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench.step_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps before them")
-    parser.add_argument("--decode", type=int, default=16, metavar="N",
-                        help="evaluation rows (eval.size): decoded problems, or held-out documents when pretraining")
+    parser.add_argument(
+        "--decode",
+        type=int,
+        default=16,
+        metavar="N",
+        help="evaluation rows (eval.size): decoded problems, or held-out documents when pretraining",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON to this file")
     args, overrides = parser.parse_known_args(argv)
     if unknown := [o for o in overrides if o.startswith("-")]:

@@ -11,9 +11,15 @@ import torch
 
 from blocksft.masking import ClassicalMasking
 from blocksft.models.tiny import TinyDiffusionLM
-
-from experiments.bench.common import (default_model, default_optimizer, default_tokenizer, default_train_batch,
-                                      default_training_step, mask_generator, to_device)
+from experiments.bench.common import (
+    default_model,
+    default_optimizer,
+    default_tokenizer,
+    default_train_batch,
+    default_training_step,
+    mask_generator,
+    to_device,
+)
 from experiments.bench.render import fmt_num, fmt_time, table
 from experiments.bench.timing import ratio, summarise, time_interleaved
 
@@ -43,24 +49,40 @@ def training_flops(model: TinyDiffusionLM, batch_size: int, seq_len: int, loss_t
     dense = 6 * block_weights * batch_size * seq_len
     head = 6 * config.hidden_size * config.vocab_size * loss_tokens
     attention = 12 * config.num_layers * config.hidden_size * seq_len**2 * batch_size
-    return {"block_linear_params": block_weights, "dense": dense, "lm_head": head, "attention": attention,
-            "total": dense + head + attention}
-
+    return {
+        "block_linear_params": block_weights,
+        "dense": dense,
+        "lm_head": head,
+        "attention": attention,
+        "total": dense + head + attention,
+    }
 
 
 def matmul_peak(size: int, repeats: int, warmup: int = 2, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Measured matmul peak: a square ``size`` x ``size`` product in fp32 and bf16, median FLOP/s."""
     generator = torch.Generator().manual_seed(0)
-    a, b = torch.randn(size, size, generator=generator).to(device), torch.randn(size, size, generator=generator).to(device)
+    a, b = (
+        torch.randn(size, size, generator=generator).to(device),
+        torch.randn(size, size, generator=generator).to(device),
+    )
     a16, b16 = a.bfloat16(), b.bfloat16()
     times = time_interleaved({"fp32": lambda: a @ b, "bf16": lambda: a16 @ b16}, repeats, warmup, device=device)
     flops = 2 * size**3
-    return {"size": size, "time": {k: summarise(v) for k, v in times.items()},
-            "fp32_flops": flops / statistics.median(times["fp32"]), "bf16_flops": flops / statistics.median(times["bf16"])}
+    return {
+        "size": size,
+        "time": {k: summarise(v) for k, v in times.items()},
+        "fp32_flops": flops / statistics.median(times["fp32"]),
+        "bf16_flops": flops / statistics.median(times["bf16"]),
+    }
 
 
 def training_throughput_section(
-    *, batch_size: int = 32, repeats: int = 7, warmup: int = 2, matmul_size: int = 2048, seed: int = 0,
+    *,
+    batch_size: int = 32,
+    repeats: int = 7,
+    warmup: int = 2,
+    matmul_size: int = 2048,
+    seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Section 4: default step tokens/s, FLOP/s vs the measured matmul peaks, bf16 autocast speed-up."""
@@ -111,21 +133,51 @@ def training_throughput_section(
 
 def measure(s: ThroughputSettings, seed: int, device: torch.device, model_path: str | None) -> dict[str, Any]:
     del model_path  # the default model at random init: throughput does not depend on the weights
-    return training_throughput_section(batch_size=s.batch, repeats=s.repeats, warmup=s.warmup,
-                                       matmul_size=s.matmul_size, seed=seed, device=device)
+    return training_throughput_section(
+        batch_size=s.batch, repeats=s.repeats, warmup=s.warmup, matmul_size=s.matmul_size, seed=seed, device=device
+    )
 
 
 def render(tp: dict[str, Any]) -> list[str]:
     peak = tp["matmul_peak"]
-    lines = [f"## 4. Training throughput (default step, batch {tp['batch_shape'][0]} x {tp['batch_shape'][1]}, "
-             f"{fmt_num(tp['params'])} params)", ""]
-    lines += table(["measured matmul peak", f"{peak['size']}x{peak['size']} fp32", "bf16"],
-                    [["FLOP/s", fmt_num(peak["fp32_flops"]), fmt_num(peak["bf16_flops"])]])
-    rows = [[name, fmt_time(e["time"]["median_s"]), fmt_num(e["tokens_per_s"]), fmt_num(e["real_tokens_per_s"]),
-             fmt_num(e["flops_per_step"]["total"]), fmt_num(e["achieved_flops"]),
-             f"{e['share_of_fp32_peak']:.1%}", f"{e['share_of_bf16_peak']:.1%}"] for name, e in tp["steps"].items()]
-    lines += table(["step", "time", "tokens/s (incl. pad)", "real tokens/s", "FLOPs / step", "achieved FLOP/s",
-                     "of fp32 peak", "of bf16 peak"], rows)
-    return lines + [f"bf16 autocast speed-up vs fp32: **{tp['bf16_speedup']:.2f}x**.", "",
-                    "FLOPs: " + tp["flops_formula"], ""]
-
+    lines = [
+        f"## 4. Training throughput (default step, batch {tp['batch_shape'][0]} x {tp['batch_shape'][1]}, "
+        f"{fmt_num(tp['params'])} params)",
+        "",
+    ]
+    lines += table(
+        ["measured matmul peak", f"{peak['size']}x{peak['size']} fp32", "bf16"],
+        [["FLOP/s", fmt_num(peak["fp32_flops"]), fmt_num(peak["bf16_flops"])]],
+    )
+    rows = [
+        [
+            name,
+            fmt_time(e["time"]["median_s"]),
+            fmt_num(e["tokens_per_s"]),
+            fmt_num(e["real_tokens_per_s"]),
+            fmt_num(e["flops_per_step"]["total"]),
+            fmt_num(e["achieved_flops"]),
+            f"{e['share_of_fp32_peak']:.1%}",
+            f"{e['share_of_bf16_peak']:.1%}",
+        ]
+        for name, e in tp["steps"].items()
+    ]
+    lines += table(
+        [
+            "step",
+            "time",
+            "tokens/s (incl. pad)",
+            "real tokens/s",
+            "FLOPs / step",
+            "achieved FLOP/s",
+            "of fp32 peak",
+            "of bf16 peak",
+        ],
+        rows,
+    )
+    return lines + [
+        f"bf16 autocast speed-up vs fp32: **{tp['bf16_speedup']:.2f}x**.",
+        "",
+        "FLOPs: " + tp["flops_formula"],
+        "",
+    ]

@@ -107,6 +107,10 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     }
     if torch.device(device).type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        info["gpu"] = {"name": properties.name, "memory_gib": properties.total_memory / 2**30,
-                       "capability": f"{properties.major}.{properties.minor}", "cuda_version": torch.version.cuda}
+        info["gpu"] = {
+            "name": properties.name,
+            "memory_gib": properties.total_memory / 2**30,
+            "capability": f"{properties.major}.{properties.minor}",
+            "cuda_version": torch.version.cuda,
+        }
     return info

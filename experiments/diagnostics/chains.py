@@ -35,8 +35,13 @@ def answer_checks(prompt: str, generation: str) -> dict[str, bool | int]:
     chained = bool(steps) and all(steps[i][0] == steps[i - 1][3] for i in range(1, len(steps)))
     question = [int(n) for n in NUMBER.findall(prompt)]
     read = [steps[0][0], *(b for _, _, b, _ in steps)] if steps else []
-    return {"well_formed": bool(FINAL.search(generation)), "chained": chained,
-            "operands_read": bool(read) and read == question, "steps": len(steps), "steps_right": right}
+    return {
+        "well_formed": bool(FINAL.search(generation)),
+        "chained": chained,
+        "operands_read": bool(read) and read == question,
+        "steps": len(steps),
+        "steps_right": right,
+    }
 
 
 def summarize(rows: list[dict]) -> dict[int, dict[str, float]]:
@@ -48,12 +53,14 @@ def summarize(rows: list[dict]) -> dict[int, dict[str, float]]:
     for block, group in sorted(by_block.items()):
         checks = [answer_checks(row["prompt"], row["generation"]) for row in group]
         steps = sum(c["steps"] for c in checks)
-        out[block] = {"n": len(group),
-                      "correct": sum(bool(row.get("correct")) for row in group) / len(group),
-                      "well_formed": sum(c["well_formed"] for c in checks) / len(group),
-                      "steps_right": sum(c["steps_right"] for c in checks) / steps if steps else 0.0,
-                      "chained": sum(c["chained"] for c in checks) / len(group),
-                      "operands_read": sum(c["operands_read"] for c in checks) / len(group)}
+        out[block] = {
+            "n": len(group),
+            "correct": sum(bool(row.get("correct")) for row in group) / len(group),
+            "well_formed": sum(c["well_formed"] for c in checks) / len(group),
+            "steps_right": sum(c["steps_right"] for c in checks) / steps if steps else 0.0,
+            "chained": sum(c["chained"] for c in checks) / len(group),
+            "operands_read": sum(c["operands_read"] for c in checks) / len(group),
+        }
     return out
 
 
@@ -63,7 +70,9 @@ def generations_file(run: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.diagnostics.chains", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.diagnostics.chains", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (or generations.jsonl files)")
     args = parser.parse_args(argv)
     print("| run | decode block | n | correct | well-formed | steps right | chained | operands read |")
@@ -76,8 +85,9 @@ def main(argv: list[str] | None = None) -> None:
             continue
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         for block, s in summarize(rows).items():
-            shares = " | ".join(f"{100 * s[k]:.1f} %" for k in ("correct", "well_formed", "steps_right", "chained",
-                                                                  "operands_read"))
+            shares = " | ".join(
+                f"{100 * s[k]:.1f} %" for k in ("correct", "well_formed", "steps_right", "chained", "operands_read")
+            )
             print(f"| {run} | {block} | {s['n']} | {shares} |")
     if missing:
         raise SystemExit("; ".join(missing))

@@ -1,4 +1,5 @@
-"""Does a base carry the per-step skill of the chain task? ``python -m experiments.diagnostics.probe_skill <init_from> [overrides]``
+"""Does a base carry the per-step skill of the chain task?
+``python -m experiments.diagnostics.probe_skill <init_from> [overrides]``
 
 Loads a model exactly as a run with ``model.init_from=<init_from>`` would (an export folder, a run
 folder or a pretraining ``.ckpt``; the config is composed as ``train.py`` composes it
@@ -50,7 +51,7 @@ def masked_result_accuracy(model, tokenizer, texts: list[tuple[str, str, str]], 
         tail = tokenizer(after, add_special_tokens=False)["input_ids"]
         ids = (head + mid + tail + [tokenizer.eos_token_id] * length)[:length]
         target = torch.full((length,), -100)
-        target[len(head):len(head) + len(mid)] = torch.tensor(mid)
+        target[len(head) : len(head) + len(mid)] = torch.tensor(mid)
         ids = torch.tensor(ids)
         ids[target >= 0] = tokenizer.mask_token_id
         rows.append(ids)
@@ -64,8 +65,10 @@ def masked_result_accuracy(model, tokenizer, texts: list[tuple[str, str, str]], 
 def probe(init_from: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, tuple[float, int]]:
     """{context: (share of facts predicted exactly, number of facts)} for the model a run with
     ``model.init_from=<init_from>`` and ``overrides`` (on ``experiment=pretrain_base``) starts from."""
-    cfg = compose_config(["experiment=pretrain_base", f"model.init_from={init_from}", *overrides],
-                         Path(tempfile.gettempdir()) / "blocksft-probe-skill")
+    cfg = compose_config(
+        ["experiment=pretrain_base", f"model.init_from={init_from}", *overrides],
+        Path(tempfile.gettempdir()) / "blocksft-probe-skill",
+    )
     model, tokenizer, _, _ = load_initial_model(cfg, train=False)
     model.eval()
     source = cfg.data.source
@@ -78,8 +81,9 @@ def probe(init_from: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.diagnostics.probe_skill",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.diagnostics.probe_skill", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("init_from", help="an export folder, a run folder or a pretraining .ckpt")
     parser.add_argument("overrides", nargs="*", help="config overrides, as on train.py's command line")
     args = parser.parse_args(argv)

@@ -55,8 +55,11 @@ def provenance(run: Path, target: Path, note: str | None) -> dict:
     """What ``provenance.json`` records of the run ``run`` shipped into ``target``."""
     result = completed_run(run)
     record = json.loads((run / "run_config.json").read_text())
-    overrides = OmegaConf.create(record["hydra_files"]["overrides.yaml"]) if "overrides.yaml" in record.get(
-        "hydra_files", {}) else []
+    overrides = (
+        OmegaConf.create(record["hydra_files"]["overrides.yaml"])
+        if "overrides.yaml" in record.get("hydra_files", {})
+        else []
+    )
     config = result.config
     return {
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -73,8 +76,9 @@ def provenance(run: Path, target: Path, note: str | None) -> dict:
         "wall_seconds": result.wall_seconds,
         "final_train_loss": result.final_train_loss,
         "heldout_loss": result.eval_loss,
-        "files_sha256": {p.name: sha256_file(p) for p in sorted(target.iterdir())
-                         if p.is_file() and p.name not in (PROVENANCE, CARD)},
+        "files_sha256": {
+            p.name: sha256_file(p) for p in sorted(target.iterdir()) if p.is_file() and p.name not in (PROVENANCE, CARD)
+        },
         "config": config,
     }
 
@@ -85,25 +89,25 @@ def model_card(record: dict) -> str:
     minutes = (record["wall_seconds"] or 0) / 60
     files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in record["files_sha256"].items())
     note = f"\n{record['note']}\n" if record.get("note") else ""
-    return f"""# The shipped base: a {record['num_parameters'] / 1e6:.2f}M-parameter masked diffusion LM
+    return f"""# The shipped base: a {record["num_parameters"] / 1e6:.2f}M-parameter masked diffusion LM
 
 Pretrained by this project's own pretraining config; `model=base` (the default) fine-tunes it, and
 `model=base_scratch` is the same architecture and tokenizer at random init.
 
 | | |
 |---|---|
-| command | `{record['command']}` |
-| git commit | `{record['git_commit']}` |
-| config fingerprint | `{record['config_fingerprint']}` |
-| data fingerprint (sha256 of the corpus) | `{record['data_fingerprint']}` |
-| architecture | tiny bidirectional transformer, hidden {model['hidden_size']}, {model['num_layers']} layers, {model['num_heads']} heads, MLP {model['intermediate_size']}, rotary positions |
-| tokenizer | BPE, {record['vocab_size']} ids, numbers {model['bpe']['numbers']} (every integer below 100 is one token) |
-| objective | LLaDA masked-diffusion pretraining: whole document masked at t ~ U(eps, 1), loss weighted 1/t (`{config['objective']['weighting']}`) |
-| corpus | {source['sizes']['train']:,} procedural documents (seed {source['seed']}): formats {', '.join(k for k, v in source['formats'].items() if v)}; operands 1-{source['max_operand']}, values 0-{source['max_result']}, {source['min_ops']}-{source['max_ops']} steps |
-| steps | {record['steps']:,} of batch {config['data']['batch_size']} x {config['data']['response_len']} tokens, AdamW lr {config['optim']['optimizer']['lr']} |
+| command | `{record["command"]}` |
+| git commit | `{record["git_commit"]}` |
+| config fingerprint | `{record["config_fingerprint"]}` |
+| data fingerprint (sha256 of the corpus) | `{record["data_fingerprint"]}` |
+| architecture | tiny bidirectional transformer, hidden {model["hidden_size"]}, {model["num_layers"]} layers, {model["num_heads"]} heads, MLP {model["intermediate_size"]}, rotary positions |
+| tokenizer | BPE, {record["vocab_size"]} ids, numbers {model["bpe"]["numbers"]} (every integer below 100 is one token) |
+| objective | LLaDA masked-diffusion pretraining: whole document masked at t ~ U(eps, 1), loss weighted 1/t (`{config["objective"]["weighting"]}`) |
+| corpus | {source["sizes"]["train"]:,} procedural documents (seed {source["seed"]}): formats {", ".join(k for k, v in source["formats"].items() if v)}; operands 1-{source["max_operand"]}, values 0-{source["max_result"]}, {source["min_ops"]}-{source["max_ops"]} steps |
+| steps | {record["steps"]:,} of batch {config["data"]["batch_size"]} x {config["data"]["response_len"]} tokens, AdamW lr {config["optim"]["optimizer"]["lr"]} |
 | wall time | {minutes:.1f} min on 2 CPU cores |
-| final training loss | {record['final_train_loss']:.4f} |
-| held-out loss ({source['sizes']['validation']} documents) | {record['heldout_loss']:.4f} |
+| final training loss | {record["final_train_loss"]:.4f} |
+| held-out loss ({source["sizes"]["validation"]} documents) | {record["heldout_loss"]:.4f} |
 {note}
 ## Files
 
@@ -113,11 +117,13 @@ Pretrained by this project's own pretraining config; `model=base` (the default) 
 
 `provenance.json` holds all of the above and the whole resolved config; `tests/test_shipped_base.py`
 checks these digests and that the base loads.
-"""
+"""  # noqa: E501 (the model card's table rows are one line each)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.diagnostics.ship_base", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.diagnostics.ship_base", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run", type=Path, help="a completed pretraining run folder (holding export/ and results.json)")
     parser.add_argument("--to", type=Path, default=ROOT / "experiments" / "base")
     parser.add_argument("--note", default=None, help="a sentence for the card (e.g. how the code was committed)")
@@ -129,8 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     record = provenance(args.run, args.to, args.note)
     (args.to / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
     (args.to / CARD).write_text(model_card(record))
-    print(f"shipped {args.run} -> {args.to}: {record['num_parameters']:,} parameters, "
-          f"{sum(p.stat().st_size for p in args.to.iterdir()) / 1e6:.1f} MB")
+    print(
+        f"shipped {args.run} -> {args.to}: {record['num_parameters']:,} parameters, "
+        f"{sum(p.stat().st_size for p in args.to.iterdir()) / 1e6:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
         plots.append("heatmap.png")
     bar_kinds = {"main", "prefix", "suffix", "controls", "corruption_schemes", "scratch_vs_base"}
     if (set(summary["kinds"]) & bar_kinds or not summary["grid"]) and plot_bars(
-            summary["groups"], summary["group_keys"], out / "bars.png", title=name):
+        summary["groups"], summary["group_keys"], out / "bars.png", title=name
+    ):
         plots.append("bars.png")
     if plot_pareto(summary["pareto"], out / "pareto.png", title=f"{name}: accuracy vs training cost"):
         plots.append("pareto.png")
@@ -62,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"not a directory: {args.sweep_dir}")
     summary = write_report(args.sweep_dir, args.out, args.study)
     out = args.out or args.sweep_dir / "report"
-    print(f"{summary['study']}: {summary['n_jobs']} jobs ({summary['n_completed']} completed, "
-          f"{summary['n_failed']} failed, {summary['n_unfinished']} unfinished) -> {out / 'report.md'}")
+    print(
+        f"{summary['study']}: {summary['n_jobs']} jobs ({summary['n_completed']} completed, "
+        f"{summary['n_failed']} failed, {summary['n_unfinished']} unfinished) -> {out / 'report.md'}"
+    )
     for claim in summary["claims"]:
         print(f"  {claim['verdict']}: {claim['claim']}")
     if not summary["n_jobs"]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from blocksft.runs.results import as_float, as_int
-
 from experiments.reporting.runs import Run, completed
 from experiments.reporting.stats import Group
 from experiments.reporting.text import key_label
@@ -45,8 +45,10 @@ def mean_loss_curves(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, tupl
         jobs[label] += 1
         for step, loss in curve.items():
             curves[label][step].append(loss)
-    return {label: (sorted(c), [statistics.fmean(c[s]) for s in sorted(c)], jobs[label])
-            for label, c in sorted(curves.items())}
+    return {
+        label: (sorted(c), [statistics.fmean(c[s]) for s in sorted(c)], jobs[label])
+        for label, c in sorted(curves.items())
+    }
 
 
 def _pyplot():
@@ -82,8 +84,16 @@ def plot_heatmap(grid: dict[str, Any], path: Path) -> bool:
                 cell = row["cells"][str(length)]
                 text = f"{data[i, j]:.1f}" + (f"\n±{100 * cell['std']:.1f}" if cell["std"] is not None else "")
                 weight = "bold" if length in row["best_decode"] else "normal"
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, fontweight=weight,
-                        color="black" if data[i, j] > middle else "white")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    fontweight=weight,
+                    color="black" if data[i, j] > middle else "white",
+                )
     ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
     ax.set_yticks(range(len(rows)), [row["label"] for row in rows])
     ax.set_xlabel("decoding block length")
@@ -106,8 +116,13 @@ def plot_bars(groups: Sequence[Group], keys: Sequence[str], path: Path, title: s
     colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(groups) + 2), 4))
     x = range(len(groups))
-    ax.bar(x, [100 * g["mean"] for g in groups], yerr=[100 * (g["std"] or 0) for g in groups], capsize=4,
-           color=[colors[str(g.get("strategy"))] for g in groups])
+    ax.bar(
+        x,
+        [100 * g["mean"] for g in groups],
+        yerr=[100 * (g["std"] or 0) for g in groups],
+        capsize=4,
+        color=[colors[str(g.get("strategy"))] for g in groups],
+    )
     ax.set_xticks(list(x), [key_label(g, keys).replace(", ", "\n") for g in groups], fontsize=7)
     ax.set_ylabel("accuracy % (mean ± std over seeds)")
     ax.set_title(title)
@@ -136,8 +151,6 @@ def plot_loss_curves(curves: dict[str, tuple[list[int], list[float], int]], path
     return True
 
 
-
-
 def plot_pareto(pareto: dict[str, Any] | None, path: Path, title: str = "") -> bool:
     """Accuracy against cost (``schemes.scheme_pareto``): one marker per scheme × budget with mean ± std
     error bars on both axes, colour per scheme, shape per budget kind; Pareto-front points ringed and
@@ -152,14 +165,34 @@ def plot_pareto(pareto: dict[str, Any] | None, path: Path, title: str = "") -> b
     shapes = {b: "osD^v<>"[i % 7] for i, b in enumerate(budgets)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for p in points:
-        ax.errorbar(p["cost_mean"], 100 * p["accuracy_mean"], xerr=p["cost_std"] or 0,
-                    yerr=100 * (p["accuracy_std"] or 0), fmt=shapes[str(p["budget_kind"])],
-                    color=colors[p["strategy"]], capsize=3, markersize=7, label=f"{p['strategy']}, {p['budget_kind']}")
+        ax.errorbar(
+            p["cost_mean"],
+            100 * p["accuracy_mean"],
+            xerr=p["cost_std"] or 0,
+            yerr=100 * (p["accuracy_std"] or 0),
+            fmt=shapes[str(p["budget_kind"])],
+            color=colors[p["strategy"]],
+            capsize=3,
+            markersize=7,
+            label=f"{p['strategy']}, {p['budget_kind']}",
+        )
     front = sorted((p for p in points if p["on_front"]), key=lambda p: p["cost_mean"])
-    ax.plot([p["cost_mean"] for p in front], [100 * p["accuracy_mean"] for p in front], "k--", linewidth=0.8,
-            label="Pareto front")
-    ax.scatter([p["cost_mean"] for p in front], [100 * p["accuracy_mean"] for p in front], s=220,
-               facecolors="none", edgecolors="black", linewidths=1.2, zorder=3)
+    ax.plot(
+        [p["cost_mean"] for p in front],
+        [100 * p["accuracy_mean"] for p in front],
+        "k--",
+        linewidth=0.8,
+        label="Pareto front",
+    )
+    ax.scatter(
+        [p["cost_mean"] for p in front],
+        [100 * p["accuracy_mean"] for p in front],
+        s=220,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        zorder=3,
+    )
     ax.set_xlabel(f"training cost per job: {pareto['cost']} (mean ± std over seeds)")
     ax.set_ylabel("accuracy % (mean ± std over seeds)")
     ax.set_title(title)

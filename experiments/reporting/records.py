@@ -72,7 +72,9 @@ def restore(records_dir: Path, study_dir: Path) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.reporting.records", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.reporting.records", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("action", choices=("keep", "restore"))
     parser.add_argument("study", help="the study's name: outputs/studies/<study>, experiments/records/<study>")
     parser.add_argument("--studies", type=Path, default=STUDIES, help="where sweeps write their studies")

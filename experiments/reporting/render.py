@@ -4,8 +4,9 @@ returning its lines (none when the section does not apply); ``render_markdown`` 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from experiments.reporting.claims import PAPER, SCALE_NOTE
 from experiments.reporting.runs import Run
@@ -16,31 +17,42 @@ Summary = dict[str, Any]
 
 def header(s: Summary) -> list[str]:
     """Title and the sweep's facts: sections, jobs, commits, wall time and where it went, linked jobs."""
-    lines = [f"# Study report: {s['study']}", "",
-             f"- Sweep: `{s['sweep_dir']}`",
-             f"- Sections: {', '.join(s['kinds']) or 'generic'}",
-             f"- Jobs: {s['n_jobs']} ({s['n_completed']} completed / {s['n_failed']} failed"
-             + (f" / {s['n_unfinished']} unfinished)" if s.get("n_unfinished") else ")"),
-             "- Git commit(s): " + (", ".join(f"`{c}` ({n} jobs)" for c, n in s["git_commits"].items()) or "n/a")]
+    lines = [
+        f"# Study report: {s['study']}",
+        "",
+        f"- Sweep: `{s['sweep_dir']}`",
+        f"- Sections: {', '.join(s['kinds']) or 'generic'}",
+        f"- Jobs: {s['n_jobs']} ({s['n_completed']} completed / {s['n_failed']} failed"
+        + (f" / {s['n_unfinished']} unfinished)" if s.get("n_unfinished") else ")"),
+        "- Git commit(s): " + (", ".join(f"`{c}` ({n} jobs)" for c, n in s["git_commits"].items()) or "n/a"),
+    ]
     walls = list(s["wall_seconds_per_job"].values())
     if walls:
-        lines.append(f"- Wall time: total {duration(s['wall_seconds_total'])} (sum over {len(walls)} jobs); "
-                     f"per job mean {duration(s['wall_seconds_mean'])}, median {duration(statistics.median(walls))}, "
-                     f"min {duration(min(walls))}, max {duration(max(walls))}")
+        lines.append(
+            f"- Wall time: total {duration(s['wall_seconds_total'])} (sum over {len(walls)} jobs); "
+            f"per job mean {duration(s['wall_seconds_mean'])}, median {duration(statistics.median(walls))}, "
+            f"min {duration(min(walls))}, max {duration(max(walls))}"
+        )
     if s.get("time_breakdown"):
         t = s["time_breakdown"]
         share = lambda part: f"{duration(t[part])} ({100 * t[part] / t['wall']:.0f} %)" if t["wall"] else "n/a"  # noqa: E731
-        lines.append(f"- Where the time went ({t['jobs']} jobs): training {share('train')}, decoding and scoring "
-                     f"{share('decode')}, other (start-up, data, export) {share('other')}")
+        lines.append(
+            f"- Where the time went ({t['jobs']} jobs): training {share('train')}, decoding and scoring "
+            f"{share('decode')}, other (start-up, data, export) {share('other')}"
+        )
     if s["linked"]:
-        lines.append(f"- Linked jobs: {len(s['linked'])}, runs of identical configuration made by another sweep, "
-                     "symlinked or copied by this one (`reused_from` in results.json; marked † in the job table; "
-                     "their wall time is counted above)")
+        lines.append(
+            f"- Linked jobs: {len(s['linked'])}, runs of identical configuration made by another sweep, "
+            "symlinked or copied by this one (`reused_from` in results.json; marked † in the job table; "
+            "their wall time is counted above)"
+        )
     if s.get("training_linked"):
-        lines.append(f"- Jobs that decoded another sweep's training: {len(s['training_linked'])}, runs trained "
-                     "identically but decoded otherwise; their last checkpoint was copied and decoded here "
-                     "(`reused_from.scope: training` in results.json; marked ‡ in the job table; their wall time "
-                     "above is that training's plus this decoding, `reused_from.wall_seconds_here` the decoding's)")
+        lines.append(
+            f"- Jobs that decoded another sweep's training: {len(s['training_linked'])}, runs trained "
+            "identically but decoded otherwise; their last checkpoint was copied and decoded here "
+            "(`reused_from.scope: training` in results.json; marked ‡ in the job table; their wall time "
+            "above is that training's plus this decoding, `reused_from.wall_seconds_here` the decoding's)"
+        )
     return lines + [""]
 
 
@@ -58,8 +70,13 @@ def failed_jobs(s: Summary) -> list[str]:
 def unfinished_jobs(s: Summary) -> list[str]:
     if not s.get("unfinished"):
         return []
-    lines = ["## Unfinished jobs", "", "No `results.json` yet: still running, or killed. Not counted as failed; "
-             "the sweep's command resumes each from its `last.ckpt`.", ""]
+    lines = [
+        "## Unfinished jobs",
+        "",
+        "No `results.json` yet: still running, or killed. Not counted as failed; "
+        "the sweep's command resumes each from its `last.ckpt`.",
+        "",
+    ]
     jobs = [f"- `{job['job']}` — overrides: `{' '.join(job['overrides']) or 'n/a'}`" for job in s["unfinished"]]
     return lines + jobs + [""]
 
@@ -68,12 +85,25 @@ def accuracy_by_configuration(s: Summary) -> list[str]:
     keys = s["group_keys"]
     flexible = {tuple(g.get(k) for k in keys): g for g in s["groups_flexible"]}
     several = " A run decoded at several block lengths counts at its training block." if s.get("grid") else ""
-    lines = ["## Accuracy by configuration", "",
-             f"Accuracy in %, mean ± std over seeds (std with ddof=1; n/a for a single seed).{several}", ""]
-    return lines + table([*keys, "accuracy", "flexible", "n seeds", "seeds"],
-                         [[*(fmt_key(k, g.get(k)) for k in keys), pct_pm(g),
-                           pct_pm(flexible.get(tuple(g.get(k) for k in keys))), g["n"],
-                           ",".join(str(x) for x in g["seeds"])] for g in s["groups"]])
+    lines = [
+        "## Accuracy by configuration",
+        "",
+        f"Accuracy in %, mean ± std over seeds (std with ddof=1; n/a for a single seed).{several}",
+        "",
+    ]
+    return lines + table(
+        [*keys, "accuracy", "flexible", "n seeds", "seeds"],
+        [
+            [
+                *(fmt_key(k, g.get(k)) for k in keys),
+                pct_pm(g),
+                pct_pm(flexible.get(tuple(g.get(k) for k in keys))),
+                g["n"],
+                ",".join(str(x) for x in g["seeds"]),
+            ]
+            for g in s["groups"]
+        ],
+    )
 
 
 def _ci(diff: dict[str, Any], digits: int = 2) -> str:
@@ -84,14 +114,28 @@ def main_comparison(s: Summary) -> list[str]:
     if "main" not in s["kinds"]:
         return []
     by_model = any("model" in d for d in s["paired"])  # several models: pairs are formed within each
-    lines = ["## Main comparison: blockwise − classical", "",
-             f"Paired by seed within each {'model and ' * by_model}budget kind (means over the paired seeds); "
-             "95% t-interval over the paired differences, in points of %.", ""]
+    lines = [
+        "## Main comparison: blockwise − classical",
+        "",
+        f"Paired by seed within each {'model and ' * by_model}budget kind (means over the paired seeds); "
+        "95% t-interval over the paired differences, in points of %.",
+        "",
+    ]
     rows = []
     for d in s["paired"]:
         model = [d.get("model") or "—"] if by_model else []
-        rows.append([*model, d.get("budget_kind") or "—", pct(d["treatment_mean"]), pct(d["control_mean"]),
-                     signed(d["mean"], 2), _ci(d), d["n_pairs"], _verdict(d)])
+        rows.append(
+            [
+                *model,
+                d.get("budget_kind") or "—",
+                pct(d["treatment_mean"]),
+                pct(d["control_mean"]),
+                signed(d["mean"], 2),
+                _ci(d),
+                d["n_pairs"],
+                _verdict(d),
+            ]
+        )
     header = ["model"] * by_model + ["budget", "blockwise", "classical", "Δ mean", "95% CI", "n pairs", "verdict"]
     return lines + table(header, rows)
 
@@ -105,8 +149,12 @@ def block_grid(s: Summary) -> list[str]:
     if not grid or not grid["rows"]:
         return []
     lengths = grid["decode_lengths"]
-    lines = ["## Block-size consistency: training block × decoding block length", "",
-             "Cell: accuracy % mean ± std (n seeds); best cell per row in bold.", ""]
+    lines = [
+        "## Block-size consistency: training block × decoding block length",
+        "",
+        "Cell: accuracy % mean ± std (n seeds); best cell per row in bold.",
+        "",
+    ]
     rows = []
     for row in grid["rows"]:
         cells = []
@@ -120,39 +168,72 @@ def block_grid(s: Summary) -> list[str]:
         diag = {True: "yes", False: "no", None: "n/a"}[row["diagonal_is_max"]]
         tokens = row.get("supervised_tokens")
         rows.append([row["label"], *cells, diag, "—" if tokens is None else f"{tokens:,.0f}"])
-    lines += table(["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?",
-                    "supervised tokens per run"], rows)
+    lines += table(
+        ["train block \\ decode", *(str(x) for x in lengths), "diagonal is row max?", "supervised tokens per run"], rows
+    )
     decided = [row for row in grid["rows"] if row.get("matched") is not None]
     if not decided:
         return lines
-    lines += ["Does each row peak where the blocks match? Δ = accuracy decoded at the training block − at the "
-              "column's length, the same models paired by seed, in points of %, with its 95% t-interval; verdict: "
-              "every interval above 0 supports, any below 0 contradicts.", ""]
+    lines += [
+        "Does each row peak where the blocks match? Δ = accuracy decoded at the training block − at the "
+        "column's length, the same models paired by seed, in points of %, with its 95% t-interval; verdict: "
+        "every interval above 0 supports, any below 0 contradicts.",
+        "",
+    ]
     rows = []
     for row in decided:
         by_length = {d["decode"]: d for d in row["matched"]}
-        cells = [f"{signed(by_length[x]['mean'], 1)} {_ci(by_length[x], 1)} ({by_length[x]['n_pairs']})"
-                 if x in by_length else "—" for x in lengths]
-        rows.append([row["label"], *cells, row["verdict"], row.get("verdict_longer") or "—",
-                     row.get("verdict_shorter") or "—"])
-    return lines + table(["train block: Δ vs decode", *(str(x) for x in lengths), "verdict",
-                          "vs longer decode blocks", "vs shorter decode blocks"], rows)
+        cells = [
+            f"{signed(by_length[x]['mean'], 1)} {_ci(by_length[x], 1)} ({by_length[x]['n_pairs']})"
+            if x in by_length
+            else "—"
+            for x in lengths
+        ]
+        rows.append(
+            [row["label"], *cells, row["verdict"], row.get("verdict_longer") or "—", row.get("verdict_shorter") or "—"]
+        )
+    return lines + table(
+        [
+            "train block: Δ vs decode",
+            *(str(x) for x in lengths),
+            "verdict",
+            "vs longer decode blocks",
+            "vs shorter decode blocks",
+        ],
+        rows,
+    )
 
 
 def knob_ablations(s: Summary) -> list[str]:
     lines = []
-    for kind, knob, title in (("prefix", "prefix_mask_rate", "Prefix ablation"),
-                              ("suffix", "suffix_mask_prob", "Suffix ablation")):
+    for kind, knob, title in (
+        ("prefix", "prefix_mask_rate", "Prefix ablation"),
+        ("suffix", "suffix_mask_prob", "Suffix ablation"),
+    ):
         if kind in s["kinds"] and s[kind]:
             paired = {d[knob]: d for d in s.get(f"{kind}_paired") or []}
             reference = {"prefix": "the clean prefix (0)", "suffix": "the hidden suffix (1.0)"}[kind]
-            lines += [f"## {title}", "", f"Accuracy %, mean ± std over seeds; Δ = {reference} − this value, "
-                      "paired by seed, in points of %, with its 95% t-interval.", ""]
+            lines += [
+                f"## {title}",
+                "",
+                f"Accuracy %, mean ± std over seeds; Δ = {reference} − this value, "
+                "paired by seed, in points of %, with its 95% t-interval.",
+                "",
+            ]
             rows = []
             for g in s[kind]:
                 d = paired.get(g[knob])
-                rows.append([fmt_key(knob, g[knob]), pct_pm(g), g["n"], signed(d["mean"], 2) if d else "reference",
-                             _ci(d) if d else "—", d["n_pairs"] if d else "—", _verdict(d) if d else "—"])
+                rows.append(
+                    [
+                        fmt_key(knob, g[knob]),
+                        pct_pm(g),
+                        g["n"],
+                        signed(d["mean"], 2) if d else "reference",
+                        _ci(d) if d else "—",
+                        d["n_pairs"] if d else "—",
+                        _verdict(d) if d else "—",
+                    ]
+                )
             lines += table([knob, "accuracy", "n seeds", "Δ", "95% CI", "n pairs", "verdict"], rows)
     return lines
 
@@ -160,18 +241,42 @@ def knob_ablations(s: Summary) -> list[str]:
 def controls(s: Summary) -> list[str]:
     if not s.get("controls"):
         return []
-    lines = ["## Controls: blockwise vs variants that break its alignment", "",
-             "Accuracy %, mean ± std over seeds; Δ = blockwise − control paired by seed, 95% t-interval in "
-             "points of %; verdict from the interval (mean ± std intervals: blockwise above / below / "
-             "overlap).", ""]
+    lines = [
+        "## Controls: blockwise vs variants that break its alignment",
+        "",
+        "Accuracy %, mean ± std over seeds; Δ = blockwise − control paired by seed, 95% t-interval in "
+        "points of %; verdict from the interval (mean ± std intervals: blockwise above / below / "
+        "overlap).",
+        "",
+    ]
     rows = []
     for c in s["controls"]:
         d = c["paired"] or {}
-        rows.append([c["control"], f"{pct_pm(c['group'])} ({c['group']['n']})",
-                     f"{pct_pm(c['reference'])} ({c['reference']['n']})", signed(d.get("mean"), 2), _ci(d),
-                     d.get("n_pairs", 0), f"blockwise {c['relation']}", c["verdict"]])
-    return lines + table(["control", "control accuracy (n)", "blockwise accuracy (n)", "Δ mean", "95% CI", "n pairs",
-                          "mean ± std intervals", "verdict"], rows)
+        rows.append(
+            [
+                c["control"],
+                f"{pct_pm(c['group'])} ({c['group']['n']})",
+                f"{pct_pm(c['reference'])} ({c['reference']['n']})",
+                signed(d.get("mean"), 2),
+                _ci(d),
+                d.get("n_pairs", 0),
+                f"blockwise {c['relation']}",
+                c["verdict"],
+            ]
+        )
+    return lines + table(
+        [
+            "control",
+            "control accuracy (n)",
+            "blockwise accuracy (n)",
+            "Δ mean",
+            "95% CI",
+            "n pairs",
+            "mean ± std intervals",
+            "verdict",
+        ],
+        rows,
+    )
 
 
 def corruption_schemes(s: Summary) -> list[str]:
@@ -179,40 +284,65 @@ def corruption_schemes(s: Summary) -> list[str]:
     of each costs and whether it is on the Pareto front of accuracy vs training seconds."""
     if not s.get("schemes"):
         return []
-    lines = ["## Corruption schemes", "",
-             "Accuracy %, mean ± std over seeds (n). Δ = blockwise − scheme, paired by seed within the budget "
-             "kind, in points of %, with its 95% t-interval; verdict on \"blockwise beats the scheme\" from "
-             "the interval.", ""]
+    lines = [
+        "## Corruption schemes",
+        "",
+        "Accuracy %, mean ± std over seeds (n). Δ = blockwise − scheme, paired by seed within the budget "
+        'kind, in points of %, with its 95% t-interval; verdict on "blockwise beats the scheme" from '
+        "the interval.",
+        "",
+    ]
     rows = []
     for r in s["schemes"]:
         d = r["paired"] or {}
-        rows.append([r["budget_kind"] or "—", r["strategy"], f"{pct_pm(r['accuracy'])} ({r['accuracy']['n']})",
-                     signed(d.get("mean"), 2) if d else "reference", _ci(d) if d else "—",
-                     d.get("n_pairs", "—"), _verdict(d) if d else "—"])
-    lines += table(["budget", "scheme", "accuracy (n)", "Δ blockwise − scheme", "95% CI", "n pairs", "verdict"],
-                   rows)
+        rows.append(
+            [
+                r["budget_kind"] or "—",
+                r["strategy"],
+                f"{pct_pm(r['accuracy'])} ({r['accuracy']['n']})",
+                signed(d.get("mean"), 2) if d else "reference",
+                _ci(d) if d else "—",
+                d.get("n_pairs", "—"),
+                _verdict(d) if d else "—",
+            ]
+        )
+    lines += table(["budget", "scheme", "accuracy (n)", "Δ blockwise − scheme", "95% CI", "n pairs", "verdict"], rows)
     pareto = s.get("pareto") or {"cost": None, "points": []}
     front = {(p["budget_kind"], p["strategy"]): p["on_front"] for p in pareto["points"]}
-    lines += ["Cost per job, mean over seeds (results.json: `steps`, `supervised_tokens` = loss-bearing "
-              "tokens, `eligible_tokens` = response tokens in the loss scope, `train_seconds` = Trainer.fit, "
-              "`wall_seconds` = the whole job). Pareto front: no other scheme × budget is at least as cheap in mean "
-              f"`{pareto['cost']}` and at least as accurate in mean accuracy, and better on one of the two.", ""]
+    lines += [
+        "Cost per job, mean over seeds (results.json: `steps`, `supervised_tokens` = loss-bearing "
+        "tokens, `eligible_tokens` = response tokens in the loss scope, `train_seconds` = Trainer.fit, "
+        "`wall_seconds` = the whole job). Pareto front: no other scheme × budget is at least as cheap in mean "
+        f"`{pareto['cost']}` and at least as accurate in mean accuracy, and better on one of the two.",
+        "",
+    ]
     rows = []
     for r in s["schemes"]:
         cost = r["cost"]
         on_front = front.get((r["budget_kind"], r["strategy"]))
-        rows.append([r["budget_kind"] or "—", r["strategy"], _number(cost["steps"]["mean"]),
-                     _number(cost["supervised_tokens"]["mean"]), _number(cost["eligible_tokens"]["mean"]),
-                     _number(cost["train_seconds"]["mean"]), duration(cost["wall_seconds"]["mean"]),
-                     {True: "**yes**", False: "no", None: "n/a"}[on_front]])
-    lines += table(["budget", "scheme", "steps", "supervised tokens", "eligible tokens", "train s", "wall",
-                    "Pareto front"], rows)
+        rows.append(
+            [
+                r["budget_kind"] or "—",
+                r["strategy"],
+                _number(cost["steps"]["mean"]),
+                _number(cost["supervised_tokens"]["mean"]),
+                _number(cost["eligible_tokens"]["mean"]),
+                _number(cost["train_seconds"]["mean"]),
+                duration(cost["wall_seconds"]["mean"]),
+                {True: "**yes**", False: "no", None: "n/a"}[on_front],
+            ]
+        )
+    lines += table(
+        ["budget", "scheme", "steps", "supervised tokens", "eligible tokens", "train s", "wall", "Pareto front"], rows
+    )
     if pareto["points"]:
-        lines += [f"`pareto.png`: accuracy (mean ± std over seeds) against training seconds per job "
-                  f"(`{pareto['cost']}`), one marker per scheme × budget, Pareto-front points ringed. Training "
-                  "seconds, not supervised tokens: every scheme runs the whole sequence at every step, so equal "
-                  "steps are equal compute however many tokens carry loss. Seconds depend on the machine's load.",
-                  ""]
+        lines += [
+            f"`pareto.png`: accuracy (mean ± std over seeds) against training seconds per job "
+            f"(`{pareto['cost']}`), one marker per scheme × budget, Pareto-front points ringed. Training "
+            "seconds, not supervised tokens: every scheme runs the whole sequence at every step, so equal "
+            "steps are equal compute however many tokens carry loss. Seconds depend on the machine's load.",
+            "",
+        ]
     return lines
 
 
@@ -226,18 +356,48 @@ def pretraining(s: Summary) -> list[str]:
     comparison = s.get("pretraining") or {}
     if not comparison.get("by_strategy") and not comparison.get("verdicts"):
         return []
-    lines = ["## Pretraining: from the base vs from scratch", "",
-             "Accuracy %, paired by seed; Δ and its 95% t-interval in points of %.", ""]
-    rows = [[d["strategy"], d.get("budget_kind") or "—", pct(d["treatment_mean"]), pct(d["control_mean"]),
-             signed(d["mean"], 2), _ci(d), d["n_pairs"], _verdict(d)] for d in comparison.get("by_strategy", [])]
+    lines = [
+        "## Pretraining: from the base vs from scratch",
+        "",
+        "Accuracy %, paired by seed; Δ and its 95% t-interval in points of %.",
+        "",
+    ]
+    rows = [
+        [
+            d["strategy"],
+            d.get("budget_kind") or "—",
+            pct(d["treatment_mean"]),
+            pct(d["control_mean"]),
+            signed(d["mean"], 2),
+            _ci(d),
+            d["n_pairs"],
+            _verdict(d),
+        ]
+        for d in comparison.get("by_strategy", [])
+    ]
     if rows:
         first = comparison["by_strategy"][0]
-        lines += table(["strategy", "budget", f"from {first['treatment']}", f"from {first['control']}",
-                        "Δ pretrained − scratch", "95% CI", "n pairs", "verdict"], rows)
-    lines += ["### Does pretraining change the verdict?", "",
-              "Blockwise − classical paired by seed within each model; the difference of differences "
-              "(bw − cl from the pretrained model) − (bw − cl from scratch) is paired by seed over the seeds "
-              "that completed all four runs.", ""]
+        lines += table(
+            [
+                "strategy",
+                "budget",
+                f"from {first['treatment']}",
+                f"from {first['control']}",
+                "Δ pretrained − scratch",
+                "95% CI",
+                "n pairs",
+                "verdict",
+            ],
+            rows,
+        )
+    lines += [
+        "### Does pretraining change the verdict?",
+        "",
+        "Blockwise − classical paired by seed within each model; the difference of differences "
+        "(bw − cl from the pretrained model) − (bw − cl from scratch) is paired by seed over the seeds "
+        "that completed all four runs.",
+        "",
+    ]
     rows = []
     for v in comparison.get("verdicts", []):
         arms = []
@@ -245,20 +405,45 @@ def pretraining(s: Summary) -> list[str]:
             arms += [f"{signed(d['mean'], 2)} {_ci(d)}", d["verdict"]] if d else ["n/a", "n/a"]
         i = v["interaction"]
         same = {None: "n/a", True: "**no**", False: "yes"}[v["verdict_changed"]]
-        rows.append([v.get("budget_kind") or "—", *arms, same, signed(i["mean"], 2), _ci(i), i["n_pairs"],
-                     _verdict(i)])
+        rows.append([v.get("budget_kind") or "—", *arms, same, signed(i["mean"], 2), _ci(i), i["n_pairs"], _verdict(i)])
     first = (comparison.get("verdicts") or [{"pretrained": "pretrained", "scratch": "scratch"}])[0]
-    return lines + table(["budget", f"bw − cl from {first['pretrained']} (95% CI)", "verdict",
-                          f"bw − cl from {first['scratch']} (95% CI)", "verdict", "same verdict?",
-                          "difference of differences", "95% CI", "n", "verdict (pretraining enlarges bw − cl)"], rows)
+    return lines + table(
+        [
+            "budget",
+            f"bw − cl from {first['pretrained']} (95% CI)",
+            "verdict",
+            f"bw − cl from {first['scratch']} (95% CI)",
+            "verdict",
+            "same verdict?",
+            "difference of differences",
+            "95% CI",
+            "n",
+            "verdict (pretraining enlarges bw − cl)",
+        ],
+        rows,
+    )
 
 
 def paper_comparison(s: Summary) -> list[str]:
     """The paper's numbers beside ours, then every claim's verdict."""
-    lines = ["## Paper comparison", "", f"> **{SCALE_NOTE[0].upper() + SCALE_NOTE[1:]}.** "
-             "The numbers are not comparable in absolute terms; only the direction of the effect is.", ""]
-    rows = [[f"{p['benchmark']} (paper)", f"{p['blockwise']:.1f}", f"{p['baseline']:.1f} (strongest baseline)",
-             f"{p['blockwise'] - p['baseline']:+.1f}", "n/a", PAPER["source"]] for p in PAPER["rows"]]
+    lines = [
+        "## Paper comparison",
+        "",
+        f"> **{SCALE_NOTE[0].upper() + SCALE_NOTE[1:]}.** "
+        "The numbers are not comparable in absolute terms; only the direction of the effect is.",
+        "",
+    ]
+    rows = [
+        [
+            f"{p['benchmark']} (paper)",
+            f"{p['blockwise']:.1f}",
+            f"{p['baseline']:.1f} (strongest baseline)",
+            f"{p['blockwise'] - p['baseline']:+.1f}",
+            "n/a",
+            PAPER["source"],
+        ]
+        for p in PAPER["rows"]
+    ]
     rows += _our_comparison_rows(s)
     lines += table(["benchmark", "Blockwise SFT", "baseline", "Δ", "95% CI", "source"], rows)
     lines += ["### Claims", ""]
@@ -277,9 +462,16 @@ def _our_comparison_rows(s: Summary) -> list[list[Any]]:
         if d["treatment_mean"] is None or d["control_mean"] is None:
             continue
         start = f", from {d['model']}" if d.get("model") else ""
-        rows.append([f"synthetic arithmetic (ours, {d.get('budget_kind') or 'equal'} budget{start})",
-                     pct(d["treatment_mean"]), f"{pct(d['control_mean'])} (classical)",
-                     signed(d["mean"]), _ci(d, 1), n_seeds(d["n_pairs"])])
+        rows.append(
+            [
+                f"synthetic arithmetic (ours, {d.get('budget_kind') or 'equal'} budget{start})",
+                pct(d["treatment_mean"]),
+                f"{pct(d['control_mean'])} (classical)",
+                signed(d["mean"]),
+                _ci(d, 1),
+                n_seeds(d["n_pairs"]),
+            ]
+        )
     if rows:
         return rows
     blockwise = [g for g in s["groups"] if g.get("strategy") == "blockwise"]
@@ -287,9 +479,16 @@ def _our_comparison_rows(s: Summary) -> list[list[Any]]:
     if blockwise:
         best = max(blockwise, key=lambda g: g["mean"])
         base = max(classical, key=lambda g: g["mean"]) if classical else None
-        rows.append(["synthetic arithmetic (ours, best blockwise config)", pct_pm(best),
-                     f"{pct_pm(base)} (classical)" if base else "—",
-                     f"{100 * (best['mean'] - base['mean']):+.1f}" if base else "n/a", "n/a", n_seeds(best["n"])])
+        rows.append(
+            [
+                "synthetic arithmetic (ours, best blockwise config)",
+                pct_pm(best),
+                f"{pct_pm(base)} (classical)" if base else "—",
+                f"{100 * (best['mean'] - base['mean']):+.1f}" if base else "n/a",
+                "n/a",
+                n_seeds(best["n"]),
+            ]
+        )
     return rows
 
 
@@ -299,17 +498,39 @@ def plots_section(plots: Sequence[str]) -> list[str]:
 
 def jobs(runs: Sequence[Run]) -> list[str]:
     lines = ["## Jobs", ""]
-    return lines + table(["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall"],
-                         [[f"`{r['job']}`" + (" †" if r.get("linked_from") else " ‡" if r.get("training_from") else ""), r["status"],
-                           r.get("strategy") or "?", fmt_key("", r.get("block_size")), fmt_key("", r.get("seed")),
-                           r.get("budget_kind") or "?", pct(r.get("accuracy")),
-                           "n/a" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.3f}",
-                           duration(r.get("wall_seconds"))] for r in runs])
+    return lines + table(
+        ["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall"],
+        [
+            [
+                f"`{r['job']}`" + (" †" if r.get("linked_from") else " ‡" if r.get("training_from") else ""),
+                r["status"],
+                r.get("strategy") or "?",
+                fmt_key("", r.get("block_size")),
+                fmt_key("", r.get("seed")),
+                r.get("budget_kind") or "?",
+                pct(r.get("accuracy")),
+                "n/a" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.3f}",
+                duration(r.get("wall_seconds")),
+            ]
+            for r in runs
+        ],
+    )
 
 
 #: The sections of report.md that depend on the summary only, in order.
-SUMMARY_SECTIONS = (header, failed_jobs, unfinished_jobs, accuracy_by_configuration, main_comparison, block_grid,
-                    knob_ablations, controls, corruption_schemes, pretraining, paper_comparison)
+SUMMARY_SECTIONS = (
+    header,
+    failed_jobs,
+    unfinished_jobs,
+    accuracy_by_configuration,
+    main_comparison,
+    block_grid,
+    knob_ablations,
+    controls,
+    corruption_schemes,
+    pretraining,
+    paper_comparison,
+)
 
 
 def render_markdown(summary: Summary, runs: Sequence[Run], plots: Sequence[str]) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from blocksft.runs.results import RunResult, as_float, as_int, primary_decode_length
 
@@ -80,8 +81,9 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
     completed record is read field by field; a failed or missing one is completed from the job's
     override strings."""
     result = RunResult.from_json(raw if raw is not None else {"status": "failed"})
-    by_block = {as_int(length): accuracy for length, accuracy in result.accuracy_by_decode_block.items()
-                if accuracy is not None}
+    by_block = {
+        as_int(length): accuracy for length, accuracy in result.accuracy_by_decode_block.items() if accuracy is not None
+    }
     trained_elsewhere = (result.reused_from or {}).get("scope") == "training"
     run: Run = {
         "job": job,
@@ -194,4 +196,3 @@ def _walk_files(root: Path, names: set[str]) -> Iterable[Path]:
 def completed(runs: Iterable[Run]) -> list[Run]:
     """Completed runs that have an accuracy."""
     return [r for r in runs if r["status"] == "completed" and r["accuracy"] is not None]
-

@@ -3,14 +3,20 @@ each costs, and the Pareto front of accuracy against training seconds."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from experiments.reporting.runs import Run, completed
 from experiments.reporting.stats import aggregate, mean_std, paired_difference, pareto_front, sort_key
 
 #: The schemes of multirun_sweeps/corruption_schemes.yaml, in report order (others follow by name).
-SCHEME_STRATEGIES: tuple[str, ...] = ("blockwise", "classical", "blockwise_all_blocks", "blockwise_complementary",
-                                      "blockwise_block_causal")
+SCHEME_STRATEGIES: tuple[str, ...] = (
+    "blockwise",
+    "classical",
+    "blockwise_all_blocks",
+    "blockwise_complementary",
+    "blockwise_block_causal",
+)
 #: The schemes that only this study trains (a study with one of them next to blockwise is this study).
 NEW_SCHEMES: tuple[str, ...] = SCHEME_STRATEGIES[2:]
 #: Per-job cost fields of a results.json: optimizer steps, loss-bearing (masked) tokens, response tokens
@@ -54,8 +60,16 @@ def scheme_comparison(runs: Sequence[Run], reference: str = "blockwise") -> list
             scoped = [r for r in done if r.get("budget_kind") == budget]
             found = paired_difference(scoped, treatment=reference, control=strategy, by=("budget_kind",))
             paired = found[0] if found else None
-        rows.append({"budget_kind": budget, "strategy": strategy, "accuracy": group, "cost": cost_summary(members),
-                     "paired": paired, "verdict": paired["verdict"] if paired else None})
+        rows.append(
+            {
+                "budget_kind": budget,
+                "strategy": strategy,
+                "accuracy": group,
+                "cost": cost_summary(members),
+                "paired": paired,
+                "verdict": paired["verdict"] if paired else None,
+            }
+        )
     return rows
 
 
@@ -63,10 +77,19 @@ def scheme_pareto(rows: Sequence[dict[str, Any]], cost: str = PARETO_COST) -> di
     """The plotted points of ``scheme_comparison`` rows: per row with a mean accuracy and a mean ``cost``,
     ``strategy``, ``budget_kind``, ``cost_mean``/``cost_std``, ``accuracy_mean``/``accuracy_std``, ``n`` and
     ``on_front`` (``stats.pareto_front`` over all points: lower cost, higher accuracy)."""
-    points = [{"strategy": r["strategy"], "budget_kind": r["budget_kind"], "cost_mean": r["cost"][cost]["mean"],
-               "cost_std": r["cost"][cost]["std"], "accuracy_mean": r["accuracy"]["mean"],
-               "accuracy_std": r["accuracy"]["std"], "n": r["accuracy"]["n"]}
-              for r in rows if r["cost"].get(cost, {}).get("mean") is not None and r["accuracy"]["mean"] is not None]
+    points = [
+        {
+            "strategy": r["strategy"],
+            "budget_kind": r["budget_kind"],
+            "cost_mean": r["cost"][cost]["mean"],
+            "cost_std": r["cost"][cost]["std"],
+            "accuracy_mean": r["accuracy"]["mean"],
+            "accuracy_std": r["accuracy"]["std"],
+            "n": r["accuracy"]["n"],
+        }
+        for r in rows
+        if r["cost"].get(cost, {}).get("mean") is not None and r["accuracy"]["mean"] is not None
+    ]
     front = pareto_front([(p["cost_mean"], p["accuracy_mean"]) for p in points])
     for point, on_front in zip(points, front):
         point["on_front"] = on_front

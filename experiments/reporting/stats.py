@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from experiments.reporting.runs import Run, completed
 
@@ -18,9 +19,36 @@ Group = dict[str, Any]
 ABLATION_KNOBS: tuple[str, ...] = ("model", "prefix_mask_rate", "suffix_mask_prob", "budget_kind", "budget_value")
 #: Two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30.
 T_975: tuple[float, ...] = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+    12.7062,
+    4.3027,
+    3.1824,
+    2.7764,
+    2.5706,
+    2.4469,
+    2.3646,
+    2.3060,
+    2.2622,
+    2.2281,
+    2.2010,
+    2.1788,
+    2.1604,
+    2.1448,
+    2.1314,
+    2.1199,
+    2.1098,
+    2.1009,
+    2.0930,
+    2.0860,
+    2.0796,
+    2.0739,
+    2.0687,
+    2.0639,
+    2.0595,
+    2.0555,
+    2.0518,
+    2.0484,
+    2.0452,
+    2.0423,
 )
 SUPPORTS, CONTRADICTS = "supports", "contradicts"
 
@@ -83,8 +111,16 @@ def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None, metric: st
         members = sorted(buckets[key], key=lambda r: sort_key(r.get("seed")))
         values = [float(r[metric]) for r in members]
         mean, std = mean_std(values)
-        groups.append({**dict(zip(keys, key)), "n": len(values), "seeds": [r.get("seed") for r in members],
-                       "values": values, "mean": mean, "std": std})
+        groups.append(
+            {
+                **dict(zip(keys, key)),
+                "n": len(values),
+                "seeds": [r.get("seed") for r in members],
+                "values": values,
+                "mean": mean,
+                "std": std,
+            }
+        )
     return groups
 
 
@@ -113,22 +149,30 @@ def seed_cells(runs: Sequence[Run], arm: Sequence[str], by: Sequence[str], metri
     """by-key -> arm-key -> seed -> ``metric`` of the completed runs that have a seed and the metric
     (duplicate runs of one seed averaged). Keys are tuples of the runs' values of ``by`` and ``arm``."""
     values: dict[tuple, dict[tuple, dict[Any, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for run in completed(runs):
         if run.get("seed") is not None and run.get(metric) is not None:
             cell = values[tuple(run.get(k) for k in by)][tuple(run.get(k) for k in arm)]
             cell[run["seed"]].append(float(run[metric]))
-    return {key: {cell: {seed: statistics.fmean(v) for seed, v in seeds.items()} for cell, seeds in cells.items()}
-            for key, cells in values.items()}
+    return {
+        key: {cell: {seed: statistics.fmean(v) for seed, v in seeds.items()} for cell, seeds in cells.items()}
+        for key, cells in values.items()
+    }
 
 
 def _sorted_keys(keys: Iterable[tuple]) -> list[tuple]:
     return sorted(keys, key=lambda t: tuple(sort_key(v) for v in t))
 
 
-def paired_difference(runs: Sequence[Run], treatment: Any = "blockwise", control: Any = "classical",
-                      by: Sequence[str] = ("budget_kind",), metric: str = "accuracy",
-                      arm: str = "strategy") -> list[dict[str, Any]]:
+def paired_difference(
+    runs: Sequence[Run],
+    treatment: Any = "blockwise",
+    control: Any = "classical",
+    by: Sequence[str] = ("budget_kind",),
+    metric: str = "accuracy",
+    arm: str = "strategy",
+) -> list[dict[str, Any]]:
     """Per value of ``by``: ``treatment − control`` paired by seed, where ``arm`` (default the strategy;
     ``model`` to compare models) takes the values ``treatment`` and ``control``. Seeds both completed
     count; duplicate runs of one seed are averaged. Each entry: the ``by`` fields, ``treatment``,
@@ -138,17 +182,27 @@ def paired_difference(runs: Sequence[Run], treatment: Any = "blockwise", control
     for key in _sorted_keys(k for k, c in cells.items() if (treatment,) in c or (control,) in c):
         treated, controls = cells[key].get((treatment,), {}), cells[key].get((control,), {})
         seeds = sorted(set(treated) & set(controls), key=sort_key)
-        entry = {**dict(zip(by, key)), "treatment": treatment, "control": control, "seeds": seeds,
-                 **t_interval([treated[s] - controls[s] for s in seeds]),
-                 "treatment_mean": mean_std([treated[s] for s in seeds])[0],
-                 "control_mean": mean_std([controls[s] for s in seeds])[0]}
+        entry = {
+            **dict(zip(by, key)),
+            "treatment": treatment,
+            "control": control,
+            "seeds": seeds,
+            **t_interval([treated[s] - controls[s] for s in seeds]),
+            "treatment_mean": mean_std([treated[s] for s in seeds])[0],
+            "control_mean": mean_std([controls[s] for s in seeds])[0],
+        }
         entry["verdict"] = verdict_from_ci(entry)
         out.append(entry)
     return out
 
 
-def difference_of_differences(runs: Sequence[Run], inner: tuple[str, Any, Any], outer: tuple[str, Any, Any],
-                              by: Sequence[str] = ("budget_kind",), metric: str = "accuracy") -> list[dict[str, Any]]:
+def difference_of_differences(
+    runs: Sequence[Run],
+    inner: tuple[str, Any, Any],
+    outer: tuple[str, Any, Any],
+    by: Sequence[str] = ("budget_kind",),
+    metric: str = "accuracy",
+) -> list[dict[str, Any]]:
     """Per value of ``by``, seed-paired: ``(t − c | T) − (t − c | C)`` for ``inner = (field, t, c)`` and
     ``outer = (field, T, C)``; e.g. ``inner=("strategy", "blockwise", "classical")``, ``outer=("model",
     "base", "base_scratch")`` asks whether starting from the base changes blockwise's advantage. Only
@@ -162,8 +216,13 @@ def difference_of_differences(runs: Sequence[Run], inner: tuple[str, Any, Any], 
     for key in _sorted_keys(k for k, cell in cells.items() if any(corner in cell for corner in corners)):
         tt, tc, ct, cc = (cells[key].get(corner, {}) for corner in corners)
         seeds = sorted(set(tt) & set(tc) & set(ct) & set(cc), key=sort_key)
-        entry = {**dict(zip(by, key)), "inner": list(inner), "outer": list(outer), "seeds": seeds,
-                 **t_interval([(tt[s] - tc[s]) - (ct[s] - cc[s]) for s in seeds])}
+        entry = {
+            **dict(zip(by, key)),
+            "inner": list(inner),
+            "outer": list(outer),
+            "seeds": seeds,
+            **t_interval([(tt[s] - tc[s]) - (ct[s] - cc[s]) for s in seeds]),
+        }
         entry["verdict"] = verdict_from_ci(entry)
         out.append(entry)
     return out
@@ -173,6 +232,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     """For (cost, value) points, lower cost and higher value better: ``True`` where no other point is
     at least as good on both and strictly better on one (a point equal to another stays on the front).
     Same order as ``points``; O(n²), for a handful of configurations."""
+
     def dominated(i: int) -> bool:
         x, y = points[i]
         return any(ox <= x and oy >= y and (ox < x or oy > y) for j, (ox, oy) in enumerate(points) if j != i)
@@ -196,7 +256,8 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
     ``verdict_shorter`` the same over the decode lengths longer / shorter than the training block (None
     when there are none)."""
     by_seed: dict[tuple, dict[int, dict[Any, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     supervised: dict[tuple, list[float]] = defaultdict(list)
     for run in completed(runs):
         row = (run["strategy"], None) if run["strategy"] == control else (run["strategy"], run["block_size"])
@@ -204,8 +265,10 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
             by_seed[row][length][run.get("seed")].append(accuracy)
         if run.get("supervised_tokens") is not None:
             supervised[row].append(float(run["supervised_tokens"]))
-    values = {row: {length: [a for runs_of_seed in seeds.values() for a in runs_of_seed]
-                    for length, seeds in cells.items()} for row, cells in by_seed.items()}
+    values = {
+        row: {length: [a for runs_of_seed in seeds.values() for a in runs_of_seed] for length, seeds in cells.items()}
+        for row, cells in by_seed.items()
+    }
     lengths = sorted({length for row in values.values() for length in row})
     non_control = sorted({s for s, _ in values if s != control})
     rows = []
@@ -227,9 +290,15 @@ def block_grid(runs: Sequence[Run], control: str = "classical") -> dict[str, Any
             label = control
         else:
             label = f"B={block}" if len(non_control) == 1 else f"{strategy} B={block}"
-        row = {"label": label, "strategy": strategy, "block_size": block, "cells": cells,
-               "best_decode": best, "diagonal_is_max": diagonal,
-               "supervised_tokens": mean_std(supervised[(strategy, block)])[0]}
+        row = {
+            "label": label,
+            "strategy": strategy,
+            "block_size": block,
+            "cells": cells,
+            "best_decode": best,
+            "diagonal_is_max": diagonal,
+            "supervised_tokens": mean_std(supervised[(strategy, block)])[0],
+        }
         if diagonal is not None and len(means) > 1:  # scored at its training block and at another length
             row["matched"] = matched_differences(by_seed[(strategy, block)], block)
             row["verdict"] = verdict_all_above(row["matched"])
@@ -317,5 +386,10 @@ def time_breakdown(runs: Sequence[Run]) -> dict[str, float] | None:
     train = sum(r["train_seconds"] for r in timed)
     decode = sum(r["eval_seconds"] for r in timed)
     wall = sum(r["wall_seconds"] for r in timed)
-    return {"jobs": len(timed), "train": train, "decode": decode, "other": max(wall - train - decode, 0.0), "wall": wall}
-
+    return {
+        "jobs": len(timed),
+        "train": train,
+        "decode": decode,
+        "other": max(wall - train - decode, 0.0),
+        "wall": wall,
+    }

@@ -6,15 +6,24 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons
 from experiments.reporting.pretraining import pretraining_comparison, scratch_pairs
 from experiments.reporting.runs import UNFINISHED, Run, completed
 from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
-from experiments.reporting.stats import (aggregate, block_grid, default_keys, knob_differences, paired_difference,
-                                         pairing_keys, time_breakdown, varying_knobs)
+from experiments.reporting.stats import (
+    aggregate,
+    block_grid,
+    default_keys,
+    knob_differences,
+    paired_difference,
+    pairing_keys,
+    time_breakdown,
+    varying_knobs,
+)
 
 #: The ablations' reference arms, the method itself: a clean prefix, a fully hidden suffix.
 CLEAN_PREFIX, HIDDEN_SUFFIX = 0.0, 1.0
@@ -45,13 +54,17 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
     is_main = "main" in tokens
     is_grid = bool({"consistency", "grid"} & tokens) or "block_size" in study.lower()
     is_controls = "controls" in tokens or ("blockwise" in strategies and bool(strategies & set(CONTROL_STRATEGIES)))
-    is_schemes = bool({"corruption", "schemes"} & tokens) or ("blockwise" in strategies
-                                                             and bool(strategies & set(NEW_SCHEMES)))
+    is_schemes = bool({"corruption", "schemes"} & tokens) or (
+        "blockwise" in strategies and bool(strategies & set(NEW_SCHEMES))
+    )
     is_scratch = "scratch" in tokens or bool(scratch_pairs(r.get("model") for r in done))
     named = is_main or is_grid or is_controls or is_schemes or is_scratch
     kinds = []
-    if is_main or (is_scratch and {"blockwise", "classical"} <= strategies) or (
-            not named and {"blockwise", "classical"} <= strategies and len(blocks) <= 1):
+    if (
+        is_main
+        or (is_scratch and {"blockwise", "classical"} <= strategies)
+        or (not named and {"blockwise", "classical"} <= strategies and len(blocks) <= 1)
+    ):
         kinds.append("main")
     if is_grid or (not named and len(blocks) > 1 and len(lengths) > 1):
         kinds.append("block_size_consistency")
@@ -99,18 +112,20 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "paired": paired_difference(runs, by=pairing_keys(runs)) if "main" in kinds else [],
         "grid": block_grid(runs) if "block_size_consistency" in kinds else None,
         "prefix": aggregate([r for r in done if r["prefix_mask_rate"] is not None], ["prefix_mask_rate"])
-        if "prefix" in kinds else [],
+        if "prefix" in kinds
+        else [],
         "prefix_paired": knob_differences(done, "prefix_mask_rate", CLEAN_PREFIX) if "prefix" in kinds else [],
         "suffix": aggregate([r for r in done if r["suffix_mask_prob"] is not None], ["suffix_mask_prob"])
-        if "suffix" in kinds else [],
+        if "suffix" in kinds
+        else [],
         "suffix_paired": knob_differences(done, "suffix_mask_prob", HIDDEN_SUFFIX) if "suffix" in kinds else [],
         "controls": control_comparisons(runs) if "controls" in kinds else [],
         "schemes": scheme_comparison(runs) if "corruption_schemes" in kinds else [],
-        "pretraining": pretraining_comparison(runs) if "scratch_vs_base" in kinds
+        "pretraining": pretraining_comparison(runs)
+        if "scratch_vs_base" in kinds
         else {"by_strategy": [], "verdicts": []},
         "paper": PAPER,
     }
     summary["pareto"] = scheme_pareto(summary["schemes"]) if summary["schemes"] else None
     summary["claims"] = claims(summary)
     return summary
-

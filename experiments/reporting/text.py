@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from experiments.reporting.stats import Group
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -42,7 +46,4 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 
 def key_label(group: Group, keys: Sequence[str]) -> str:
-    return ", ".join(fmt_key(k, group.get(k)) if k == "strategy" else f"{k}={fmt_key(k, group.get(k))}"
-                     for k in keys)
-
-
+    return ", ".join(fmt_key(k, group.get(k)) if k == "strategy" else f"{k}={fmt_key(k, group.get(k))}" for k in keys)

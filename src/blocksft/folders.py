@@ -14,8 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -52,8 +52,11 @@ def describe(path: Path) -> str:
     if not path.exists():
         return "nothing exists at that path"
     if path.is_dir():
-        return "a folder" + (" without export/ (its checkpoints/last.ckpt is a checkpoint file)"
-                             if (path / "checkpoints" / "last.ckpt").is_file() else "")
+        return "a folder" + (
+            " without export/ (its checkpoints/last.ckpt is a checkpoint file)"
+            if (path / "checkpoints" / "last.ckpt").is_file()
+            else ""
+        )
     return f"a {path.suffix or 'extensionless'} file"
 
 

@@ -28,7 +28,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
 from blocksft.data.formats import validate_data_format
 from blocksft.data.settings import LoaderSettings, RowSettings
-from blocksft.errors import ConfigError, is_int as _is_int, is_number as _is_number, require as _require
+from blocksft.errors import ConfigError
+from blocksft.errors import is_int as _is_int
+from blocksft.errors import is_number as _is_number
+from blocksft.errors import require as _require
 from blocksft.evaluation.decoding import _check_args as check_decode_args
 from blocksft.folders import require_path
 from blocksft.masking import MaskingStrategy
@@ -66,9 +69,14 @@ def with_eval_benchmark(cfg: DictConfig) -> DictConfig:
     benchmark = cfg.eval.get("benchmark")
     if benchmark is None:
         return cfg
-    _require(isinstance(benchmark, DictConfig) and isinstance(benchmark.get("data"), DictConfig)
-             and isinstance(benchmark.get("split"), str), "eval.benchmark", benchmark,
-             "null or {data: <a data config, e.g. /data@eval.benchmark.data: gsm8k>, split: <its split>}")
+    _require(
+        isinstance(benchmark, DictConfig)
+        and isinstance(benchmark.get("data"), DictConfig)
+        and isinstance(benchmark.get("split"), str),
+        "eval.benchmark",
+        benchmark,
+        "null or {data: <a data config, e.g. /data@eval.benchmark.data: gsm8k>, split: <its split>}",
+    )
     if cfg.mode != "eval":
         return cfg
     data = OmegaConf.to_container(benchmark.data, resolve=True)
@@ -83,8 +91,10 @@ def validate_config(cfg: DictConfig) -> None:
     """Check every value a run depends on; raise ``ConfigError`` on the first bad one."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError(f"{missing[0]} is required but not set (it is ??? in its config file); "
-                          f"set it on the command line, e.g. {missing[0]}=...")
+        raise ConfigError(
+            f"{missing[0]} is required but not set (it is ??? in its config file); "
+            f"set it on the command line, e.g. {missing[0]}=..."
+        )
     _require(cfg.mode in MODES, "mode", cfg.mode, f"one of {', '.join(MODES)}")
     _require(_is_int(cfg.seed), "seed", cfg.seed, "an integer")
     plan = validate_data(cfg)
@@ -112,8 +122,12 @@ def validate_data(cfg: DictConfig) -> BatchPlan:
     files = data.source.get("files")  # never ???: validate_config rejects unset required keys first
     for split, paths in (files or {}).items():
         paths = list(paths) if isinstance(paths, (list, ListConfig)) else [paths]
-        _require(bool(paths) and all(isinstance(f, str) and f for f in paths), f"data.source.files.{split}",
-                 paths, "a path or a non-empty list of paths")
+        _require(
+            bool(paths) and all(isinstance(f, str) and f for f in paths),
+            f"data.source.files.{split}",
+            paths,
+            "a path or a non-empty list of paths",
+        )
     return plan
 
 
@@ -127,8 +141,10 @@ def build_masking(masking_cfg: DictConfig) -> MaskingStrategy:
         if isinstance(cause, ConfigError):
             raise cause from None
         reason = " ".join(f"{type(cause or error).__name__}: {cause or error}".split())
-        raise ConfigError(f"strategy.masking._target_={masking_cfg.get('_target_')!r} is invalid: allowed a masking "
-                          f"strategy that takes these arguments ({reason})") from None
+        raise ConfigError(
+            f"strategy.masking._target_={masking_cfg.get('_target_')!r} is invalid: allowed a masking "
+            f"strategy that takes these arguments ({reason})"
+        ) from None
 
 
 def validate_strategy(cfg: DictConfig, plan: BatchPlan) -> MaskingStrategy:
@@ -137,12 +153,20 @@ def validate_strategy(cfg: DictConfig, plan: BatchPlan) -> MaskingStrategy:
     ``rows=batch``; ``data.format`` (documents for ``whole_sequence``). And ``objective.weighting``."""
     masking = build_masking(cfg.strategy.masking)
     trained = cfg.strategy.get("attention", "full")
-    _require(trained == masking.attention, "strategy.attention", trained,
-             f"{masking.attention} for strategy.masking._target_={cfg.strategy.masking.get('_target_')}")
+    _require(
+        trained == masking.attention,
+        "strategy.attention",
+        trained,
+        f"{masking.attention} for strategy.masking._target_={cfg.strategy.masking.get('_target_')}",
+    )
     if masking.paired_rows and masking.rows == "batch":
-        _require(plan.micro_batch % 2 == 0, "data.batch_size", cfg.data.batch_size,
-                 f"a batch with an even number of rows per device and micro-step (now {plan.micro_batch}) "
-                 "for complementary mask pairs with strategy.masking.rows=batch")
+        _require(
+            plan.micro_batch % 2 == 0,
+            "data.batch_size",
+            cfg.data.batch_size,
+            f"a batch with an even number of rows per device and micro-step (now {plan.micro_batch}) "
+            "for complementary mask pairs with strategy.masking.rows=batch",
+        )
     validate_data_format(cfg, masking.whole_sequence)
     check_loss_weighting(cfg.objective.weighting)
     return masking
@@ -154,17 +178,34 @@ def validate_decode(cfg: DictConfig, masking: MaskingStrategy) -> None:
     for block-causal attention, a key/value cache for ``prefix_cache``)."""
     decode = cfg.decode
     if _is_int(decode.gen_length) and decode.gen_length > 0:  # else the decoder's own rule names it below
-        _require(decode.gen_length == cfg.data.response_len, "decode.gen_length", decode.gen_length,
-                 f"equal to data.response_len={cfg.data.response_len}")
+        _require(
+            decode.gen_length == cfg.data.response_len,
+            "decode.gen_length",
+            decode.gen_length,
+            f"equal to data.response_len={cfg.data.response_len}",
+        )
     for block_length in decode_block_lengths(cfg):
-        check_decode_args(decode.steps, decode.gen_length, block_length, decode.temperature, 0.0, decode.remasking,
-                          decode.get("confidence_threshold"), decode.get("attention", "full"))
+        check_decode_args(
+            decode.steps,
+            decode.gen_length,
+            block_length,
+            decode.temperature,
+            0.0,
+            decode.remasking,
+            decode.get("confidence_threshold"),
+            decode.get("attention", "full"),
+        )
     _validate_attention_backbone(cfg, masking)
     prefix_cache = decode.get("prefix_cache", False)
     _require(isinstance(prefix_cache, bool), "decode.prefix_cache", prefix_cache, "true or false")
     if prefix_cache:  # the key/value cache exists in the tiny backbone only; fail before training, not after
-        _require(cfg.model.get("kind") == "tiny", "decode.prefix_cache", prefix_cache,
-                 f"false with model.kind={cfg.model.get('kind')} (no key/value cache; decode=semi_ar_cached needs model=tiny)")
+        _require(
+            cfg.model.get("kind") == "tiny",
+            "decode.prefix_cache",
+            prefix_cache,
+            f"false with model.kind={cfg.model.get('kind')} "
+            "(no key/value cache; decode=semi_ar_cached needs model=tiny)",
+        )
 
 
 def _validate_attention_backbone(cfg: DictConfig, masking: MaskingStrategy) -> None:
@@ -180,10 +221,12 @@ def _validate_attention_backbone(cfg: DictConfig, masking: MaskingStrategy) -> N
         who = "decode.attention=block_causal"
     else:
         return
-    raise ConfigError(f"{who} needs a backbone that takes a per-example 2-D attention mask; "
-                      f"model.name_or_path={model.get('name_or_path')} does not (model.attention_mask="
-                      f"{model.get('attention_mask')}: a [B, L] key mask; use model=tiny, or "
-                      "model.attention_mask=4d for a model that takes a boolean [B, 1, L, L] mask)")
+    raise ConfigError(
+        f"{who} needs a backbone that takes a per-example 2-D attention mask; "
+        f"model.name_or_path={model.get('name_or_path')} does not (model.attention_mask="
+        f"{model.get('attention_mask')}: a [B, L] key mask; use model=tiny, or "
+        "model.attention_mask=4d for a model that takes a boolean [B, 1, L, L] mask)"
+    )
 
 
 def validate_budget(budget: DictConfig) -> None:
@@ -191,14 +234,29 @@ def validate_budget(budget: DictConfig) -> None:
     _require(_is_int(budget.value) and budget.value > 0, "budget.value", budget.value, "a positive integer")
     if budget.kind == "tokens":
         _require(budget.count in TOKEN_COUNTS, "budget.count", budget.count, f"one of {', '.join(TOKEN_COUNTS)}")
-        _require(_is_int(budget.max_steps) and budget.max_steps > 0, "budget.max_steps", budget.max_steps, "a positive integer")
+        _require(
+            _is_int(budget.max_steps) and budget.max_steps > 0,
+            "budget.max_steps",
+            budget.max_steps,
+            "a positive integer",
+        )
 
 
 def validate_optim(optim: DictConfig) -> None:
     lr = optim.optimizer.lr
     _require(_is_number(lr) and lr > 0, "optim.optimizer.lr", lr, "a number > 0")
-    _require(_is_number(optim.warmup_frac) and 0.0 <= optim.warmup_frac < 1.0, "optim.warmup_frac", optim.warmup_frac, "a number in [0, 1)")
-    _require(_is_number(optim.min_lr_ratio) and 0.0 <= optim.min_lr_ratio <= 1.0, "optim.min_lr_ratio", optim.min_lr_ratio, "a number in [0, 1]")
+    _require(
+        _is_number(optim.warmup_frac) and 0.0 <= optim.warmup_frac < 1.0,
+        "optim.warmup_frac",
+        optim.warmup_frac,
+        "a number in [0, 1)",
+    )
+    _require(
+        _is_number(optim.min_lr_ratio) and 0.0 <= optim.min_lr_ratio <= 1.0,
+        "optim.min_lr_ratio",
+        optim.min_lr_ratio,
+        "a number in [0, 1]",
+    )
     check_warmup_type(optim.warmup_type)
     ema = optim.get("ema_decay")
     _require(ema is None or (_is_number(ema) and 0.0 < ema < 1.0), "optim.ema_decay", ema, "null or a number in (0, 1)")
@@ -206,7 +264,12 @@ def validate_optim(optim: DictConfig) -> None:
 
 def validate_eval_and_progress(cfg: DictConfig) -> None:
     """``eval.batch_size`` (``eval.size`` is the data module's: ``LoaderSettings``) and ``progress.*``."""
-    _require(_is_int(cfg.eval.batch_size) and cfg.eval.batch_size > 0, "eval.batch_size", cfg.eval.batch_size, "a positive integer")
+    _require(
+        _is_int(cfg.eval.batch_size) and cfg.eval.batch_size > 0,
+        "eval.batch_size",
+        cfg.eval.batch_size,
+        "a positive integer",
+    )
     progress = cfg.get("progress") or {}
     _require(progress.get("bar", "auto") in BAR_MODES, "progress.bar", progress.get("bar"), "auto, true or false")
     every = progress.get("every_n_steps", 100)
@@ -216,8 +279,13 @@ def validate_eval_and_progress(cfg: DictConfig) -> None:
 def validate_checkpoint(cfg: DictConfig) -> None:
     """``ckpt_path``: what it may be in this mode; ``mode=eval`` needs weights to score."""
     if cfg.mode == "eval" and cfg.model.kind != "hf":
-        _require(cfg.ckpt_path is not None or cfg.model.get("init_from") is not None, "ckpt_path", cfg.ckpt_path,
-                 "a run directory, export folder or .ckpt file (mode=eval needs one unless model.kind=hf or model.init_from is set)")
+        _require(
+            cfg.ckpt_path is not None or cfg.model.get("init_from") is not None,
+            "ckpt_path",
+            cfg.ckpt_path,
+            "a run directory, export folder or .ckpt file "
+            "(mode=eval needs one unless model.kind=hf or model.init_from is set)",
+        )
     if cfg.ckpt_path is not None:
         require_path("ckpt_path", cfg.ckpt_path, CKPT_PATH_KINDS[cfg.mode])
 
@@ -230,8 +298,12 @@ def validate_model(cfg: DictConfig) -> None:
     trust = model.get("trust_remote_code", False)
     _require(isinstance(trust, bool), "model.trust_remote_code", trust, "true or false")
     reason = _remote_code_reason(cfg)
-    _require(trust or reason is None, "model.trust_remote_code", trust,
-             f"true ({reason}; set model.trust_remote_code=true to run it)")
+    _require(
+        trust or reason is None,
+        "model.trust_remote_code",
+        trust,
+        f"true ({reason}; set model.trust_remote_code=true to run it)",
+    )
     if model.kind == "tiny":
         validate_tokenizer_choice(model)
     validate_init_from(cfg)
@@ -239,10 +311,16 @@ def validate_model(cfg: DictConfig) -> None:
         return
     name = model.name_or_path
     _require(isinstance(name, str) and name.strip() != "", "model.name_or_path", name, "a hub id or a local folder")
-    _require(model.auto_class in AUTO_CLASSES, "model.auto_class", model.auto_class, f"one of {', '.join(AUTO_CLASSES)}")
+    _require(
+        model.auto_class in AUTO_CLASSES, "model.auto_class", model.auto_class, f"one of {', '.join(AUTO_CLASSES)}"
+    )
     _require(model.dtype in DTYPES, "model.dtype", model.dtype, f"one of {', '.join(DTYPES)}")
-    _require(model.attention_mask in ATTENTION_MASK_FORMATS, "model.attention_mask", model.attention_mask,
-             f"one of {', '.join(ATTENTION_MASK_FORMATS)}")
+    _require(
+        model.attention_mask in ATTENTION_MASK_FORMATS,
+        "model.attention_mask",
+        model.attention_mask,
+        f"one of {', '.join(ATTENTION_MASK_FORMATS)}",
+    )
     for key in ("requires_remote_code", "add_mask_token", "logits_shift", "split_head", "gradient_checkpointing"):
         _require(isinstance(model[key], bool), f"model.{key}", model[key], "true or false")
     for key in ("eos_token", "lm_head"):
@@ -253,11 +331,17 @@ def validate_model(cfg: DictConfig) -> None:
         return
     _require(_is_int(lora.r) and lora.r > 0, "model.lora.r", lora.r, "a positive integer")
     _require(_is_number(lora.alpha) and lora.alpha > 0, "model.lora.alpha", lora.alpha, "a number > 0")
-    _require(_is_number(lora.dropout) and 0.0 <= lora.dropout < 1.0, "model.lora.dropout", lora.dropout, "a number in [0, 1)")
+    _require(
+        _is_number(lora.dropout) and 0.0 <= lora.dropout < 1.0, "model.lora.dropout", lora.dropout, "a number in [0, 1)"
+    )
     targets = lora.target_modules
-    _require((isinstance(targets, str) and targets != "") or (isinstance(targets, ListConfig) and len(targets) > 0
-             and all(isinstance(t, str) for t in targets)), "model.lora.target_modules", targets,
-             "a non-empty list of module names or a regular expression")
+    _require(
+        (isinstance(targets, str) and targets != "")
+        or (isinstance(targets, ListConfig) and len(targets) > 0 and all(isinstance(t, str) for t in targets)),
+        "model.lora.target_modules",
+        targets,
+        "a non-empty list of module names or a regular expression",
+    )
     _require(lora.export in LORA_EXPORTS, "model.lora.export", lora.export, f"one of {', '.join(LORA_EXPORTS)}")
 
 
@@ -272,8 +356,9 @@ def _remote_code_reason(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path is not None:
         folders += [Path(str(cfg.ckpt_path)), Path(str(cfg.ckpt_path)) / "export"]
     for folder in folders:
-        if (_read_json(folder / "config.json").get("auto_map")
-                or _read_json(folder / "blocksft_model.json").get("requires_remote_code")):
+        if _read_json(folder / "config.json").get("auto_map") or _read_json(folder / "blocksft_model.json").get(
+            "requires_remote_code"
+        ):
             return f"{folder} ships its own modeling code"
     return None
 
@@ -289,10 +374,18 @@ def check_runtime(cfg: DictConfig) -> None:
     """What this machine must provide for the config (not part of ``validate_config``, so every config
     still composes and validates on a CPU-only machine): the accelerator and strategy packages."""
     accelerator = cfg.trainer.get("accelerator", "cpu")
-    _require(accelerator not in ("gpu", "cuda") or torch.cuda.is_available(), "trainer.accelerator", accelerator,
-             "a device this machine has (no CUDA device is visible; use trainer=cpu)")
+    _require(
+        accelerator not in ("gpu", "cuda") or torch.cuda.is_available(),
+        "trainer.accelerator",
+        accelerator,
+        "a device this machine has (no CUDA device is visible; use trainer=cpu)",
+    )
     strategy = cfg.trainer.get("strategy")
     target = str(strategy.get("_target_", "")) if isinstance(strategy, DictConfig) else str(strategy or "")
     if "deepspeed" in target.lower():
-        _require(importlib.util.find_spec("deepspeed") is not None, "trainer.strategy", target,
-                 "an installed strategy (pip install deepspeed)")
+        _require(
+            importlib.util.find_spec("deepspeed") is not None,
+            "trainer.strategy",
+            target,
+            "an installed strategy (pip install deepspeed)",
+        )

@@ -13,8 +13,8 @@ can learn it; difficulty is controlled by :class:`ArithmeticConfig`.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = [
     "ALLOWED_OPERATIONS",
@@ -47,43 +47,67 @@ class _Template:
 
 TEMPLATES: tuple[_Template, ...] = (
     _Template(
-        "{name} has {count}.", "{p} buys {n} more.", "{p} gives away {n}.",
-        "{p} ends up with {n} times as many.", "How many {item} does {name} have now?",
+        "{name} has {count}.",
+        "{p} buys {n} more.",
+        "{p} gives away {n}.",
+        "{p} ends up with {n} times as many.",
+        "How many {item} does {name} have now?",
         (("apple", "apples"), ("pear", "pears"), ("plum", "plums"), ("book", "books"), ("pen", "pens")),
     ),
     _Template(
-        "{name} collects {count}.", "{p} finds {n} more.", "{p} loses {n}.",
-        "{p} ends up with {n} times as many.", "How many {item} does {name} have now?",
+        "{name} collects {count}.",
+        "{p} finds {n} more.",
+        "{p} loses {n}.",
+        "{p} ends up with {n} times as many.",
+        "How many {item} does {name} have now?",
         (("sticker", "stickers"), ("shell", "shells"), ("stamp", "stamps"), ("card", "cards"), ("coin", "coins")),
     ),
     _Template(
-        "{name} bakes {count}.", "{p} bakes {n} more.", "{p} eats {n}.",
-        "{p} ends up with {n} times as many.", "How many {item} are left?",
+        "{name} bakes {count}.",
+        "{p} bakes {n} more.",
+        "{p} eats {n}.",
+        "{p} ends up with {n} times as many.",
+        "How many {item} are left?",
         (("cookie", "cookies"), ("muffin", "muffins"), ("pie", "pies"), ("cake", "cakes"), ("bun", "buns")),
     ),
     _Template(
-        "A jar holds {count}.", "{name} adds {n} more.", "{name} takes out {n}.",
-        "the number of {item} grows {n} times.", "How many {item} are in the jar now?",
+        "A jar holds {count}.",
+        "{name} adds {n} more.",
+        "{name} takes out {n}.",
+        "the number of {item} grows {n} times.",
+        "How many {item} are in the jar now?",
         (("marble", "marbles"), ("bead", "beads"), ("candy", "candies"), ("button", "buttons"), ("nut", "nuts")),
     ),
     _Template(
-        "{name} has {count}.", "{p} earns {n} more.", "{p} spends {n}.",
-        "{p} ends up with {n} times as much.", "How many dollars does {name} have now?",
+        "{name} has {count}.",
+        "{p} earns {n} more.",
+        "{p} spends {n}.",
+        "{p} ends up with {n} times as much.",
+        "How many dollars does {name} have now?",
         (("dollar", "dollars"),),
     ),
     _Template(
-        "A bus has {count}.", "at a stop, {n} get on.", "at a stop, {n} get off.",
-        "the number of {item} grows {n} times.", "How many {item} are on the bus now?",
+        "A bus has {count}.",
+        "at a stop, {n} get on.",
+        "at a stop, {n} get off.",
+        "the number of {item} grows {n} times.",
+        "How many {item} are on the bus now?",
         (("person", "people"), ("kid", "kids"), ("adult", "adults")),
     ),
     _Template(
-        "{name} plants {count}.", "{p} plants {n} more.", "{n} of them die.",
-        "the number of {item} grows {n} times.", "How many {item} does {name} have now?",
+        "{name} plants {count}.",
+        "{p} plants {n} more.",
+        "{n} of them die.",
+        "the number of {item} grows {n} times.",
+        "How many {item} does {name} have now?",
         (("tree", "trees"), ("rose", "roses"), ("tulip", "tulips"), ("bush", "bushes")),
     ),
     _Template(
-        "A shelf has {count}.", "{name} puts {n} more on it.", "{name} takes {n} off it.",
-        "the number of {item} grows {n} times.", "How many {item} are on the shelf now?",
+        "A shelf has {count}.",
+        "{name} puts {n} more on it.",
+        "{name} takes {n} off it.",
+        "the number of {item} grows {n} times.",
+        "How many {item} are on the shelf now?",
         (("book", "books"), ("toy", "toys"), ("cup", "cups"), ("plate", "plates"), ("box", "boxes")),
     ),
 )

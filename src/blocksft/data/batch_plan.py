@@ -18,15 +18,17 @@ from blocksft.errors import InvalidValue, is_int, require
 
 @dataclass(frozen=True)
 class BatchPlan:
-    global_batch: int      # rows per optimizer step, all devices
-    micro_batch: int       # rows per forward/backward on one device
-    world_size: int        # devices x nodes
-    accumulate: int        # micro-steps per optimizer step
+    global_batch: int  # rows per optimizer step, all devices
+    micro_batch: int  # rows per forward/backward on one device
+    world_size: int  # devices x nodes
+    accumulate: int  # micro-steps per optimizer step
 
     def __post_init__(self) -> None:
         if self.micro_batch * self.world_size * self.accumulate != self.global_batch:
-            raise ValueError(f"micro_batch {self.micro_batch} x world_size {self.world_size} x accumulate "
-                             f"{self.accumulate} != global batch {self.global_batch}")
+            raise ValueError(
+                f"micro_batch {self.micro_batch} x world_size {self.world_size} x accumulate "
+                f"{self.accumulate} != global batch {self.global_batch}"
+            )
 
 
 def world_size(trainer_cfg: DictConfig) -> int:
@@ -48,12 +50,20 @@ def plan_batches(global_batch: int, micro_batch: int | None, world: int) -> Batc
     The rules of ``data.batch_size`` and ``data.micro_batch_size``: ``InvalidValue`` naming the key when a
     value is not a positive integer (the micro-batch: or null) or the global batch cannot be split evenly."""
     require(is_int(global_batch) and global_batch > 0, "data.batch_size", global_batch, "a positive integer")
-    require(micro_batch is None or (is_int(micro_batch) and micro_batch > 0), "data.micro_batch_size", micro_batch,
-            "a positive integer or null")
-    require(global_batch % world == 0, "data.batch_size", global_batch,
-            f"a multiple of the number of devices ({world})")
+    require(
+        micro_batch is None or (is_int(micro_batch) and micro_batch > 0),
+        "data.micro_batch_size",
+        micro_batch,
+        "a positive integer or null",
+    )
+    require(
+        global_batch % world == 0, "data.batch_size", global_batch, f"a multiple of the number of devices ({world})"
+    )
     micro = global_batch // world if micro_batch is None else micro_batch
     if (global_batch // world) % micro:
-        raise InvalidValue("data.micro_batch_size", micro_batch,
-                           f"a positive divisor of data.batch_size / devices = {global_batch // world}")
+        raise InvalidValue(
+            "data.micro_batch_size",
+            micro_batch,
+            f"a positive divisor of data.batch_size / devices = {global_batch // world}",
+        )
     return BatchPlan(global_batch, micro, world, global_batch // (world * micro))

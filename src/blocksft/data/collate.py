@@ -32,8 +32,8 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     attention = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         if seq:
-            ids[row, width - len(seq):] = torch.as_tensor(seq, dtype=torch.long)
-            attention[row, width - len(seq):] = 1
+            ids[row, width - len(seq) :] = torch.as_tensor(seq, dtype=torch.long)
+            attention[row, width - len(seq) :] = 1
     return ids, attention
 
 

@@ -3,9 +3,9 @@ written as text in several formats, none of them the SFT layout (a question, a n
 lines, ``#### n``), so that fine-tuning has a format to adapt to while the skill is already there.
 
 A document is paragraphs separated by a blank line, added while the document stays within
-``max_chars`` (at least one paragraph; a paragraph that does not fit is redrawn a few times). Each paragraph is one item in a format drawn with the
-weights of ``formats``; the problems come from the SFT generator (``blocksft.data.arithmetic``,
-same knobs), so the corpus carries the per-step skill of the chain tasks:
+``max_chars`` (at least one paragraph; a paragraph that does not fit is redrawn a few times). Each
+paragraph is one item in a format drawn with the weights of ``formats``; the problems come from the SFT
+generator (``blocksft.data.arithmetic``, same knobs), so the corpus carries the per-step skill of the chain tasks:
 
 * ``story``: the word problem told with its computation inline ("..., so now she has 7 + 5 = 12.");
 * ``worked``: "Problem: <question> Solution: 7 + 5 = 12, then 12 - 3 = 9. The answer is 9.";
@@ -37,7 +37,9 @@ def _story(rng: random.Random, config: ArithmeticConfig, start: int, steps) -> s
     template = config.templates[rng.randrange(len(config.templates))]
     name, pronoun = _NAMES[rng.randrange(len(_NAMES))]
     singular, item = template.items[rng.randrange(len(template.items))]
-    sentences = [template.start.format(name=name, p=pronoun, item=item, count=f"{start} {singular if start == 1 else item}")]
+    sentences = [
+        template.start.format(name=name, p=pronoun, item=item, count=f"{start} {singular if start == 1 else item}")
+    ]
     current = start
     for index, (op, n, new) in enumerate(steps):
         pattern = template.plus if op == "+" else template.minus if op == "-" else template.times
@@ -89,12 +91,18 @@ def render_item(kind: str, rng: random.Random, config: ArithmeticConfig, rg_item
     if kind == "story":
         return _story(rng, config, start, steps)
     if kind == "worked":
-        return f"Problem: {_question(rng, config, start, steps)} Solution: {', then '.join(_equations(start, steps))}. " \
-               f"The answer is {result}."
+        return (
+            f"Problem: {_question(rng, config, start, steps)} Solution: {', then '.join(_equations(start, steps))}. "
+            f"The answer is {result}."
+        )
     if kind == "chain":
         expression = f"{start} " + " ".join(f"{op} {n}" for op, n, _ in steps)
         lines = _equations(start, steps)
-        return f"{expression} = ? First {lines[0]}." + "".join(f" Next {line}." for line in lines[1:]) + f" Result: {result}."
+        return (
+            f"{expression} = ? First {lines[0]}."
+            + "".join(f" Next {line}." for line in lines[1:])
+            + f" Result: {result}."
+        )
     if kind == "table":
         return f"start {start} | " + " | ".join(f"{op} {n} -> {new}" for op, n, new in steps) + f" | end {result}"
     raise ValueError(f"data.source.formats: unknown format {kind!r}; allowed {', '.join(FORMATS)}")
@@ -111,15 +119,24 @@ def reasoning_gym_paragraphs(tasks: Sequence[str], size: int, seed: int) -> list
 class ProceduralCorpusSource:
     """Pretraining documents (schema ``text``); ``sizes: {split: documents}``, disjoint splits."""
 
-    def __init__(self, sizes: Mapping[str, int], seed: int = 0, max_chars: int = 240,
-                 formats: Mapping[str, float] | None = None, reasoning_gym_tasks: Sequence[str] = (),
-                 reasoning_gym_size: int = 2000, **knobs) -> None:
+    def __init__(
+        self,
+        sizes: Mapping[str, int],
+        seed: int = 0,
+        max_chars: int = 240,
+        formats: Mapping[str, float] | None = None,
+        reasoning_gym_tasks: Sequence[str] = (),
+        reasoning_gym_size: int = 2000,
+        **knobs,
+    ) -> None:
         self.sizes = {split: int(size) for split, size in sizes.items()}
         self.seed, self.max_chars = seed, int(max_chars)
         self.formats = dict(formats or {"story": 1.0, "worked": 1.0, "chain": 1.0, "table": 1.0, "facts": 1.0})
         unknown = [kind for kind in self.formats if kind not in FORMATS]
         if unknown or not self.formats or any(float(w) < 0 for w in self.formats.values()):
-            raise ValueError(f"data.source.formats={self.formats}: allowed non-negative weights of {', '.join(FORMATS)}")
+            raise ValueError(
+                f"data.source.formats={self.formats}: allowed non-negative weights of {', '.join(FORMATS)}"
+            )
         self.reasoning_gym_tasks, self.reasoning_gym_size = list(reasoning_gym_tasks), int(reasoning_gym_size)
         if self.formats.get("reasoning_gym", 0) > 0 and not self.reasoning_gym_tasks:
             raise ValueError("data.source.formats.reasoning_gym > 0 needs data.source.reasoning_gym_tasks")
@@ -146,8 +163,11 @@ class ProceduralCorpusSource:
         rng = random.Random(self.seed)
         kinds = [kind for kind, weight in self.formats.items() if float(weight) > 0]
         weights = [float(self.formats[kind]) for kind in kinds]
-        rg_items = (reasoning_gym_paragraphs(self.reasoning_gym_tasks, self.reasoning_gym_size, self.seed)
-                    if "reasoning_gym" in kinds else [])
+        rg_items = (
+            reasoning_gym_paragraphs(self.reasoning_gym_tasks, self.reasoning_gym_size, self.seed)
+            if "reasoning_gym" in kinds
+            else []
+        )
         order = [split for split in self.sizes if split != "train"] + (["train"] if "train" in self.sizes else [])
         seen: set[str] = set()
         out: dict[str, list[str]] = {}

@@ -21,8 +21,14 @@ from torch.utils.data import DataLoader
 from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
 from blocksft.data.collate import EvalCollator, TrainCollator
 from blocksft.data.order import ShuffledBatchStream
-from blocksft.data.prepare import (PrepareSettings, PreparedSplit, RowPreparer, prepare_split, resolve_chat_template,
-                                   tokenizer_fingerprint)
+from blocksft.data.prepare import (
+    PreparedSplit,
+    PrepareSettings,
+    RowPreparer,
+    prepare_split,
+    resolve_chat_template,
+    tokenizer_fingerprint,
+)
 from blocksft.data.settings import LoaderSettings, RowSettings
 from blocksft.errors import DataError
 
@@ -43,8 +49,9 @@ class BatchDataModule(L.LightningDataModule):
     def __init__(self, source, tokenizer, loader: LoaderSettings) -> None:
         super().__init__()
         self.source, self.tokenizer, self.loader = source, tokenizer, loader
-        self.train_collator = TrainCollator(tokenizer.pad_token_id, tokenizer.eos_token_id, loader.response_len,
-                                            loader.tail_padding)
+        self.train_collator = TrainCollator(
+            tokenizer.pad_token_id, tokenizer.eos_token_id, loader.response_len, loader.tail_padding
+        )
         self.train_set: Dataset | None = None
         self.eval_set: Dataset | None = None
         self.dropped: Counter = Counter()
@@ -61,8 +68,14 @@ class BatchDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def _prepare(self, raw: Dataset, split: str, tokenizer_hash: str) -> PreparedSplit:
-        prepared = prepare_split(raw, self.preparer(split), split=split, tokenizer_hash=tokenizer_hash,
-                                 cache_dir=self.loader.cache_dir, num_proc=self.loader.num_proc)
+        prepared = prepare_split(
+            raw,
+            self.preparer(split),
+            split=split,
+            tokenizer_hash=tokenizer_hash,
+            cache_dir=self.loader.cache_dir,
+            num_proc=self.loader.num_proc,
+        )
         self.dropped.update(prepared.dropped)
         self.first_dropped.update(prepared.first_dropped)
         self.cache_reused[split] = prepared.cache_reused
@@ -79,8 +92,10 @@ class BatchDataModule(L.LightningDataModule):
         tokenizer_hash = tokenizer_fingerprint(self.tokenizer)
         train_set = self._prepare(splits["train"], "train", tokenizer_hash).dataset
         if len(train_set) == 0:
-            raise DataError(f"data: no usable training rows in {self.source.describe('train')} "
-                            f"(dropped {dict(self.dropped)}; first: {self.first_dropped})")
+            raise DataError(
+                f"data: no usable training rows in {self.source.describe('train')} "
+                f"(dropped {dict(self.dropped)}; first: {self.first_dropped})"
+            )
         if loader.max_train_rows is not None:
             train_set = train_set.select(range(min(loader.max_train_rows, len(train_set))))
         eval_rows = splits[eval_split]
@@ -88,8 +103,10 @@ class BatchDataModule(L.LightningDataModule):
             eval_rows = eval_rows.select(range(min(loader.eval_size, len(eval_rows))))
         self.eval_set = self._prepare(eval_rows, eval_split, tokenizer_hash).dataset
         if len(self.eval_set) == 0:
-            raise DataError(f"data: no usable {eval_split} rows in {self.source.describe(eval_split)} "
-                            f"(dropped {dict(self.dropped)}; first: {self.first_dropped})")
+            raise DataError(
+                f"data: no usable {eval_split} rows in {self.source.describe(eval_split)} "
+                f"(dropped {dict(self.dropped)}; first: {self.first_dropped})"
+            )
         self.train_set = train_set
 
     def train_dataloader(self) -> DataLoader:
@@ -97,9 +114,15 @@ class BatchDataModule(L.LightningDataModule):
         share of each global batch when several processes train together."""
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        batches = ShuffledBatchStream(len(self.train_set), self.loader.batch_size, self.loader.seed,
-                                      start_batch=self.batches_consumed, rank=rank, world_size=world_size,
-                                      accumulate=trainer.accumulate_grad_batches if trainer is not None else 1)
+        batches = ShuffledBatchStream(
+            len(self.train_set),
+            self.loader.batch_size,
+            self.loader.seed,
+            start_batch=self.batches_consumed,
+            rank=rank,
+            world_size=world_size,
+            accumulate=trainer.accumulate_grad_batches if trainer is not None else 1,
+        )
         return DataLoader(
             self.train_set.with_format(columns=["prompt_ids", "answer_ids", "index"]),
             batch_sampler=batches,
@@ -111,7 +134,9 @@ class BatchDataModule(L.LightningDataModule):
     # Lightning saves these in every checkpoint and restores them before ``train_dataloader`` is built.
     def state_dict(self) -> dict:
         trainer = self.trainer
-        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else self.batches_consumed
+        consumed = (
+            trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else self.batches_consumed
+        )
         return {"batches_consumed": int(consumed)}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -136,17 +161,29 @@ class DiffusionSFTDataModule(BatchDataModule):
         device's micro-batches of ``plan`` (default: planned from ``data.batch_size`` and ``trainer``)."""
         data = cfg.data
         plan = plan or plan_batches(data.batch_size, data.get("micro_batch_size"), world_size(cfg.trainer))
-        return cls(instantiate(data.source), tokenizer, LoaderSettings.from_config(cfg, plan.micro_batch),
-                   RowSettings.from_config(data))
+        return cls(
+            instantiate(data.source),
+            tokenizer,
+            LoaderSettings.from_config(cfg, plan.micro_batch),
+            RowSettings.from_config(data),
+        )
 
     def fields(self) -> list[str]:
         return self.rows.fields()
 
     def settings(self, split: str) -> PrepareSettings:
         rows = self.rows
-        return PrepareSettings(rows.prompt_template, self.chat, rows.question_field, rows.answer_field,
-                               rows.target_field, rows.answer_scheme, rows.max_prompt_len, self.loader.response_len,
-                               check_answer_len=split == "train")
+        return PrepareSettings(
+            rows.prompt_template,
+            self.chat,
+            rows.question_field,
+            rows.answer_field,
+            rows.target_field,
+            rows.answer_scheme,
+            rows.max_prompt_len,
+            self.loader.response_len,
+            check_answer_len=split == "train",
+        )
 
     def preparer(self, split: str) -> RowPreparer:
         return RowPreparer(self.tokenizer, self.settings(split), self.source.describe(split))
@@ -155,8 +192,14 @@ class DiffusionSFTDataModule(BatchDataModule):
         prepared = super()._prepare(raw, split, tokenizer_hash)
         if prepared.dropped:
             firsts = "; ".join(f"{key} first at {origin}" for key, origin in prepared.first_dropped.items())
-            log.warning("%s: dropped %d of %d rows (%s); %s", split, sum(prepared.dropped.values()), len(raw),
-                        dict(prepared.dropped), firsts)
+            log.warning(
+                "%s: dropped %d of %d rows (%s); %s",
+                split,
+                sum(prepared.dropped.values()),
+                len(raw),
+                dict(prepared.dropped),
+                firsts,
+            )
         return prepared
 
     def test_dataloader(self) -> DataLoader:

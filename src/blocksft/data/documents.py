@@ -43,13 +43,23 @@ class DocumentPreparer:
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         texts = [text if isinstance(text, str) else "" for text in batch[self.settings.text_field]]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        reasons = ["empty_document" if not text.strip() else
-                   "document_longer_than_response_len" if len(row) + 1 > self.settings.response_len else ""
-                   for text, row in zip(texts, ids)]
+        reasons = [
+            "empty_document"
+            if not text.strip()
+            else "document_longer_than_response_len"
+            if len(row) + 1 > self.settings.response_len
+            else ""
+            for text, row in zip(texts, ids)
+        ]
         size = len(indices)
-        return {"prompt": [""] * size, "target": [""] * size, "prompt_ids": [[] for _ in range(size)],
-                "answer_ids": [row if not reason else [] for row, reason in zip(ids, reasons)],
-                "drop_reason": reasons, "origin": [f"{self.origin_label} row {i}" for i in indices]}
+        return {
+            "prompt": [""] * size,
+            "target": [""] * size,
+            "prompt_ids": [[] for _ in range(size)],
+            "answer_ids": [row if not reason else [] for row, reason in zip(ids, reasons)],
+            "drop_reason": reasons,
+            "origin": [f"{self.origin_label} row {i}" for i in indices],
+        }
 
 
 class DocumentDataModule(BatchDataModule):
@@ -62,20 +72,29 @@ class DocumentDataModule(BatchDataModule):
 
     @classmethod
     def from_config(cls, cfg: DictConfig, tokenizer, plan: BatchPlan) -> DocumentDataModule:
-        return cls(instantiate(cfg.data.source), tokenizer, LoaderSettings.from_config(cfg, plan.micro_batch),
-                   cfg.data.text_field)
+        return cls(
+            instantiate(cfg.data.source),
+            tokenizer,
+            LoaderSettings.from_config(cfg, plan.micro_batch),
+            cfg.data.text_field,
+        )
 
     def fields(self) -> list[str]:
         return [self.text_field]
 
     def preparer(self, split: str) -> DocumentPreparer:
-        return DocumentPreparer(self.tokenizer, DocumentSettings(self.text_field, self.loader.response_len),
-                                self.source.describe(split))
+        return DocumentPreparer(
+            self.tokenizer, DocumentSettings(self.text_field, self.loader.response_len), self.source.describe(split)
+        )
 
     def test_dataloader(self) -> DataLoader:
         """The held-out documents in order, in the training layout (for the held-out loss)."""
-        return DataLoader(self.eval_set.with_format(columns=["prompt_ids", "answer_ids", "index"]),
-                          batch_size=self.loader.eval_batch_size, shuffle=False, collate_fn=self.train_collator)
+        return DataLoader(
+            self.eval_set.with_format(columns=["prompt_ids", "answer_ids", "index"]),
+            batch_size=self.loader.eval_batch_size,
+            shuffle=False,
+            collate_fn=self.train_collator,
+        )
 
 
 def datamodule_from_config(cfg: DictConfig, tokenizer, plan: BatchPlan) -> BatchDataModule:

@@ -22,7 +22,11 @@ def validate_data_format(cfg: DictConfig, whole_sequence: bool) -> None:
     if data_format == "documents":
         field = cfg.data.get("text_field")
         if not isinstance(field, str) or not field:
-            raise ConfigError(f"data.text_field={field!r} is invalid: allowed a non-empty field name (data.format=documents)")
+            raise ConfigError(
+                f"data.text_field={field!r} is invalid: allowed a non-empty field name (data.format=documents)"
+            )
     elif whole_sequence:
-        raise ConfigError(f"strategy={cfg.strategy.name} is invalid with data.format={data_format}: allowed "
-                          "data.format=documents (pretraining masks whole documents; e.g. experiment=pretrain_base)")
+        raise ConfigError(
+            f"strategy={cfg.strategy.name} is invalid with data.format={data_format}: allowed "
+            "data.format=documents (pretraining masks whole documents; e.g. experiment=pretrain_base)"
+        )

@@ -70,8 +70,9 @@ def read_jsonl(files: Sequence[str | Path], fields: Sequence[str], cache_dir: st
         if not Path(path).is_file():
             raise FileNotFoundError(f"data: JSONL file not found: {path}")
     stamps = tuple((Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths)
-    features = Features({**{field: Value("string") for field in fields},
-                         ERROR_COLUMN: Value("string"), ORIGIN_COLUMN: Value("string")})
+    features = Features(
+        {**{field: Value("string") for field in fields}, ERROR_COLUMN: Value("string"), ORIGIN_COLUMN: Value("string")}
+    )
     return Dataset.from_generator(
         _rows,
         features=features,

@@ -28,8 +28,17 @@ class ShuffledBatchStream(Sampler[list[int]]):
     (shuffled) data, split as evenly as possible over ranks.
     """
 
-    def __init__(self, num_rows: int, batch_size: int, seed: int, *, start_batch: int = 0,
-                 rank: int = 0, world_size: int = 1, accumulate: int = 1) -> None:
+    def __init__(
+        self,
+        num_rows: int,
+        batch_size: int,
+        seed: int,
+        *,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulate: int = 1,
+    ) -> None:
         if num_rows <= 0:
             raise ValueError(f"ShuffledBatchStream: num_rows={num_rows} must be positive")
         if batch_size <= 0:
@@ -54,7 +63,7 @@ class ShuffledBatchStream(Sampler[list[int]]):
         """This rank's rows of global batch ``batch_index`` (pure function of the index)."""
         pass_index, position = divmod(batch_index, self.batches_per_pass)
         order = self.permutation(pass_index)
-        rows = order[position * self.global_batch:(position + 1) * self.global_batch]
+        rows = order[position * self.global_batch : (position + 1) * self.global_batch]
         return rows.tensor_split(self.world_size)[self.rank].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -62,7 +71,7 @@ class ShuffledBatchStream(Sampler[list[int]]):
         pass_index, position = divmod(batch_index, self.batches_per_pass)
         while True:
             order = self.permutation(pass_index)
-            for position in range(position, self.batches_per_pass):
-                rows = order[position * self.global_batch:(position + 1) * self.global_batch]
+            for batch_in_pass in range(position, self.batches_per_pass):
+                rows = order[batch_in_pass * self.global_batch : (batch_in_pass + 1) * self.global_batch]
                 yield rows.tensor_split(self.world_size)[self.rank].tolist()
             pass_index, position = pass_index + 1, 0

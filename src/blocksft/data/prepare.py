@@ -42,9 +42,9 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, Features, Sequence, Value
 
-from blocksft.evaluation.answers import reference_answer
 from blocksft.data.jsonl import ERROR_COLUMN, ORIGIN_COLUMN
 from blocksft.errors import require
+from blocksft.evaluation.answers import reference_answer
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,16 @@ log = logging.getLogger(__name__)
 PREPARE_VERSION = 1
 CHAT_TEMPLATE_MODES = ("auto", True, False)
 MIN_ROWS_PER_PROCESS = 2000  # smaller datasets are not worth a worker process
-PREPARED_FEATURES = Features({
-    "prompt": Value("string"), "target": Value("string"),
-    "prompt_ids": Sequence(Value("int32")), "answer_ids": Sequence(Value("int32")),
-    "drop_reason": Value("string"), "origin": Value("string"),
-})
+PREPARED_FEATURES = Features(
+    {
+        "prompt": Value("string"),
+        "target": Value("string"),
+        "prompt_ids": Sequence(Value("int32")),
+        "answer_ids": Sequence(Value("int32")),
+        "drop_reason": Value("string"),
+        "origin": Value("string"),
+    }
+)
 
 
 def check_chat_template(mode):
@@ -79,9 +84,14 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """A hash of everything in the tokenizer that changes token ids or the chat rendering."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    parts = [type(tokenizer).__name__, vocab, str(getattr(tokenizer, "chat_template", None)),
-             str(tokenizer.bos_token_id), str(tokenizer.eos_token_id),
-             json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str)]
+    parts = [
+        type(tokenizer).__name__,
+        vocab,
+        str(getattr(tokenizer, "chat_template", None)),
+        str(tokenizer.bos_token_id),
+        str(tokenizer.eos_token_id),
+        json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str),
+    ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -110,8 +120,9 @@ class RowPreparer:
     def prompt_text(self, question: str) -> str:
         text = self.settings.prompt_template.replace("{question}", question)
         if self.settings.chat:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
         return text
 
     def encode_prompts(self, texts: list[str]) -> list[list[int]]:
@@ -154,8 +165,9 @@ class RowPreparer:
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         s, size = self.settings, len(indices)
-        questions, answers, target_texts = (_text_column(batch, name, size)
-                                            for name in (s.question_field, s.answer_field, s.target_field))
+        questions, answers, target_texts = (
+            _text_column(batch, name, size) for name in (s.question_field, s.answer_field, s.target_field)
+        )
         errors = batch.get(ERROR_COLUMN) or [""] * size
         origins = batch.get(ORIGIN_COLUMN) or [f"{self.origin_label} row {i}" for i in indices]
         # 1. problems visible in the text, then the reference answer of the remaining rows
@@ -167,13 +179,20 @@ class RowPreparer:
         prompts, prompt_ids, answer_ids = [""] * size, [[] for _ in range(size)], [[] for _ in range(size)]
         for i in good:
             prompts[i] = self.prompt_text(questions[i])
-        encoded = zip(self.encode_prompts([prompts[i] for i in good]),
-                      self.encode_answers([answers[i] or "" for i in good]))
+        encoded = zip(
+            self.encode_prompts([prompts[i] for i in good]), self.encode_answers([answers[i] or "" for i in good])
+        )
         # 3. length limits: a row that does not fit is dropped, never truncated
         for i, (p_ids, a_ids) in zip(good, encoded):
             prompt_ids[i], answer_ids[i], reasons[i] = p_ids, a_ids, self.length_problem(p_ids, a_ids)
-        return {"prompt": prompts, "target": [t or "" for t in targets], "prompt_ids": prompt_ids,
-                "answer_ids": answer_ids, "drop_reason": reasons, "origin": origins}
+        return {
+            "prompt": prompts,
+            "target": [t or "" for t in targets],
+            "prompt_ids": prompt_ids,
+            "answer_ids": answer_ids,
+            "drop_reason": reasons,
+            "origin": origins,
+        }
 
 
 def _text_column(batch: dict[str, list], name: str | None, size: int) -> list[str | None]:
@@ -211,8 +230,9 @@ def _drop_summary(prepared: Dataset) -> tuple[Counter, dict[str, str], np.ndarra
     return counts, first, kept
 
 
-def prepare_split(raw: Dataset, preparer: RowPreparer, *, split: str, tokenizer_hash: str,
-                  cache_dir: str | Path | None, num_proc: int) -> PreparedSplit:
+def prepare_split(
+    raw: Dataset, preparer: RowPreparer, *, split: str, tokenizer_hash: str, cache_dir: str | Path | None, num_proc: int
+) -> PreparedSplit:
     """Tokenise ``raw`` with ``preparer`` (batched, ``num_proc`` processes), count and drop bad rows.
 
     With ``cache_dir`` the tokenised rows are Arrow files there named by :func:`fingerprint`, so a
@@ -227,13 +247,25 @@ def prepare_split(raw: Dataset, preparer: RowPreparer, *, split: str, tokenizer_
         cache_file, kept_file = (str(Path(cache_dir) / f"{stem}-{key}-{split}.arrow") for stem in ("prepared", "kept"))
         reused = any(Path(cache_dir).glob(f"prepared-{key}-{split}*.arrow"))
     processes = max(1, min(num_proc, os.cpu_count() or 1, len(raw) // MIN_ROWS_PER_PROCESS))
-    prepared = raw.map(preparer, batched=True, with_indices=True, remove_columns=raw.column_names,
-                       features=PREPARED_FEATURES, num_proc=processes if processes > 1 else None,
-                       cache_file_name=cache_file, new_fingerprint=key, desc=f"tokenise {split}")
+    prepared = raw.map(
+        preparer,
+        batched=True,
+        with_indices=True,
+        remove_columns=raw.column_names,
+        features=PREPARED_FEATURES,
+        num_proc=processes if processes > 1 else None,
+        cache_file_name=cache_file,
+        new_fingerprint=key,
+        desc=f"tokenise {split}",
+    )
     counts, first, kept = _drop_summary(prepared)
     dataset = prepared.remove_columns(["drop_reason", "origin"])
     if len(kept) < len(dataset):
         dataset = dataset.select(kept).flatten_indices(cache_file_name=kept_file, new_fingerprint=f"{key}-kept")
     dataset = dataset.add_column("index", np.arange(len(dataset), dtype=np.int64))
-    return PreparedSplit(dataset, Counter({f"{split}/{r}": n for r, n in counts.items()}),
-                         {f"{split}/{r}": origin for r, origin in first.items()}, reused)
+    return PreparedSplit(
+        dataset,
+        Counter({f"{split}/{r}": n for r, n in counts.items()}),
+        {f"{split}/{r}": origin for r, origin in first.items()},
+        reused,
+    )

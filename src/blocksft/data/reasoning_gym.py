@@ -16,8 +16,8 @@ so splits never share a question. The generated rows are written once to an Arro
 from __future__ import annotations
 
 import logging
-from importlib import metadata
 from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata
 
 from datasets import Dataset, Features, Value
 
@@ -48,8 +48,12 @@ def to_row(task: str, entry: dict) -> dict[str, str]:
     """One reasoning-gym entry -> the GSM8K-schema row (see the module docstring)."""
     target = str(entry["answer"]).strip()
     chain = (entry.get("metadata") or {}).get("answer_cot")
-    return {"question": str(entry["question"]).strip(), "answer": chain.strip() if chain else f"#### {target}",
-            "target": target, "task": task}
+    return {
+        "question": str(entry["question"]).strip(),
+        "answer": chain.strip() if chain else f"#### {target}",
+        "target": target,
+        "task": task,
+    }
 
 
 def generate_rows(tasks, size: int, seed: int) -> list[dict[str, str]]:
@@ -68,7 +72,7 @@ def generate_rows(tasks, size: int, seed: int) -> list[dict[str, str]]:
 def _rows(tasks: dict, sizes: dict, seed: int, version: str) -> Iterator[dict]:
     """Generator behind ``Dataset.from_generator`` for one split (``sizes`` has that split only; the
     ``seen`` questions of earlier splits travel in ``tasks['__exclude__']``)."""
-    (split, size), = sizes.items()
+    ((split, size),) = sizes.items()
     exclude = set(tasks.get("__exclude__", ()))
     options = {name: value for name, value in tasks.items() if name != "__exclude__"}
     dropped = 0
@@ -84,8 +88,13 @@ def _rows(tasks: dict, sizes: dict, seed: int, version: str) -> Iterator[dict]:
 class ReasoningGymSource:
     """``reasoning-gym`` tasks as splits (see the module docstring)."""
 
-    def __init__(self, tasks: Mapping[str, Mapping | None] | Sequence[str], sizes: Mapping[str, int], seed: int = 0,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        tasks: Mapping[str, Mapping | None] | Sequence[str],
+        sizes: Mapping[str, int],
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
         self.tasks = task_options(tasks)
         if not self.tasks:
             raise ValueError("data.source.tasks: name at least one reasoning-gym task, e.g. [gsm_symbolic]")
@@ -99,10 +108,18 @@ class ReasoningGymSource:
         seen: list[str] = []
         out: dict[str, Dataset] = {}
         for position, split in enumerate(order):
-            kwargs = {"tasks": {**self.tasks, "__exclude__": sorted(seen)}, "sizes": {split: self.sizes[split]},
-                      "seed": self.seed + position, "version": version}
-            out[split] = Dataset.from_generator(_rows, features=FEATURES, gen_kwargs=kwargs,
-                                                cache_dir=None if self.cache_dir is None else str(self.cache_dir))
+            kwargs = {
+                "tasks": {**self.tasks, "__exclude__": sorted(seen)},
+                "sizes": {split: self.sizes[split]},
+                "seed": self.seed + position,
+                "version": version,
+            }
+            out[split] = Dataset.from_generator(
+                _rows,
+                features=FEATURES,
+                gen_kwargs=kwargs,
+                cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+            )
             seen.extend(out[split]["question"])
         return {split: out[split] for split in self.sizes}
 

@@ -59,10 +59,19 @@ class LoaderSettings:
         """From ``data.*``, ``eval.split``, ``eval.size`` and ``seed``; ``micro_batch`` is the batch plan's
         (``blocksft.data.batch_plan.plan_batches``)."""
         data = cfg.data
-        return cls(response_len=data.response_len, batch_size=micro_batch, eval_batch_size=data.eval_batch_size,
-                   eval_split=cfg.eval.split, eval_size=cfg.eval.size, tail_padding=data.tail_padding,
-                   max_train_rows=data.get("max_train_rows"), num_workers=data.num_workers,
-                   num_proc=data.get("num_proc", 1), cache_dir=data.get("cache_dir"), seed=cfg.seed)
+        return cls(
+            response_len=data.response_len,
+            batch_size=micro_batch,
+            eval_batch_size=data.eval_batch_size,
+            eval_split=cfg.eval.split,
+            eval_size=cfg.eval.size,
+            tail_padding=data.tail_padding,
+            max_train_rows=data.get("max_train_rows"),
+            num_workers=data.num_workers,
+            num_proc=data.get("num_proc", 1),
+            cache_dir=data.get("cache_dir"),
+            seed=cfg.seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -79,23 +88,36 @@ class RowSettings:
 
     def __post_init__(self) -> None:
         _positive("data.max_prompt_len", self.max_prompt_len)
-        require(isinstance(self.prompt_template, str) and "{question}" in self.prompt_template,
-                "data.prompt_template", self.prompt_template, "a string containing {question}")
+        require(
+            isinstance(self.prompt_template, str) and "{question}" in self.prompt_template,
+            "data.prompt_template",
+            self.prompt_template,
+            "a string containing {question}",
+        )
         check_chat_template(self.chat_template)
         check_scheme(self.answer_scheme)
         for key in ("question_field", "answer_field"):
             value = getattr(self, key)
             require(isinstance(value, str) and value != "", f"data.{key}", value, "a non-empty field name")
         target = self.target_field
-        require(target is None or (isinstance(target, str) and target != ""), "data.target_field", target,
-                "null or a field name")
+        require(
+            target is None or (isinstance(target, str) and target != ""),
+            "data.target_field",
+            target,
+            "null or a field name",
+        )
 
     @classmethod
     def from_config(cls, data: DictConfig) -> RowSettings:
-        return cls(max_prompt_len=data.max_prompt_len, prompt_template=data.prompt_template,
-                   chat_template=data.get("chat_template", "auto"), question_field=data.question_field,
-                   answer_field=data.answer_field, target_field=data.get("target_field"),
-                   answer_scheme=data.answer_scheme)
+        return cls(
+            max_prompt_len=data.max_prompt_len,
+            prompt_template=data.prompt_template,
+            chat_template=data.get("chat_template", "auto"),
+            question_field=data.question_field,
+            answer_field=data.answer_field,
+            target_field=data.get("target_field"),
+            answer_scheme=data.answer_scheme,
+        )
 
     def fields(self) -> list[str]:
         """The source fields a row is read from."""

@@ -50,8 +50,10 @@ class ArithmeticSource:
 
     def load_splits(self, fields: Sequence[str] = ()) -> dict[str, Dataset]:
         """The generated rows as in-memory datasets with columns ``question``/``answer``."""
-        return {split: Dataset.from_dict({key: [row[key] for row in rows] for key in ("question", "answer")})
-                for split, rows in self.load().items()}
+        return {
+            split: Dataset.from_dict({key: [row[key] for row in rows] for key in ("question", "answer")})
+            for split, rows in self.load().items()
+        }
 
     def describe(self, split: str) -> str:
         return f"arithmetic source (seed {self.seed}) split {split!r}"
@@ -69,7 +71,7 @@ def hold_out(dataset: Dataset, sizes: Mapping[str, int], seed: int) -> tuple[Dat
     order = np.random.default_rng(seed).permutation(len(dataset))
     held, start = {}, 0
     for split, size in sizes.items():
-        held[split] = dataset.select(np.sort(order[start:start + int(size)]))
+        held[split] = dataset.select(np.sort(order[start : start + int(size)]))
         start += int(size)
     return dataset.select(np.sort(order[start:])), held
 
@@ -93,9 +95,15 @@ class JsonlSource:
     ``sizes: {split: N}`` keeps only the first N rows of a split (debug runs).
     """
 
-    def __init__(self, files: Mapping[str, str | Sequence[str]], holdout: Mapping[str, int] | None = None,
-                 holdout_from: str = "train", holdout_seed: int = 0, sizes: Mapping[str, int] | None = None,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        files: Mapping[str, str | Sequence[str]],
+        holdout: Mapping[str, int] | None = None,
+        holdout_from: str = "train",
+        holdout_seed: int = 0,
+        sizes: Mapping[str, int] | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
         if not files:
             raise ValueError("data.source.files: give at least one split, e.g. {train: path/to/train.jsonl}")
         self.files = {split: _as_list(paths) for split, paths in files.items()}
@@ -114,12 +122,15 @@ class JsonlSource:
 
 def _limit(splits: dict[str, Dataset], sizes: Mapping[str, int] | None) -> dict[str, Dataset]:
     """Keep the first ``sizes[split]`` rows of each named split (debug runs); other splits untouched."""
-    return {split: rows.select(range(min(int(sizes[split]), len(rows)))) if split in (sizes or {}) else rows
-            for split, rows in splits.items()}
+    return {
+        split: rows.select(range(min(int(sizes[split]), len(rows)))) if split in (sizes or {}) else rows
+        for split, rows in splits.items()
+    }
 
 
-def _apply_holdout(splits: dict[str, Dataset], holdout: Mapping[str, int], source_split: str,
-                   seed: int) -> dict[str, Dataset]:
+def _apply_holdout(
+    splits: dict[str, Dataset], holdout: Mapping[str, int], source_split: str, seed: int
+) -> dict[str, Dataset]:
     if not holdout:
         return splits
     if source_split not in splits:
@@ -138,11 +149,21 @@ class HubSource:
     {split: N}`` keeps only the first N rows of a split (debug runs).
     """
 
-    def __init__(self, path: str, splits: Mapping[str, str], config_names: Sequence[str] | None = None,
-                 data_files: Mapping[str, str | Sequence[str]] | None = None, revision: str | None = None,
-                 holdout: Mapping[str, int] | None = None, holdout_from: str = "train", holdout_seed: int = 0,
-                 type_field: str = "type", type_prefix: str | None = None, sizes: Mapping[str, int] | None = None,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        splits: Mapping[str, str],
+        config_names: Sequence[str] | None = None,
+        data_files: Mapping[str, str | Sequence[str]] | None = None,
+        revision: str | None = None,
+        holdout: Mapping[str, int] | None = None,
+        holdout_from: str = "train",
+        holdout_seed: int = 0,
+        type_field: str = "type",
+        type_prefix: str | None = None,
+        sizes: Mapping[str, int] | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
         self.path, self.splits = path, dict(splits)
         self.config_names = list(config_names) if config_names else [None]
         self.data_files = {split: _as_list(paths) for split, paths in (data_files or {}).items()}
@@ -153,25 +174,41 @@ class HubSource:
     def _load_split(self, hub_split: str, fields: Sequence[str]) -> Dataset:
         if self.data_files:
             if hub_split not in self.data_files:
-                raise ValueError(f"data.source.data_files has no split {hub_split!r} (it has {', '.join(self.data_files)})")
+                raise ValueError(
+                    f"data.source.data_files has no split {hub_split!r} (it has {', '.join(self.data_files)})"
+                )
             return read_jsonl(self.data_files[hub_split], fields, self.cache_dir)
-        parts = [load_dataset(self.path, name, split=hub_split, revision=self.revision, cache_dir=self.cache_dir)
-                 for name in self.config_names]
+        parts = [
+            load_dataset(self.path, name, split=hub_split, revision=self.revision, cache_dir=self.cache_dir)
+            for name in self.config_names
+        ]
         dataset = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
         missing = [field for field in fields if field not in dataset.column_names]
         if missing:
-            raise ValueError(f"data: {self.path} split {hub_split!r} has no field(s) {missing}; "
-                             f"its fields are {dataset.column_names}")
+            raise ValueError(
+                f"data: {self.path} split {hub_split!r} has no field(s) {missing}; "
+                f"its fields are {dataset.column_names}"
+            )
         return dataset
 
     def _filter_type(self, dataset: Dataset, split: str) -> Dataset:
         if self.type_prefix is None:
             return dataset
         columns = [self.type_field] + ([ERROR_COLUMN] if ERROR_COLUMN in dataset.column_names else [])
-        kept = dataset.filter(_TypePrefix(self.type_prefix), input_columns=columns, batched=True,
-                              desc=f"keep {self.type_field} {self.type_prefix}*")
-        log.info("%s: kept %d of %d rows whose %s starts with %r", split, len(kept), len(dataset),
-                 self.type_field, self.type_prefix)
+        kept = dataset.filter(
+            _TypePrefix(self.type_prefix),
+            input_columns=columns,
+            batched=True,
+            desc=f"keep {self.type_field} {self.type_prefix}*",
+        )
+        log.info(
+            "%s: kept %d of %d rows whose %s starts with %r",
+            split,
+            len(kept),
+            len(dataset),
+            self.type_field,
+            self.type_prefix,
+        )
         return kept
 
     def load_splits(self, fields: Sequence[str]) -> dict[str, Dataset]:

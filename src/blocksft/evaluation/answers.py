@@ -394,8 +394,11 @@ def score(prediction_text: str, target: str, scheme: str) -> dict:
     if scheme == "math":
         ref = reference_answer(target, scheme) or target
         extracted = math_boxed(prediction_text)
-        strict = {"extracted": extracted, "correct": answers_equal(extracted, ref),
-                  "correct_exact": prediction_text.strip() == target.strip()}
+        strict = {
+            "extracted": extracted,
+            "correct": answers_equal(extracted, ref),
+            "correct_exact": prediction_text.strip() == target.strip(),
+        }
     else:  # metamathqa
         ref = reference_answer(target, scheme) or target.strip().rstrip(".")
         extracted = _unbox(the_answer_is(prediction_text))

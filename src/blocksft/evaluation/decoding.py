@@ -86,8 +86,18 @@ REMASKING_MODES = ("low_confidence", "random")
 ATTENTION_MODES = ("full", "block_causal")
 
 __all__ = [
-    "ATTENTION_MODES", "REMASKING_MODES", "DecodePlan", "DecodeSettings", "DecodeStats", "add_gumbel_noise", "decode",
-    "generate", "generate_batched", "num_transfer_tokens", "supports_attention_mask_2d", "supports_prefix_cache",
+    "ATTENTION_MODES",
+    "REMASKING_MODES",
+    "DecodePlan",
+    "DecodeSettings",
+    "DecodeStats",
+    "add_gumbel_noise",
+    "decode",
+    "generate",
+    "generate_batched",
+    "num_transfer_tokens",
+    "supports_attention_mask_2d",
+    "supports_prefix_cache",
 ]
 
 
@@ -134,8 +144,9 @@ def add_gumbel_noise(
     return logits.exp() / (-torch.log(noise)) ** temperature
 
 
-def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remasking,
-                confidence_threshold=None, attention="full") -> tuple[int, int]:
+def _check_args(
+    steps, gen_length, block_length, temperature, cfg_scale, remasking, confidence_threshold=None, attention="full"
+) -> tuple[int, int]:
     """-> (num_blocks, steps_per_block). The one statement of the decoder's argument rules: ``DecodeSettings``
     calls it, and ``blocksft.config.validation`` calls it with the ``decode.*`` values of a config, so an
     ``InvalidValue`` names the config key (``cfg_scale`` has none)."""
@@ -143,18 +154,32 @@ def _check_args(steps, gen_length, block_length, temperature, cfg_scale, remaski
     require(is_int(steps) and steps > 0, "decode.steps", steps, "a positive integer")
     if not (is_int(block_length) and block_length > 0 and gen_length % block_length == 0):
         divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
-        raise InvalidValue("decode.block_length", block_length, f"a divisor of decode.gen_length={gen_length}: {divisors}")
+        raise InvalidValue(
+            "decode.block_length", block_length, f"a divisor of decode.gen_length={gen_length}: {divisors}"
+        )
     num_blocks = gen_length // block_length
-    require(steps % num_blocks == 0, "decode.steps", steps,
-            f"a multiple of the number of decoding blocks ({num_blocks} for block_length {block_length})")
+    require(
+        steps % num_blocks == 0,
+        "decode.steps",
+        steps,
+        f"a multiple of the number of decoding blocks ({num_blocks} for block_length {block_length})",
+    )
     require(is_number(temperature) and temperature >= 0, "decode.temperature", temperature, "a number >= 0")
     require(remasking in REMASKING_MODES, "decode.remasking", remasking, f"one of {', '.join(REMASKING_MODES)}")
     require(is_number(cfg_scale) and cfg_scale >= 0, "cfg_scale", cfg_scale, "a number >= 0")
     threshold = confidence_threshold
-    require(threshold is None or (is_number(threshold) and 0 < threshold <= 1), "decode.confidence_threshold",
-            threshold, "null (fixed per-step schedule) or a number in (0, 1]")
-    require(threshold is None or remasking == "low_confidence", "decode.remasking", remasking,
-            f"low_confidence with decode.confidence_threshold={threshold}")
+    require(
+        threshold is None or (is_number(threshold) and 0 < threshold <= 1),
+        "decode.confidence_threshold",
+        threshold,
+        "null (fixed per-step schedule) or a number in (0, 1]",
+    )
+    require(
+        threshold is None or remasking == "low_confidence",
+        "decode.remasking",
+        remasking,
+        f"low_confidence with decode.confidence_threshold={threshold}",
+    )
     require(attention in ATTENTION_MODES, "decode.attention", attention, f"one of {', '.join(ATTENTION_MODES)}")
     return num_blocks, steps // num_blocks
 
@@ -176,8 +201,16 @@ class DecodeSettings:
     cfg_scale: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_args(self.steps, self.gen_length, self.block_length, self.temperature, self.cfg_scale, self.remasking,
-                    self.confidence_threshold, self.attention)
+        _check_args(
+            self.steps,
+            self.gen_length,
+            self.block_length,
+            self.temperature,
+            self.cfg_scale,
+            self.remasking,
+            self.confidence_threshold,
+            self.attention,
+        )
 
     @property
     def num_blocks(self) -> int:
@@ -217,8 +250,9 @@ def supports_attention_mask_2d(model) -> bool:
     return bool(getattr(model, "supports_attention_mask_2d", False))
 
 
-def block_causal_mask(key_mask: torch.Tensor | None, rows: int, block_start: int, block_end: int,
-                      device: torch.device) -> torch.Tensor:
+def block_causal_mask(
+    key_mask: torch.Tensor | None, rows: int, block_start: int, block_end: int, device: torch.device
+) -> torch.Tensor:
     """The per-example mask of the canvas cut at ``block_end``: [rows, block_end, block_end] bool, the
     prefix (positions before ``block_start``) attending within itself, the block to the prefix and itself;
     ``key_mask`` [rows, >= block_end] (1 = real token) removes left padding from the keys."""
@@ -266,10 +300,26 @@ def generate(
     """Decode ``gen_length`` tokens after ``prompt`` [B, P] with LLaDA's ``generate`` arguments: the
     :class:`DecodeSettings` they make, given to :func:`decode`. ``mask_id`` has no default: it is the
     tokenizer's, never LLaDA's 126336 by accident."""
-    settings = DecodeSettings(gen_length, block_length, steps, temperature, remasking, prefix_cache,
-                              confidence_threshold, attention, cfg_scale)
-    return decode(model, prompt, settings, mask_id=mask_id, attention_mask=attention_mask, generator=generator,
-                  return_stats=return_stats)
+    settings = DecodeSettings(
+        gen_length,
+        block_length,
+        steps,
+        temperature,
+        remasking,
+        prefix_cache,
+        confidence_threshold,
+        attention,
+        cfg_scale,
+    )
+    return decode(
+        model,
+        prompt,
+        settings,
+        mask_id=mask_id,
+        attention_mask=attention_mask,
+        generator=generator,
+        return_stats=return_stats,
+    )
 
 
 @torch.no_grad()
@@ -324,8 +374,10 @@ def decode(
 def _check_model(model, settings: DecodeSettings) -> None:
     """``ValueError`` when the settings ask for what ``model`` does not declare it supports."""
     if settings.attention == "block_causal" and not supports_attention_mask_2d(model):
-        raise ValueError(f"attention='block_causal' needs a model that takes a per-example [B, L, L] attention_mask "
-                         f"(supports_attention_mask_2d = True); {type(model).__name__} does not: use attention='full'")
+        raise ValueError(
+            f"attention='block_causal' needs a model that takes a per-example [B, L, L] attention_mask "
+            f"(supports_attention_mask_2d = True); {type(model).__name__} does not: use attention='full'"
+        )
     if settings.prefix_cache and not supports_prefix_cache(model):
         raise ValueError(
             f"prefix_cache=True (decode=semi_ar_cached) needs a model with key/value cache support "
@@ -349,8 +401,9 @@ class _Canvas:
     positions_fed: torch.Tensor
 
     @classmethod
-    def start(cls, prompt: torch.Tensor, settings: DecodeSettings, mask_id: int,
-              attention_mask: torch.Tensor | None) -> _Canvas:
+    def start(
+        cls, prompt: torch.Tensor, settings: DecodeSettings, mask_id: int, attention_mask: torch.Tensor | None
+    ) -> _Canvas:
         batch, prompt_len = prompt.shape
         device = prompt.device
         x = torch.full((batch, prompt_len + settings.gen_length), mask_id, dtype=torch.long, device=device)
@@ -358,19 +411,25 @@ class _Canvas:
         full_mask = None
         if attention_mask is not None:
             if attention_mask.shape != prompt.shape:
-                raise ValueError(f"attention_mask: expected shape {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}")
+                raise ValueError(
+                    f"attention_mask: expected shape {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}"
+                )
             canvas_ones = torch.ones(batch, settings.gen_length, dtype=attention_mask.dtype, device=device)
             full_mask = torch.cat([attention_mask.to(device), canvas_ones], dim=1)
             if settings.cfg_scale > 0:
                 full_mask = torch.cat([full_mask, full_mask], dim=0)
-        real_len = (attention_mask.to(device).sum(dim=1).long() if attention_mask is not None
-                    else torch.full((batch,), prompt_len, dtype=torch.long, device=device)) + settings.gen_length
+        real_len = (
+            attention_mask.to(device).sum(dim=1).long()
+            if attention_mask is not None
+            else torch.full((batch,), prompt_len, dtype=torch.long, device=device)
+        ) + settings.gen_length
         zeros = torch.zeros(batch, dtype=torch.long, device=device)
         return cls(x, prompt_len, full_mask, real_len, zeros, zeros.clone())
 
 
-def _decode_block(model, canvas: _Canvas, block: int, settings: DecodeSettings, mask_id: int,
-                  generator: torch.Generator | None) -> None:
+def _decode_block(
+    model, canvas: _Canvas, block: int, settings: DecodeSettings, mask_id: int, generator: torch.Generator | None
+) -> None:
     """Decode block ``block`` of the canvas in place: step until its schedule (or, with a threshold, every
     row's block) is done; each step commits the most confident proposals of still-masked positions."""
     x, length = canvas.x, canvas.x.shape[1]
@@ -387,9 +446,16 @@ def _decode_block(model, canvas: _Canvas, block: int, settings: DecodeSettings, 
         _count_cost(canvas, needs_step, start, end, step, settings)
 
         # 1. logits of the current block only, [B, block_length, V] (guidance applied, mask_id never proposed)
-        block_logits, prefix_key_values = _block_logits(model, _model_input(canvas, mask_id, settings),
-                                                        canvas.full_mask, start, end, step, settings,
-                                                        prefix_key_values)
+        block_logits, prefix_key_values = _block_logits(
+            model,
+            _model_input(canvas, mask_id, settings),
+            canvas.full_mask,
+            start,
+            end,
+            step,
+            settings,
+            prefix_key_values,
+        )
         logits = _guided_logits(block_logits, settings.cfg_scale, mask_id)
 
         # 2. proposals and confidences (random draws shaped as LLaDA's, for the whole canvas)
@@ -412,14 +478,18 @@ def _rows_needing_a_step(candidates: torch.Tensor, step: int, settings: DecodeSe
     """[B] bool: the rows this step serves; None when the block is done. Fixed schedule: every row takes each
     of the block's steps. Threshold: a row needs a step while its block has a masked position."""
     if settings.confidence_threshold is None:
-        return None if step == settings.steps_per_block else torch.ones(
-            candidates.shape[0], dtype=torch.bool, device=candidates.device)
+        return (
+            None
+            if step == settings.steps_per_block
+            else torch.ones(candidates.shape[0], dtype=torch.bool, device=candidates.device)
+        )
     needs_step = candidates.any(dim=1)
     return needs_step if needs_step.any() else None
 
 
-def _count_cost(canvas: _Canvas, needs_step: torch.Tensor, start: int, end: int, step: int,
-                settings: DecodeSettings) -> None:
+def _count_cost(
+    canvas: _Canvas, needs_step: torch.Tensor, start: int, end: int, step: int, settings: DecodeSettings
+) -> None:
     """Add this step's forward to each served row's ``nfe`` and the positions it feeds to ``positions_fed``."""
     length = canvas.x.shape[1]
     cached = settings.prefix_cache and step > 0
@@ -437,17 +507,24 @@ def _model_input(canvas: _Canvas, mask_id: int, settings: DecodeSettings) -> tor
     if settings.cfg_scale <= 0:
         return canvas.x
     unconditional = canvas.x.clone()
-    unconditional[:, :canvas.prompt_len] = mask_id
+    unconditional[:, : canvas.prompt_len] = mask_id
     return torch.cat([canvas.x, unconditional], dim=0)
 
 
-def _block_logits(model, model_input: torch.Tensor, full_mask: torch.Tensor | None, start: int, end: int, step: int,
-                  settings: DecodeSettings, prefix_key_values) -> tuple[torch.Tensor, object]:
+def _block_logits(
+    model,
+    model_input: torch.Tensor,
+    full_mask: torch.Tensor | None,
+    start: int,
+    end: int,
+    step: int,
+    settings: DecodeSettings,
+    prefix_key_values,
+) -> tuple[torch.Tensor, object]:
     """Logits of the block [start, end) [rows, block_length, V] and the prefix key/values kept for the block's
     next steps (None without ``prefix_cache``)."""
     if settings.attention == "block_causal":
-        return _block_causal_logits(model, model_input, full_mask, start, end, settings.prefix_cache,
-                                    prefix_key_values)
+        return _block_causal_logits(model, model_input, full_mask, start, end, settings.prefix_cache, prefix_key_values)
     if not settings.prefix_cache:
         return _forward(model, model_input, full_mask).logits[:, start:end], None
     if step == 0:  # whole canvas; keep the prefix's keys/values for the block's other steps
@@ -455,7 +532,7 @@ def _block_logits(model, model_input: torch.Tensor, full_mask: torch.Tensor | No
         return output.logits[:, start:end], _crop(output.past_key_values, start)
     # block + future only, attending to the frozen prefix keys/values
     output = _forward(model, model_input[:, start:], full_mask, past_key_values=prefix_key_values)
-    return output.logits[:, :end - start], prefix_key_values
+    return output.logits[:, : end - start], prefix_key_values
 
 
 def _guided_logits(block_logits: torch.Tensor, cfg_scale: float, mask_id: int) -> torch.Tensor:
@@ -470,27 +547,42 @@ def _guided_logits(block_logits: torch.Tensor, cfg_scale: float, mask_id: int) -
     return logits
 
 
-def _proposals(logits: torch.Tensor, settings: DecodeSettings, generator: torch.Generator | None,
-               canvas_shape: tuple[int, int], start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _proposals(
+    logits: torch.Tensor,
+    settings: DecodeSettings,
+    generator: torch.Generator | None,
+    canvas_shape: tuple[int, int],
+    start: int,
+    end: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0 [B, block_length] long, confidence [B, block_length] float64): the argmax proposals (Gumbel-perturbed
     above temperature 0) and their softmax probability, or random scores for ``remasking="random"``. The
     draws have LLaDA's whole-canvas shapes and the block's slice is used, so a seeded generator gives its tokens."""
     batch, length = canvas_shape
     noise = None
     if settings.temperature > 0:
-        noise = torch.rand((batch, length, logits.shape[-1]), dtype=torch.float64, device=logits.device,
-                           generator=generator)[:, start:end]
+        noise = torch.rand(
+            (batch, length, logits.shape[-1]), dtype=torch.float64, device=logits.device, generator=generator
+        )[:, start:end]
     x0 = add_gumbel_noise(logits, settings.temperature, noise=noise).argmax(dim=-1)
     if settings.remasking == "low_confidence":
         confidence = F.softmax(logits, dim=-1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     else:
-        confidence = torch.rand((batch, length), dtype=torch.float64, device=logits.device,
-                                generator=generator)[:, start:end]
+        confidence = torch.rand((batch, length), dtype=torch.float64, device=logits.device, generator=generator)[
+            :, start:end
+        ]
     return x0, confidence
 
 
-def _block_causal_logits(model, model_input: torch.Tensor, full_mask: torch.Tensor | None, start: int, end: int,
-                         prefix_cache: bool, prefix_key_values) -> tuple[torch.Tensor, object]:
+def _block_causal_logits(
+    model,
+    model_input: torch.Tensor,
+    full_mask: torch.Tensor | None,
+    start: int,
+    end: int,
+    prefix_cache: bool,
+    prefix_key_values,
+) -> tuple[torch.Tensor, object]:
     """Block-causal logits of the block [start, end) [rows, end - start, V] and the prefix key/values
     to reuse (None without ``prefix_cache``). Without a cache (or at a block's first step) the model
     runs on ``x[:, :end]`` under :func:`block_causal_mask`; with cached prefix key/values it runs on the
@@ -551,12 +643,20 @@ def generate_batched(
     attention_mask = torch.zeros((len(rows), longest), dtype=torch.long, device=device)
     for i, row in enumerate(rows):  # building the batch only; decoding itself is vectorised
         if row.numel():
-            padded[i, longest - row.numel():] = row
-            attention_mask[i, longest - row.numel():] = 1
-    settings = DecodeSettings(gen_length, block_length, steps, temperature, remasking, prefix_cache,
-                              confidence_threshold, attention)
-    out = decode(model, padded, settings, mask_id=mask_id, attention_mask=attention_mask, generator=generator,
-                 return_stats=return_stats)
+            padded[i, longest - row.numel() :] = row
+            attention_mask[i, longest - row.numel() :] = 1
+    settings = DecodeSettings(
+        gen_length, block_length, steps, temperature, remasking, prefix_cache, confidence_threshold, attention
+    )
+    out = decode(
+        model,
+        padded,
+        settings,
+        mask_id=mask_id,
+        attention_mask=attention_mask,
+        generator=generator,
+        return_stats=return_stats,
+    )
     if return_stats:
         out, stats = out
         return [canvas for canvas in out[:, longest:]], stats

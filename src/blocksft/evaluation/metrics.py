@@ -34,8 +34,9 @@ def device_description(device: torch.device | str) -> str:
     processor = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
-            processor = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
-                             processor)
+            processor = next(
+                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), processor
+            )
     except OSError:
         pass
     kernels = torch.backends.cpu.get_cpu_capability()
@@ -59,8 +60,10 @@ def decode_cost(
     """
     problems = len(nfe)
     if problems == 0 or len(positions_fed) != problems or len(answer_tokens) != problems:
-        raise ValueError(f"decode_cost: need the same non-zero number of problems, got {problems}, "
-                         f"{len(positions_fed)}, {len(answer_tokens)}")
+        raise ValueError(
+            f"decode_cost: need the same non-zero number of problems, got {problems}, "
+            f"{len(positions_fed)}, {len(answer_tokens)}"
+        )
     rate = (lambda count: count / seconds) if seconds > 0 else (lambda count: None)
     return {
         "problems": problems,
@@ -80,13 +83,16 @@ def format_warning(accuracy: float | None, accuracy_flexible: float | None, gap:
     """The warning text when strict and flexible accuracy differ by more than ``gap``, else None."""
     if accuracy is None or accuracy_flexible is None or abs(accuracy_flexible - accuracy) <= gap:
         return None
-    return (f"strict accuracy {accuracy:.1%} and flexible accuracy {accuracy_flexible:.1%} differ by more than "
-            f"{gap:.0%}: the model writes answers in another format than the scorer expects "
-            "(check data.answer_scheme against what the model was trained to write)")
+    return (
+        f"strict accuracy {accuracy:.1%} and flexible accuracy {accuracy_flexible:.1%} differ by more than "
+        f"{gap:.0%}: the model writes answers in another format than the scorer expects "
+        "(check data.answer_scheme against what the model was trained to write)"
+    )
 
 
-def evaluation_fields(accuracy_by_block: Mapping[int, Mapping[str, float]],
-                      cost_by_block: Mapping[int, dict], primary_block: int) -> dict:
+def evaluation_fields(
+    accuracy_by_block: Mapping[int, Mapping[str, float]], cost_by_block: Mapping[int, dict], primary_block: int
+) -> dict:
     """The ``results.json`` fields of this module: the primary decode block's cost, every block's
     cost, and the answer-format check of the primary block's accuracies."""
     primary = accuracy_by_block.get(primary_block, {})

@@ -17,7 +17,19 @@ from blocksft.masking.classical import ClassicalMasking, MatchedClassicalMasking
 from blocksft.masking.multirow import AllBlocksMasking, ComplementaryMasking
 
 __all__ = [
-    "BLOCK_SAMPLINGS", "AllBlocksMasking", "BlockCausalMasking", "BlockSampler", "BlockwiseMasking", "ClassicalMasking",
-    "ComplementaryMasking", "MaskedBatch", "MaskingStrategy", "MatchedClassicalMasking", "SequenceMasking",
-    "UnalignedBlockMasking", "block_causal_attention", "response_positions", "sample_mask_rate",
+    "BLOCK_SAMPLINGS",
+    "AllBlocksMasking",
+    "BlockCausalMasking",
+    "BlockSampler",
+    "BlockwiseMasking",
+    "ClassicalMasking",
+    "ComplementaryMasking",
+    "MaskedBatch",
+    "MaskingStrategy",
+    "MatchedClassicalMasking",
+    "SequenceMasking",
+    "UnalignedBlockMasking",
+    "block_causal_attention",
+    "response_positions",
+    "sample_mask_rate",
 ]

@@ -54,8 +54,9 @@ class MaskedBatch:
         return self.noisy_ids.shape[0] if self.source_row is None else int(self.source_row.unique().numel())
 
 
-def sample_mask_rate(batch_size: int, eps: float, generator: torch.Generator, device: torch.device,
-                     p_max: float = 1.0) -> torch.Tensor:
+def sample_mask_rate(
+    batch_size: int, eps: float, generator: torch.Generator, device: torch.device, p_max: float = 1.0
+) -> torch.Tensor:
     """p ~ U(eps, p_max), one per sample: [B] float (``eps`` is the lower end, p_min)."""
     return eps + (p_max - eps) * torch.rand(batch_size, generator=generator, device=device)
 
@@ -76,8 +77,12 @@ def check_rate_range(eps, p_min, p_max) -> tuple[float, float]:
     """(p_min, p_max) of p ~ U(p_min, p_max); ``p_min=None`` means ``eps``. The one statement of the
     mask-rate range's rules; ``InvalidValue`` naming the key."""
     require(is_number(eps) and 0.0 < eps < 1.0, "strategy.masking.eps", eps, "a number in the open interval (0, 1)")
-    require(p_min is None or (is_number(p_min) and 0.0 < p_min < 1.0), "strategy.masking.p_min", p_min,
-            "null (= eps) or a number in the open interval (0, 1)")
+    require(
+        p_min is None or (is_number(p_min) and 0.0 < p_min < 1.0),
+        "strategy.masking.p_min",
+        p_min,
+        "null (= eps) or a number in the open interval (0, 1)",
+    )
     require(is_number(p_max) and 0.0 < p_max <= 1.0, "strategy.masking.p_max", p_max, "a number in (0, 1]")
     low = eps if p_min is None else p_min
     require(low < p_max, "strategy.masking.p_min", low, f"below strategy.masking.p_max={p_max} (p_min >= p_max)")
@@ -85,8 +90,12 @@ def check_rate_range(eps, p_min, p_max) -> tuple[float, float]:
 
 
 def check_tail_eos(tail_eos_in_loss) -> int | None:
-    require(tail_eos_in_loss is None or (is_int(tail_eos_in_loss) and tail_eos_in_loss >= 0),
-            "strategy.masking.tail_eos_in_loss", tail_eos_in_loss, "null (every EOS of the tail) or an integer >= 0")
+    require(
+        tail_eos_in_loss is None or (is_int(tail_eos_in_loss) and tail_eos_in_loss >= 0),
+        "strategy.masking.tail_eos_in_loss",
+        tail_eos_in_loss,
+        "null (every EOS of the tail) or an integer >= 0",
+    )
     return tail_eos_in_loss
 
 
@@ -122,8 +131,9 @@ class MaskingStrategy:
     p_max: float = 1.0
     tail_eos_in_loss: int | None = None
 
-    def configure(self, eps: float, p_min: float | None = None, p_max: float = 1.0,
-                  tail_eos_in_loss: int | None = None) -> None:
+    def configure(
+        self, eps: float, p_min: float | None = None, p_max: float = 1.0, tail_eos_in_loss: int | None = None
+    ) -> None:
         self.eps = eps
         self.p_min, self.p_max = check_rate_range(eps, p_min, p_max)
         self.tail_eos_in_loss = check_tail_eos(tail_eos_in_loss)
@@ -163,8 +173,12 @@ class MaskingStrategy:
         """Expected eligible (loss-scope) tokens per sample, [B] float; used to size token budgets."""
         return response_len.float()
 
-    def sync_ranks(self, sample_index: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor],
-                   reduce_max: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def sync_ranks(
+        self,
+        sample_index: torch.Tensor,
+        gather: Callable[[torch.Tensor], torch.Tensor],
+        reduce_max: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
         """After a step on several processes: bring the state this step changed on other ranks here, so
         every rank holds what a single process would. ``gather(t)`` -> [world, *t.shape] from every rank;
         ``reduce_max(t)`` -> the maximum over ranks. Stateless strategies have nothing to share."""

@@ -8,8 +8,7 @@ from typing import Literal
 import torch
 
 from blocksft.errors import require
-from blocksft.masking.base import (MaskedBatch, MaskingStrategy, check_block_size, check_unit_rate,
-                                    response_positions)
+from blocksft.masking.base import MaskedBatch, MaskingStrategy, check_block_size, check_unit_rate, response_positions
 
 BlockSampling = Literal["without_replacement", "uniform"]
 BLOCK_SAMPLINGS = ("without_replacement", "uniform")
@@ -27,7 +26,9 @@ class BlockSampler:
     """
 
     def __init__(self, mode: BlockSampling = "without_replacement") -> None:
-        require(mode in BLOCK_SAMPLINGS, "strategy.masking.block_sampling", mode, f"one of {', '.join(BLOCK_SAMPLINGS)}")
+        require(
+            mode in BLOCK_SAMPLINGS, "strategy.masking.block_sampling", mode, f"one of {', '.join(BLOCK_SAMPLINGS)}"
+        )
         self.mode = mode
         self.used = torch.zeros(0, 0, dtype=torch.bool)  # [num_samples_seen, max_blocks_seen]
         self.refills = 0
@@ -39,7 +40,9 @@ class BlockSampler:
             grown[:rows, :cols] = self.used
             self.used = grown
 
-    def sample(self, num_blocks: torch.Tensor, generator: torch.Generator, sample_index: torch.Tensor | None) -> torch.Tensor:
+    def sample(
+        self, num_blocks: torch.Tensor, generator: torch.Generator, sample_index: torch.Tensor | None
+    ) -> torch.Tensor:
         """num_blocks [B] (>= 1) -> active block index [B] in [0, num_blocks)."""
         device = num_blocks.device
         if self.mode == "uniform" or sample_index is None:
@@ -139,7 +142,9 @@ class BlockwiseMasking(MaskingStrategy):
         in_prefix = in_response & (relative < start[:, None])
         in_suffix = in_response & (relative >= end[:, None])
         loss_mask = in_active & (draws < rate[:, None])
-        hidden = loss_mask | (in_prefix & (draws < self.prefix_mask_rate)) | (in_suffix & (draws < self.suffix_mask_prob))
+        hidden = (
+            loss_mask | (in_prefix & (draws < self.prefix_mask_rate)) | (in_suffix & (draws < self.suffix_mask_prob))
+        )
         return in_active, loss_mask, torch.where(hidden, self.mask_id, input_ids)
 
     def expected_eligible(self, response_len: torch.Tensor) -> torch.Tensor:
@@ -204,11 +209,27 @@ class BlockCausalMasking(BlockwiseMasking):
 
     attention = "block_causal"
 
-    def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0,
-                 block_sampling: BlockSampling = "without_replacement", p_min: float | None = None,
-                 p_max: float = 1.0, tail_eos_in_loss: int | None = None) -> None:
-        super().__init__(block_size, eps=eps, mask_id=mask_id, block_sampling=block_sampling, prefix_mask_rate=0.0,
-                         suffix_mask_prob=0.0, p_min=p_min, p_max=p_max, tail_eos_in_loss=tail_eos_in_loss)
+    def __init__(
+        self,
+        block_size: int,
+        eps: float = 1e-3,
+        mask_id: int = 0,
+        block_sampling: BlockSampling = "without_replacement",
+        p_min: float | None = None,
+        p_max: float = 1.0,
+        tail_eos_in_loss: int | None = None,
+    ) -> None:
+        super().__init__(
+            block_size,
+            eps=eps,
+            mask_id=mask_id,
+            block_sampling=block_sampling,
+            prefix_mask_rate=0.0,
+            suffix_mask_prob=0.0,
+            p_min=p_min,
+            p_max=p_max,
+            tail_eos_in_loss=tail_eos_in_loss,
+        )
 
     def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
         masked = super().__call__(input_ids, response_start, response_len, generator, sample_index)

@@ -10,8 +10,14 @@ from blocksft.masking.base import MaskedBatch, MaskingStrategy, check_block_size
 class ClassicalMasking(MaskingStrategy):
     """Classical (LLaDA) SFT: p ~ U(p_min, p_max) per sample, each response token masked w.p. p."""
 
-    def __init__(self, eps: float = 1e-3, mask_id: int = 0, p_min: float | None = None, p_max: float = 1.0,
-                 tail_eos_in_loss: int | None = None) -> None:
+    def __init__(
+        self,
+        eps: float = 1e-3,
+        mask_id: int = 0,
+        p_min: float | None = None,
+        p_max: float = 1.0,
+        tail_eos_in_loss: int | None = None,
+    ) -> None:
         self.configure(eps, p_min, p_max, tail_eos_in_loss)
         self.mask_id = mask_id
 
@@ -31,8 +37,15 @@ class MatchedClassicalMasking(ClassicalMasking):
     masked with probability p * b / L, where b is the mean block length of the sample's blocks and L
     its response length (so E[masked] = p * b, as for one blockwise block)."""
 
-    def __init__(self, block_size: int, eps: float = 1e-3, mask_id: int = 0, p_min: float | None = None,
-                 p_max: float = 1.0, tail_eos_in_loss: int | None = None) -> None:
+    def __init__(
+        self,
+        block_size: int,
+        eps: float = 1e-3,
+        mask_id: int = 0,
+        p_min: float | None = None,
+        p_max: float = 1.0,
+        tail_eos_in_loss: int | None = None,
+    ) -> None:
         check_block_size(block_size)
         super().__init__(eps=eps, mask_id=mask_id, p_min=p_min, p_max=p_max, tail_eos_in_loss=tail_eos_in_loss)
         self.block_size = block_size
@@ -59,5 +72,7 @@ class SequenceMasking(ClassicalMasking):
 
     def __call__(self, input_ids, response_start, response_len, generator, sample_index=None) -> MaskedBatch:
         if bool((response_start != 0).any()):
-            raise ValueError("strategy=pretrain masks whole documents: rows must have no prompt (data.format=documents)")
+            raise ValueError(
+                "strategy=pretrain masks whole documents: rows must have no prompt (data.format=documents)"
+            )
         return super().__call__(input_ids, response_start, response_len, generator, sample_index)

@@ -35,8 +35,9 @@ def check_rows(rows) -> RowPlan:
     return rows
 
 
-def plan_rows(rows_per_sample: torch.Tensor, mode: RowPlan, generator: torch.Generator,
-              shuffle_slots: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def plan_rows(
+    rows_per_sample: torch.Tensor, mode: RowPlan, generator: torch.Generator, shuffle_slots: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """rows_per_sample [B] (>= 1) -> (source [R], slot [R]) long: row r is slot ``slot[r]`` of sample
     ``source[r]``, rows ordered sample by sample. ``expand``: every slot of every sample (R = sum).
     ``batch``: the first B rows of that order (R = B); with ``shuffle_slots`` the slots of each sample
@@ -115,8 +116,10 @@ class ComplementaryMasking(BlockwiseMasking):
         batch_size = input_ids.shape[0]
         if self.rows == "batch":
             if batch_size % 2:
-                raise ValueError(f"strategy.masking.rows=batch with complementary masks needs an even batch per "
-                                 f"device (got {batch_size}); set data.batch_size / data.micro_batch_size even")
+                raise ValueError(
+                    f"strategy.masking.rows=batch with complementary masks needs an even batch per "
+                    f"device (got {batch_size}); set data.batch_size / data.micro_batch_size even"
+                )
             keep = batch_size // 2
             input_ids, response_start, response_len = input_ids[:keep], response_start[:keep], response_len[:keep]
             sample_index = None if sample_index is None else sample_index[:keep]
@@ -132,8 +135,15 @@ class ComplementaryMasking(BlockwiseMasking):
         # Interleave: row 2i = (sample i, m), row 2i + 1 = (sample i, 1 - m).
         pair = lambda a, b: torch.stack([a, b], dim=1).flatten(0, 1)  # noqa: E731
         source = torch.arange(samples, device=input_ids.device).repeat_interleave(2)
-        return MaskedBatch(pair(noisy, noisy_complement), pair(mask, complement), in_active[source],
-                           pair(rate, 1.0 - rate), response_len[source], active[source], source)
+        return MaskedBatch(
+            pair(noisy, noisy_complement),
+            pair(mask, complement),
+            in_active[source],
+            pair(rate, 1.0 - rate),
+            response_len[source],
+            active[source],
+            source,
+        )
 
     def expected_eligible(self, response_len: torch.Tensor) -> torch.Tensor:
         """Per batch slot: one block per row; ``expand`` gives two rows per sample."""

@@ -11,11 +11,27 @@ checkpoints, ``model.init_from``); ``init_from`` resolves and checks ``model.ini
 weights; ``hf``, ``tiny``, ``lora``, ``tokenizers`` are the pieces they use.
 """
 
-from blocksft.models.build import (EXPORT_CONFIG, MODEL_KINDS, TOKENIZER_KINDS, build_hf_backbone, build_model,
-                                   build_tokenizer, check_model_kind, export_model)
+from blocksft.models.build import (
+    EXPORT_CONFIG,
+    MODEL_KINDS,
+    TOKENIZER_KINDS,
+    build_hf_backbone,
+    build_model,
+    build_tokenizer,
+    check_model_kind,
+    export_model,
+)
 from blocksft.models.loader import load_exported, load_run_model
 
 __all__ = [
-    "EXPORT_CONFIG", "MODEL_KINDS", "TOKENIZER_KINDS", "build_hf_backbone", "build_model", "build_tokenizer",
-    "check_model_kind", "export_model", "load_exported", "load_run_model",
+    "EXPORT_CONFIG",
+    "MODEL_KINDS",
+    "TOKENIZER_KINDS",
+    "build_hf_backbone",
+    "build_model",
+    "build_tokenizer",
+    "check_model_kind",
+    "export_model",
+    "load_exported",
+    "load_run_model",
 ]

@@ -14,8 +14,14 @@ from transformers import AutoConfig, AutoModel
 
 from blocksft.data.tokenizer import build_char_tokenizer
 from blocksft.errors import require
-from blocksft.models.hf import (HFBackbone, enable_gradient_checkpointing, head_split_matches, load_hf_config,
-                                load_hf_model, load_hf_tokenizer)
+from blocksft.models.hf import (
+    HFBackbone,
+    enable_gradient_checkpointing,
+    head_split_matches,
+    load_hf_config,
+    load_hf_model,
+    load_hf_tokenizer,
+)
 from blocksft.models.lora import apply_lora
 from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
 
@@ -49,8 +55,12 @@ def build_model(model_cfg: DictConfig, tokenizer):
     the pretrained ``hf`` model (gradient checkpointing and LoRA as configured)."""
     if check_model_kind(model_cfg.kind) == "hf":
         config = load_hf_config(model_cfg.name_or_path, model_cfg)
-        return build_hf_backbone(load_hf_model(model_cfg.name_or_path, config, model_cfg, len(tokenizer)),
-                                 model_cfg, len(tokenizer), train=True)
+        return build_hf_backbone(
+            load_hf_model(model_cfg.name_or_path, config, model_cfg, len(tokenizer)),
+            model_cfg,
+            len(tokenizer),
+            train=True,
+        )
     config = TinyDiffusionConfig(
         vocab_size=len(tokenizer),
         hidden_size=model_cfg.hidden_size,
@@ -74,11 +84,19 @@ def build_hf_backbone(model, model_cfg: DictConfig, vocab_size: int, *, train: b
         enable_gradient_checkpointing(model)
     if train and model_cfg.lora.enabled:
         model = apply_lora(model, model_cfg.lora)
-    backbone = HFBackbone(model, lm_head=model_cfg.lm_head, split_head=model_cfg.split_head,
-                          logits_shift=model_cfg.logits_shift, attention_mask_format=model_cfg.attention_mask)
+    backbone = HFBackbone(
+        model,
+        lm_head=model_cfg.lm_head,
+        split_head=model_cfg.split_head,
+        logits_shift=model_cfg.logits_shift,
+        attention_mask_format=model_cfg.attention_mask,
+    )
     if backbone.split_head and not head_split_matches(backbone, vocab_size):
-        log.warning("the LM head of %s cannot be separated from the body: training gathers full logits at loss "
-                    "positions (set model.split_head=false to silence this check)", model_cfg.name_or_path)
+        log.warning(
+            "the LM head of %s cannot be separated from the body: training gathers full logits at loss "
+            "positions (set model.split_head=false to silence this check)",
+            model_cfg.name_or_path,
+        )
         backbone.split_head = False
     return backbone
 
@@ -96,5 +114,3 @@ def export_model(model, tokenizer, folder: str | Path, model_cfg: DictConfig) ->
         model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / EXPORT_CONFIG).write_text(json.dumps(OmegaConf.to_container(model_cfg, resolve=True), indent=2))
-
-

@@ -46,8 +46,10 @@ def load_hf_config(source: str, model_cfg: DictConfig) -> PretrainedConfig:
     except ValueError as error:
         if "trust_remote_code" not in str(error):
             raise
-        raise ConfigError(f"model.trust_remote_code=false is invalid: allowed true ({source} ships its own "
-                          "modeling code; set model.trust_remote_code=true to run it)") from error
+        raise ConfigError(
+            f"model.trust_remote_code=false is invalid: allowed true ({source} ships its own "
+            "modeling code; set model.trust_remote_code=true to run it)"
+        ) from error
 
 
 def load_hf_tokenizer(source: str, config: PretrainedConfig, model_cfg: DictConfig) -> PreTrainedTokenizerBase:
@@ -59,10 +61,19 @@ def load_hf_tokenizer(source: str, config: PretrainedConfig, model_cfg: DictConf
         pad_id = _single_id(getattr(config, "pad_token_id", None))
         tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_id) if pad_id is not None else tokenizer.eos_token
     if tokenizer.mask_token_id in (tokenizer.eos_token_id, tokenizer.pad_token_id):
-        raise ConfigError(f"model.name_or_path={model_cfg.name_or_path} is invalid: allowed a model whose mask token "
-                          f"differs from its EOS and pad tokens (all resolve to id {tokenizer.mask_token_id})")
-    log.info("special tokens: mask=%r (%d) eos=%r (%d) pad=%r (%d)", tokenizer.mask_token, tokenizer.mask_token_id,
-             tokenizer.eos_token, tokenizer.eos_token_id, tokenizer.pad_token, tokenizer.pad_token_id)
+        raise ConfigError(
+            f"model.name_or_path={model_cfg.name_or_path} is invalid: allowed a model whose mask token "
+            f"differs from its EOS and pad tokens (all resolve to id {tokenizer.mask_token_id})"
+        )
+    log.info(
+        "special tokens: mask=%r (%d) eos=%r (%d) pad=%r (%d)",
+        tokenizer.mask_token,
+        tokenizer.mask_token_id,
+        tokenizer.eos_token,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token,
+        tokenizer.pad_token_id,
+    )
     return tokenizer
 
 
@@ -79,19 +90,25 @@ def _resolve_mask_token(tokenizer: PreTrainedTokenizerBase, config: PretrainedCo
         tokenizer.mask_token = tokenizer.convert_ids_to_tokens(mask_id)
     elif model_cfg.add_mask_token:
         tokenizer.add_special_tokens({"mask_token": ADDED_MASK_TOKEN})
-        log.info("added %s to the vocabulary (id %d); embeddings will be resized", ADDED_MASK_TOKEN, tokenizer.mask_token_id)
+        log.info(
+            "added %s to the vocabulary (id %d); embeddings will be resized", ADDED_MASK_TOKEN, tokenizer.mask_token_id
+        )
     else:
-        raise ConfigError(f"model.add_mask_token=false is invalid: allowed true ({model_cfg.name_or_path} has no mask "
-                          f"token in its tokenizer nor mask_token_id in its config; true adds {ADDED_MASK_TOKEN} and "
-                          "resizes the embeddings)")
+        raise ConfigError(
+            f"model.add_mask_token=false is invalid: allowed true ({model_cfg.name_or_path} has no mask "
+            f"token in its tokenizer nor mask_token_id in its config; true adds {ADDED_MASK_TOKEN} and "
+            "resizes the embeddings)"
+        )
 
 
 def _resolve_eos_token(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, model_cfg: DictConfig) -> None:
     wanted = model_cfg.get("eos_token")
     if wanted is not None:
         if tokenizer.convert_tokens_to_ids(wanted) in (None, tokenizer.unk_token_id):
-            raise ConfigError(f"model.eos_token={wanted!r} is invalid: allowed a token of the vocabulary of "
-                              f"{model_cfg.name_or_path} (or null)")
+            raise ConfigError(
+                f"model.eos_token={wanted!r} is invalid: allowed a token of the vocabulary of "
+                f"{model_cfg.name_or_path} (or null)"
+            )
         tokenizer.eos_token = wanted
     elif tokenizer.eos_token is None:
         eos_id = _single_id(getattr(config, "eos_token_id", None))
@@ -99,11 +116,15 @@ def _resolve_eos_token(tokenizer: PreTrainedTokenizerBase, config: PretrainedCon
             tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
         elif tokenizer.sep_token is not None:
             tokenizer.eos_token = tokenizer.sep_token
-            log.info("the tokenizer has no EOS token: %r (SEP) ends responses (set model.eos_token to change)",
-                     tokenizer.sep_token)
+            log.info(
+                "the tokenizer has no EOS token: %r (SEP) ends responses (set model.eos_token to change)",
+                tokenizer.sep_token,
+            )
         else:
-            raise ConfigError(f"model.eos_token=None is invalid: allowed a token of the vocabulary "
-                              f"({model_cfg.name_or_path} has neither an EOS nor a SEP token)")
+            raise ConfigError(
+                f"model.eos_token=None is invalid: allowed a token of the vocabulary "
+                f"({model_cfg.name_or_path} has neither an EOS nor a SEP token)"
+            )
 
 
 def _dtype_argument(dtype: torch.dtype) -> dict:
@@ -116,8 +137,12 @@ def load_hf_model(source: str, config: PretrainedConfig, model_cfg: DictConfig, 
     """Weights of ``source`` through ``transformers.<model.auto_class>`` in ``model.dtype``; the
     embeddings grow to ``vocab_size`` when the tokenizer gained a token."""
     auto_class = getattr(transformers, model_cfg.auto_class)
-    model = auto_class.from_pretrained(source, config=config, trust_remote_code=bool(model_cfg.trust_remote_code),
-                                       **_dtype_argument(DTYPES[model_cfg.dtype]))
+    model = auto_class.from_pretrained(
+        source,
+        config=config,
+        trust_remote_code=bool(model_cfg.trust_remote_code),
+        **_dtype_argument(DTYPES[model_cfg.dtype]),
+    )
     if vocab_size > model.get_input_embeddings().weight.shape[0]:
         grow_vocabulary(model, vocab_size)
     return model
@@ -130,8 +155,11 @@ def grow_vocabulary(model: nn.Module, size: int) -> None:
     old = model.get_input_embeddings().weight.shape[0]
     model.resize_token_embeddings(size, mean_resizing=False)
     output = model.get_output_embeddings()
-    tensors = {id(t): t for t in (model.get_input_embeddings().weight, getattr(output, "weight", None),
-                                  getattr(output, "bias", None)) if t is not None}
+    tensors = {
+        id(t): t
+        for t in (model.get_input_embeddings().weight, getattr(output, "weight", None), getattr(output, "bias", None))
+        if t is not None
+    }
     for tensor in tensors.values():
         tensor[old:] = tensor[:old].mean(dim=0)
 
@@ -147,8 +175,10 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
     elif hasattr(getattr(model, "model", None), "set_activation_checkpointing"):
         model.model.set_activation_checkpointing("whole_layer")  # LLaDA: a StrEnum value, compared as a string
     else:
-        raise ConfigError(f"model.gradient_checkpointing=true is invalid: allowed false ({type(model).__name__} "
-                          "supports no gradient checkpointing)")
+        raise ConfigError(
+            f"model.gradient_checkpointing=true is invalid: allowed false ({type(model).__name__} "
+            "supports no gradient checkpointing)"
+        )
 
 
 # ----------------------------------------------------------------------------- adapter
@@ -182,11 +212,20 @@ class HFBackbone(nn.Module):
     nothing for absolute positions, BERT); ``use_cache=False`` is passed where accepted.
     """
 
-    def __init__(self, model: nn.Module, *, lm_head: str | None = None, split_head: bool = True,
-                 logits_shift: bool = False, attention_mask_format: str = "2d") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lm_head: str | None = None,
+        split_head: bool = True,
+        logits_shift: bool = False,
+        attention_mask_format: str = "2d",
+    ) -> None:
         super().__init__()
         if attention_mask_format not in ATTENTION_MASK_FORMATS:
-            raise ValueError(f"model.attention_mask={attention_mask_format!r}: allowed {', '.join(ATTENTION_MASK_FORMATS)}")
+            raise ValueError(
+                f"model.attention_mask={attention_mask_format!r}: allowed {', '.join(ATTENTION_MASK_FORMATS)}"
+            )
         self.model = model
         self.lm_head, self.split_head = lm_head, split_head
         self.logits_shift, self.attention_mask_format = logits_shift, attention_mask_format
@@ -220,8 +259,10 @@ class HFBackbone(nn.Module):
             return inputs
         if attention_mask.dim() == 3:  # per-example [B, L, L] (block-causal): as a boolean [B, 1, L, L]
             if not self.supports_attention_mask_2d:
-                raise ValueError(f"{type(self.base_model).__name__} takes only a [B, L] key mask here "
-                                 "(model.attention_mask=2d); a per-example [B, L, L] mask needs model.attention_mask=4d")
+                raise ValueError(
+                    f"{type(self.base_model).__name__} takes only a [B, L] key mask here "
+                    "(model.attention_mask=2d); a per-example [B, L, L] mask needs model.attention_mask=4d"
+                )
             inputs["attention_mask"] = attention_mask.bool()[:, None]
             if self.accepts_position_ids:  # the real tokens: those that may attend to themselves
                 real = attention_mask.bool().diagonal(dim1=1, dim2=2)
@@ -254,13 +295,17 @@ class HFBackbone(nn.Module):
             return self.shift(captured.hidden)
         finally:
             handle.remove()
-        raise RuntimeError(f"{type(self.base_model).__name__}.forward never called its LM head "
-                           f"({self.lm_head or 'get_output_embeddings()'}); set model.split_head=false")
+        raise RuntimeError(
+            f"{type(self.base_model).__name__}.forward never called its LM head "
+            f"({self.lm_head or 'get_output_embeddings()'}); set model.split_head=false"
+        )
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head()(hidden) if self.split_head else hidden
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: object) -> MaskedLMOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: object
+    ) -> MaskedLMOutput:
         return MaskedLMOutput(logits=self.shift(self.model(**self.model_inputs(input_ids, attention_mask)).logits))
 
     def merge_lora(self) -> None:

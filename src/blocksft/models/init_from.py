@@ -35,7 +35,9 @@ from blocksft.models.tokenizers import build_configured_tokenizer
 
 KINDS = ("tiny_export", "hf_export", "peft_adapter", "lightning_ckpt")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-ALLOWED = "an export folder (config.json or adapter_config.json), a run folder holding export/, or a Lightning .ckpt file"
+ALLOWED = (
+    "an export folder (config.json or adapter_config.json), a run folder holding export/, or a Lightning .ckpt file"
+)
 TINY_MODEL_TYPE = TinyDiffusionConfig.model_type
 
 
@@ -107,20 +109,29 @@ def checkpoint_tokenizer_folder(checkpoint: Path, given=None, depth: int = 0) ->
     model = (_read_json(run / RUN_RECORD).get("config") or {}).get("model") or {}
     choice, start = model.get("tokenizer", "auto"), model.get("init_from")
     if choice == "bpe":
-        raise _fail(given, f"a checkpoint whose run saved its tokenizer ({run} trained a BPE tokenizer and has no "
-                           "export/ yet: start from its export when it finishes, or set model.tokenizer)")
+        raise _fail(
+            given,
+            f"a checkpoint whose run saved its tokenizer ({run} trained a BPE tokenizer and has no "
+            "export/ yet: start from its export when it finishes, or set model.tokenizer)",
+        )
     if choice not in ("auto", "char"):
         if not (folder := Path(str(choice)).expanduser() / "tokenizer.json").is_file():
-            raise _fail(given, f"a checkpoint whose run's tokenizer is still there ({run / RUN_RECORD} names "
-                               f"model.tokenizer={choice}, which holds no tokenizer.json)")
+            raise _fail(
+                given,
+                f"a checkpoint whose run's tokenizer is still there ({run / RUN_RECORD} names "
+                f"model.tokenizer={choice}, which holds no tokenizer.json)",
+            )
         return folder.parent
     if choice == "char" or start is None or depth >= 8:
         return None
     try:
         source = resolve_init_source(start)
     except ConfigError:
-        raise _fail(given, f"a checkpoint whose run's start is still there (its tokenizer: {run / RUN_RECORD} "
-                           f"names model.init_from={start}, which is gone)") from None
+        raise _fail(
+            given,
+            f"a checkpoint whose run's start is still there (its tokenizer: {run / RUN_RECORD} "
+            f"names model.init_from={start}, which is gone)",
+        ) from None
     if source.kind == "lightning_ckpt":
         return checkpoint_tokenizer_folder(source.path, given, depth + 1)
     return source.path if (source.path / "tokenizer.json").is_file() else None
@@ -151,8 +162,13 @@ def content_digest(source: InitSource) -> str:
     """sha256 over the files that define the model ``source`` names: the .ckpt, or every file of the
     export folder (weights, config, tokenizer) but ``NOT_CONTENT``, by name. Independent of where the
     folder lies; memoised per file path, size and modification time (a multi-GB export is read once)."""
-    files = [source.path] if source.path.is_file() else sorted(
-        p for p in source.path.iterdir() if p.is_file() and p.name not in NOT_CONTENT and not p.name.startswith("."))
+    files = (
+        [source.path]
+        if source.path.is_file()
+        else sorted(
+            p for p in source.path.iterdir() if p.is_file() and p.name not in NOT_CONTENT and not p.name.startswith(".")
+        )
+    )
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.name}\0{memoised_sha256(path)}\n".encode())
@@ -172,8 +188,12 @@ def init_record(source: InitSource | None) -> dict | None:
     """What a run started from, for ``results.json``: path, kind and ``{weights file: sha256}``."""
     if source is None:
         return None
-    return {"path": str(source.path.resolve()), "given": source.given, "kind": source.kind,
-            "weights_sha256": {p.name: memoised_sha256(p) for p in weight_files(source)}}
+    return {
+        "path": str(source.path.resolve()),
+        "given": source.given,
+        "kind": source.kind,
+        "weights_sha256": {p.name: memoised_sha256(p) for p in weight_files(source)},
+    }
 
 
 # ----------------------------------------------------------------------------- validation (no weights read)
@@ -190,17 +210,26 @@ def validate_init_from(cfg: DictConfig) -> None:
         raise _fail(value, ALLOWED)
     source = resolve_init_source(value)
     if source.kind == "tiny_export" and model.kind != "tiny":
-        raise _fail(value, f"a Hugging Face export with model.kind={model.kind} ({source.path} is a blocksft tiny "
-                           f"export: use model=tiny model.init_from={value})")
+        raise _fail(
+            value,
+            f"a Hugging Face export with model.kind={model.kind} ({source.path} is a blocksft tiny "
+            f"export: use model=tiny model.init_from={value})",
+        )
     if source.kind in ("hf_export", "peft_adapter") and model.kind != "hf":
-        raise _fail(value, f"a blocksft tiny export or .ckpt with model.kind={model.kind} ({source.path} holds a "
-                           f"Hugging Face model: use model=hf_masked_lm model.init_from={value})")
+        raise _fail(
+            value,
+            f"a blocksft tiny export or .ckpt with model.kind={model.kind} ({source.path} holds a "
+            f"Hugging Face model: use model=hf_masked_lm model.init_from={value})",
+        )
     if source.kind != "lightning_ckpt":
         settings = _read_json(source.path / EXPORT_CONFIG)
-        if (_read_json(source.path / "config.json").get("auto_map") or settings.get("requires_remote_code")) \
-                and not model.get("trust_remote_code", False):
-            raise ConfigError(f"model.trust_remote_code=false is invalid: allowed true ({source.path} ships its "
-                              "own modeling code; set model.trust_remote_code=true to run it)")
+        if (
+            _read_json(source.path / "config.json").get("auto_map") or settings.get("requires_remote_code")
+        ) and not model.get("trust_remote_code", False):
+            raise ConfigError(
+                f"model.trust_remote_code=false is invalid: allowed true ({source.path} ships its "
+                "own modeling code; set model.trust_remote_code=true to run it)"
+            )
     if model.kind == "tiny" and source.kind == "tiny_export":
         _check_tokenizer_matches(cfg, source)
     if source.kind == "lightning_ckpt" and takes_checkpoint_tokenizer(model):
@@ -217,8 +246,10 @@ def _reject_tiny_name_or_path(name) -> None:
         if kind == "tiny_export" or (kind is not None and folder != path):
             model = "model=tiny" if kind == "tiny_export" else "model=hf_masked_lm"
             what = f"{folder} is a blocksft tiny export" if kind == "tiny_export" else f"{path} is a run folder"
-            raise ConfigError(f"model.name_or_path={name} is invalid: allowed a Hugging Face hub id or model folder "
-                              f"({what}: use {model} model.init_from={name})")
+            raise ConfigError(
+                f"model.name_or_path={name} is invalid: allowed a Hugging Face hub id or model folder "
+                f"({what}: use {model} model.init_from={name})"
+            )
 
 
 def _check_tokenizer_matches(cfg: DictConfig, source: InitSource) -> None:
@@ -227,14 +258,20 @@ def _check_tokenizer_matches(cfg: DictConfig, source: InitSource) -> None:
     if choice == "auto":
         return
     if choice == "bpe":
-        raise _fail(cfg.model.init_from, "an export used with model.tokenizer=auto, char or a tokenizer folder "
-                                         "(model.tokenizer=bpe trains a new vocabulary; auto uses the export's)")
+        raise _fail(
+            cfg.model.init_from,
+            "an export used with model.tokenizer=auto, char or a tokenizer folder "
+            "(model.tokenizer=bpe trains a new vocabulary; auto uses the export's)",
+        )
     wanted = build_configured_tokenizer(cfg.model)
     saved = load_saved_tokenizer(source.path)
     if wanted.get_vocab() != saved.get_vocab():
-        raise _fail(cfg.model.init_from, f"weights whose vocabulary matches the run's tokenizer (model.tokenizer="
-                                         f"{choice}: {len(wanted)} tokens; the export's tokenizer: {len(saved)} "
-                                         "tokens, different ids; use model.tokenizer=auto)")
+        raise _fail(
+            cfg.model.init_from,
+            f"weights whose vocabulary matches the run's tokenizer (model.tokenizer="
+            f"{choice}: {len(wanted)} tokens; the export's tokenizer: {len(saved)} "
+            "tokens, different ids; use model.tokenizer=auto)",
+        )
 
 
 def takes_checkpoint_tokenizer(model_cfg: DictConfig) -> bool:

@@ -27,8 +27,16 @@ from blocksft.data.tokenizer import load_saved_tokenizer
 from blocksft.folders import is_export
 from blocksft.models.build import EXPORT_CONFIG, build_hf_backbone, build_model
 from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
-from blocksft.models.init_from import (ALLOWED, InitSource, _read_json, checkpoint_tokenizer_folder, export_kind,
-                                       init_record, resolve_init_source, takes_checkpoint_tokenizer)
+from blocksft.models.init_from import (
+    ALLOWED,
+    InitSource,
+    _read_json,
+    checkpoint_tokenizer_folder,
+    export_kind,
+    init_record,
+    resolve_init_source,
+    takes_checkpoint_tokenizer,
+)
 from blocksft.models.tokenizers import build_run_tokenizer
 
 log = logging.getLogger(__name__)
@@ -43,11 +51,18 @@ def hf_settings(folder: Path, kind: str, model_cfg: DictConfig | None) -> DictCo
     base = OmegaConf.create(saved) if saved.get("kind") == "hf" else model_cfg
     if base is None or base.get("kind") != "hf":
         raise ValueError(f"ckpt_path={folder}: a Hugging Face folder without {EXPORT_CONFIG} needs a model=hf_* config")
-    name = _read_json(folder / "adapter_config.json").get("base_model_name_or_path") if kind == "peft_adapter" else str(folder)
+    name = (
+        _read_json(folder / "adapter_config.json").get("base_model_name_or_path")
+        if kind == "peft_adapter"
+        else str(folder)
+    )
     own = {"trust_remote_code": bool(model_cfg.get("trust_remote_code", False)) if model_cfg is not None else False}
     if model_cfg is not None:
-        own.update(lora=model_cfg.lora, init_from=model_cfg.get("init_from"),
-                   gradient_checkpointing=model_cfg.gradient_checkpointing)
+        own.update(
+            lora=model_cfg.lora,
+            init_from=model_cfg.get("init_from"),
+            gradient_checkpointing=model_cfg.gradient_checkpointing,
+        )
     return OmegaConf.merge(base, {"name_or_path": name, **own})
 
 
@@ -55,8 +70,18 @@ def exported_model_config(folder: Path, model_cfg: DictConfig, model) -> DictCon
     """The ``model`` config describing an export loaded by :func:`load_exported` (written to the run's own
     ``blocksft_model.json``): the tiny model's sizes, or the Hugging Face loading settings."""
     if export_kind(folder) == "tiny_export":
-        sizes = {key: getattr(model.config, key) for key in ("hidden_size", "num_layers", "num_heads", "intermediate_size",
-                                                               "max_position_embeddings", "rope_theta", "dropout")}
+        sizes = {
+            key: getattr(model.config, key)
+            for key in (
+                "hidden_size",
+                "num_layers",
+                "num_heads",
+                "intermediate_size",
+                "max_position_embeddings",
+                "rope_theta",
+                "dropout",
+            )
+        }
         return OmegaConf.merge(model_cfg, sizes)
     return hf_settings(folder, export_kind(folder), model_cfg)
 
@@ -101,16 +126,22 @@ def load_checkpoint_weights(model, source: InitSource, vocab_size: int) -> None:
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     if missing or unexpected:
-        raise source.fail(f"a checkpoint of the model the config describes ({len(missing)} weights missing, "
-                          f"e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})")
+        raise source.fail(
+            f"a checkpoint of the model the config describes ({len(missing)} weights missing, "
+            f"e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})"
+        )
     for key, tensor in weights.items():
         if own[key].shape != tensor.shape:
             if own[key].shape[0] == vocab_size != tensor.shape[0]:
-                raise source.fail(f"weights whose vocabulary matches the run's tokenizer (the checkpoint has "
-                                  f"{tensor.shape[0]} token rows, the run's tokenizer {own[key].shape[0]}; set "
-                                  "model.tokenizer to the tokenizer it was trained with)")
-            raise source.fail(f"a checkpoint of the model the config describes ({key}: "
-                              f"{tuple(tensor.shape)} in the checkpoint, {tuple(own[key].shape)} configured)")
+                raise source.fail(
+                    f"weights whose vocabulary matches the run's tokenizer (the checkpoint has "
+                    f"{tensor.shape[0]} token rows, the run's tokenizer {own[key].shape[0]}; set "
+                    "model.tokenizer to the tokenizer it was trained with)"
+                )
+            raise source.fail(
+                f"a checkpoint of the model the config describes ({key}: "
+                f"{tuple(tensor.shape)} in the checkpoint, {tuple(own[key].shape)} configured)"
+            )
     model.load_state_dict(weights)
 
 
@@ -145,8 +176,10 @@ def load_initial_model(cfg: DictConfig, *, train: bool):
         model, tokenizer = load_exported(source.path, cfg.model, train=train)
         model_cfg = exported_model_config(source.path, cfg.model, model)
         if source.kind == "tiny_export" and model.config.vocab_size != len(tokenizer):
-            raise source.fail(f"an export whose tokenizer matches its weights ({len(tokenizer)} tokens, "
-                              f"{model.config.vocab_size} embedding rows)")
+            raise source.fail(
+                f"an export whose tokenizer matches its weights ({len(tokenizer)} tokens, "
+                f"{model.config.vocab_size} embedding rows)"
+            )
     log.info("model.init_from=%s: %s %s", value, source.kind, source.path)
     model.train(train)  # from_pretrained leaves models in eval mode
     return model, tokenizer, model_cfg, init_record(source)
@@ -161,8 +194,12 @@ def _load_for_eval(cfg: DictConfig):
     path = Path(str(cfg.ckpt_path))
     if path.is_dir():
         return load_exported(path / "export" if is_export(path / "export") else path, cfg.model)
-    model, tokenizer, _, _ = load_initial_model(cfg, train=False)  # as the run built it (init_from: its sizes, tokenizer)
-    load_checkpoint_weights(model, InitSource(str(cfg.ckpt_path), path, "lightning_ckpt", key="ckpt_path"), len(tokenizer))
+    model, tokenizer, _, _ = load_initial_model(
+        cfg, train=False
+    )  # as the run built it (init_from: its sizes, tokenizer)
+    load_checkpoint_weights(
+        model, InitSource(str(cfg.ckpt_path), path, "lightning_ckpt", key="ckpt_path"), len(tokenizer)
+    )
     return model, tokenizer
 
 

@@ -43,14 +43,25 @@ def apply_lora(model: nn.Module, lora_cfg: DictConfig) -> nn.Module:
     targets = list(targets) if isinstance(targets, (list, ListConfig)) else str(targets)
     missing = unmatched_targets(model, targets)
     if missing:
-        raise ConfigError(f"model.lora.target_modules={targets} is invalid: allowed module names of "
-                          f"{type(model).__name__} ({', '.join(missing)} match nothing; its linear layers: "
-                          f"{', '.join(linear_module_names(model))})")
-    config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                        target_modules=targets, bias="none")
+        raise ConfigError(
+            f"model.lora.target_modules={targets} is invalid: allowed module names of "
+            f"{type(model).__name__} ({', '.join(missing)} match nothing; its linear layers: "
+            f"{', '.join(linear_module_names(model))})"
+        )
+    config = LoraConfig(
+        r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, target_modules=targets, bias="none"
+    )
     model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    log.info("LoRA r=%d alpha=%s dropout=%s on %s: %d trainable of %d parameters (%.3f%%)", lora_cfg.r,
-             lora_cfg.alpha, lora_cfg.dropout, targets, trainable, total, 100.0 * trainable / total)
+    log.info(
+        "LoRA r=%d alpha=%s dropout=%s on %s: %d trainable of %d parameters (%.3f%%)",
+        lora_cfg.r,
+        lora_cfg.alpha,
+        lora_cfg.dropout,
+        targets,
+        trainable,
+        total,
+        100.0 * trainable / total,
+    )
     return model

@@ -1,7 +1,8 @@
 """A small bidirectional transformer for masked diffusion, built from a config (no download).
 
 Reads top to bottom: token embeddings -> pre-LN encoder blocks with full (non-causal) attention and
-rotary position embeddings (RoPE, as LLaDA) -> final LayerNorm -> linear LM head. It is a Hugging Face ``PreTrainedModel``, so
+rotary position embeddings (RoPE, as LLaDA) -> final LayerNorm -> linear LM head. It is a Hugging Face
+``PreTrainedModel``, so
 ``save_pretrained`` / ``from_pretrained`` work, and ``model(x).logits`` behaves like LLaDA's
 ``model(x)``. ``encode`` and ``project`` are split so that training can apply the LM head only at
 loss-bearing positions.
@@ -148,7 +149,9 @@ class TinyDiffusionLM(PreTrainedModel):
     base_model_prefix = "tiny"
     _supports_sdpa = True
     supports_prefix_cache = True  # read by blocksft.evaluation.decoding (prefix_cache=True)
-    supports_attention_mask_2d = True  # a per-example [B, L, L] mask (blocksft.evaluation.decoding: attention=block_causal)
+    supports_attention_mask_2d = (
+        True  # a per-example [B, L, L] mask (blocksft.evaluation.decoding: attention=block_causal)
+    )
 
     def __init__(self, config: TinyDiffusionConfig) -> None:
         super().__init__(config)
@@ -205,8 +208,10 @@ class TinyDiffusionLM(PreTrainedModel):
             key_mask = None
         elif attention_mask.dim() == 3:  # per-example [B, L, L]: query i may attend key j
             if past_key_values is not None or attention_mask.shape[1:] != (length, length):
-                raise ValueError(f"a per-example attention_mask must be [B, {length}, {length}] without past_key_values; "
-                                 f"got {tuple(attention_mask.shape)} with {past_length} past positions")
+                raise ValueError(
+                    f"a per-example attention_mask must be [B, {length}, {length}] without past_key_values; "
+                    f"got {tuple(attention_mask.shape)} with {past_length} past positions"
+                )
             allowed = attention_mask.bool()
             real = allowed.diagonal(dim1=1, dim2=2)  # a real token may attend to itself; padding may not
             positions = (real.long().cumsum(-1) - 1).clamp_min(0)

@@ -20,7 +20,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from blocksft.data.bpe import MIN_VOCAB_SIZE, PIECES as NUMBER_MODES
+from blocksft.data.bpe import MIN_VOCAB_SIZE
+from blocksft.data.bpe import PIECES as NUMBER_MODES
 from blocksft.data.tokenizer import load_saved_tokenizer
 from blocksft.errors import ConfigError
 from blocksft.models.build import build_tokenizer
@@ -43,8 +44,10 @@ def validate_tokenizer_choice(model_cfg: DictConfig) -> None:
                 raise ConfigError(f"model.bpe.numbers={numbers!r} is invalid: allowed {', '.join(NUMBER_MODES)}")
         return
     if not isinstance(choice, str) or not (Path(choice).expanduser() / "tokenizer.json").is_file():
-        raise ConfigError(f"model.tokenizer={choice!r} is invalid: allowed {', '.join(TOKENIZER_NAMES)} or a folder "
-                          "holding a saved tokenizer (tokenizer.json, e.g. a run's export/)")
+        raise ConfigError(
+            f"model.tokenizer={choice!r} is invalid: allowed {', '.join(TOKENIZER_NAMES)} or a folder "
+            "holding a saved tokenizer (tokenizer.json, e.g. a run's export/)"
+        )
 
 
 def build_configured_tokenizer(model_cfg: DictConfig):

@@ -14,13 +14,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from blocksft.folders import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file in the same folder, then renames it into place,

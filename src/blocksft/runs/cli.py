@@ -39,7 +39,9 @@ def unknown_group_option(argv: list[str], conf_dir: Path) -> str | None:
         folder = conf_dir / group
         if not sep or group.startswith("hydra") or "." in group or not folder.is_dir() or _SWEEP_SYNTAX.match(value):
             continue
-        options = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda o: (not o.isdigit(), int(o) if o.isdigit() else 0, o))
+        options = sorted(
+            (p.stem for p in folder.glob("*.yaml")), key=lambda o: (not o.isdigit(), int(o) if o.isdigit() else 0, o)
+        )
         for option in value.split(","):
             option = option.strip().strip("'\"")
             if option and option != "null" and option not in options:

@@ -19,12 +19,19 @@ from blocksft.runs.identity import PROJECT_ROOT, register_resolvers
 CONF_DIR = PROJECT_ROOT / "conf"
 
 
-def compose_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path = "/tmp/blocksft-compose",
-                   return_hydra_config: bool = False, conf_dir: str | Path = CONF_DIR) -> DictConfig:
+def compose_config(
+    overrides: list[str] | tuple[str, ...] = (),
+    output_dir: str | Path = "/tmp/blocksft-compose",
+    return_hydra_config: bool = False,
+    conf_dir: str | Path = CONF_DIR,
+) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides`` as on the command line (``paths.output_dir`` set to
     ``output_dir``; no folder is created)."""
     register_resolvers()
     paths = [f"paths.output_dir={output_dir}"]
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return compose(config_name="train", overrides=paths + quote_numeric_group_overrides(list(overrides)),
-                       return_hydra_config=return_hydra_config)
+        return compose(
+            config_name="train",
+            overrides=paths + quote_numeric_group_overrides(list(overrides)),
+            return_hydra_config=return_hydra_config,
+        )

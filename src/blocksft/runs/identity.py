@@ -13,9 +13,10 @@
 * ``apply_run_record(cfg)``: ``mode=eval`` of a recorded run takes strategy, block, seed, study and
   model from that run's record (never ``model.trust_remote_code``, which stays an explicit opt-in);
   ``eval_dir`` names its folder ``<run>/eval/<decode settings>-<hash>``.
-* ``register_resolvers()``: ``${config_hash:}`` and ``${job_dir:<path>}`` for ``conf/hydra``. Resolvers only compute (a folder name, a hash); they never
-  validate or exit, so resolving a config in a notebook is safe. The job is validated once, by
-  ``blocksft.runs.job.plan_job``, which also removes a folder Hydra created for a rejected job.
+* ``register_resolvers()``: ``${config_hash:}`` and ``${job_dir:<path>}`` for ``conf/hydra``. Resolvers only
+  compute (a folder name, a hash); they never validate or exit, so resolving a config in a notebook is safe.
+  The job is validated once, by ``blocksft.runs.job.plan_job``, which also removes a folder Hydra created
+  for a rejected job.
   Also ``${project_root:}``: the repository holding ``src/blocksft``, so files shipped with the
   project (the pretrained base) are found from any working directory.
   ``${metric_prefix:<split>}`` names the evaluated split's metrics (``eval.name``), and
@@ -38,9 +39,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.config.validation import decode_block_lengths
 from blocksft.errors import ConfigError
+from blocksft.folders import RESULTS, RUN_RECORD
 from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.runs.redact import redact
-from blocksft.folders import RESULTS, RUN_RECORD
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
@@ -48,12 +49,27 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
 #: callback that crashed it is the same run; a callback that changes training must go in a real key).
 IGNORED_KEYS: tuple[str, ...] = (
-    "hydra", "paths", "logger", "progress", "skip_completed", "reuse_runs", "resume", "run_name", "checkpoint",
+    "hydra",
+    "paths",
+    "logger",
+    "progress",
+    "skip_completed",
+    "reuse_runs",
+    "resume",
+    "run_name",
+    "checkpoint",
     "callbacks",
-    "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
-    "data.num_workers", "data.num_proc", "data.cache_dir", "data.source.cache_dir",
+    "trainer.default_root_dir",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "data.num_workers",
+    "data.num_proc",
+    "data.cache_dir",
+    "data.source.cache_dir",
     # the paper presets' evaluation data (``eval.benchmark.data``, a data group of its own)
-    "eval.benchmark.data.num_workers", "eval.benchmark.data.num_proc", "eval.benchmark.data.cache_dir",
+    "eval.benchmark.data.num_workers",
+    "eval.benchmark.data.num_proc",
+    "eval.benchmark.data.cache_dir",
     "eval.benchmark.data.source.cache_dir",
 )
 #: Keys added after runs were recorded, with the value they had implicitly before: at that value they
@@ -77,11 +93,16 @@ INIT_DIGEST_KEY = "init_from_sha256"
 
 # ----------------------------------------------------------------------------------- fingerprint
 
+
 def _recorded_targets(node):
     """``node`` with every ``_target_`` in ``MOVED_TARGETS`` replaced by the path recorded before the move."""
     if isinstance(node, dict):
-        return {key: MOVED_TARGETS.get(value, value) if key == "_target_" and isinstance(value, str)
-                else _recorded_targets(value) for key, value in node.items()}
+        return {
+            key: MOVED_TARGETS.get(value, value)
+            if key == "_target_" and isinstance(value, str)
+            else _recorded_targets(value)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
         return [_recorded_targets(value) for value in node]
     return node
@@ -179,6 +200,7 @@ def _flatten(node, prefix: str = "") -> dict:
 
 # ---------------------------------------------------------------------------------------- records
 
+
 def read_json(path: Path) -> dict | None:
     try:
         loaded = json.loads(path.read_text())
@@ -206,8 +228,13 @@ def write_run_record(folder: Path, config: dict, digest: str, git_commit: str | 
         return
     hydra_files = {p.name: redact(p.read_text()) for p in sorted((folder / ".hydra").glob("*.yaml"))}
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps({"config_fingerprint": digest, "git_commit": git_commit, "config": config,
-                                     "hydra_files": hydra_files}, indent=2, default=str))
+    temporary.write_text(
+        json.dumps(
+            {"config_fingerprint": digest, "git_commit": git_commit, "config": config, "hydra_files": hydra_files},
+            indent=2,
+            default=str,
+        )
+    )
     os.replace(temporary, path)
 
 
@@ -228,7 +255,8 @@ def check_folder(folder: str | Path, view: dict, digest: str) -> None:
     raise ConfigError(
         f"paths.output_dir={str(folder)!r} is invalid: allowed a folder that is empty or holds a run of this "
         f"config (it holds config {short_hash(owner[1])}, this job is {short_hash(digest)}; "
-        f"{differing_keys(owner[0], view)}); move that folder away or choose another output folder")
+        f"{differing_keys(owner[0], view)}); move that folder away or choose another output folder"
+    )
 
 
 def remove_unclaimed_folder(folder: str | Path, stop_at: str | Path) -> None:
@@ -261,6 +289,7 @@ def completed_results(folder: str | Path, mode: str, digest: str) -> dict | None
 
 
 # ------------------------------------------------------------------------------------- evaluation
+
 
 def trained_run_dir(ckpt_path: str | Path) -> Path:
     """The run folder a ``ckpt_path`` belongs to: ``<run>``, ``<run>/export`` or ``<run>/checkpoints/x.ckpt``."""
@@ -311,8 +340,10 @@ def decode_label(cfg: DictConfig) -> str:
     """The evaluation settings in a folder name: ``arithmetic-validation256-B8-steps32`` (+ temperature,
     remasking and prefix cache when not the defaults)."""
     decode = cfg.decode
-    label = (f"{cfg.data.name}-{cfg.eval.split}{cfg.eval.size if cfg.eval.size is not None else 'all'}"
-             f"-B{'_'.join(str(b) for b in decode_block_lengths(cfg))}-steps{decode.steps}")
+    label = (
+        f"{cfg.data.name}-{cfg.eval.split}{cfg.eval.size if cfg.eval.size is not None else 'all'}"
+        f"-B{'_'.join(str(b) for b in decode_block_lengths(cfg))}-steps{decode.steps}"
+    )
     if decode.temperature:
         label += f"-temp{decode.temperature}"
     if decode.remasking != "low_confidence":
@@ -334,6 +365,7 @@ def eval_dir(cfg: DictConfig) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------- Hydra resolvers
+
 
 def _task_config(root: DictConfig) -> DictConfig:
     """The job's task config (the Hydra node removed) with a recorded run's keys applied for eval."""
@@ -369,8 +401,13 @@ def _metric_prefix(split: str) -> str:
 
 def register_resolvers() -> None:
     """Register ``config_hash``, ``job_dir``, ``project_root``, ``product`` and ``metric_prefix`` (idempotent)."""
-    for name, function in (("config_hash", _config_hash), ("job_dir", _job_dir), ("project_root", _project_root),
-                           ("product", _product), ("metric_prefix", _metric_prefix)):
+    for name, function in (
+        ("config_hash", _config_hash),
+        ("job_dir", _job_dir),
+        ("project_root", _project_root),
+        ("product", _product),
+        ("metric_prefix", _metric_prefix),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=False)
 
@@ -381,16 +418,24 @@ def identity_fields(cfg: DictConfig, digest: str) -> dict[str, Any]:
     decode = cfg.decode
     fields: dict[str, Any] = {
         "config_fingerprint": digest,
-        "decode": {"block_lengths": list(decode_block_lengths(cfg)), "steps": decode.steps,
-                   "temperature": decode.temperature, "remasking": decode.remasking,
-                   "prefix_cache": decode.get("prefix_cache", False), "gen_length": decode.gen_length,
-                   "confidence_threshold": decode.get("confidence_threshold"),
-                   "attention": decode.get("attention", "full")},
+        "decode": {
+            "block_lengths": list(decode_block_lengths(cfg)),
+            "steps": decode.steps,
+            "temperature": decode.temperature,
+            "remasking": decode.remasking,
+            "prefix_cache": decode.get("prefix_cache", False),
+            "gen_length": decode.gen_length,
+            "confidence_threshold": decode.get("confidence_threshold"),
+            "attention": decode.get("attention", "full"),
+        },
     }
     found = trained_record(cfg)
     if found is not None:
         run_dir, trained = found
         owner = folder_record(run_dir)
-        fields["trained_run"] = {"dir": str(run_dir), "config_fingerprint": owner[1] if owner else None,
-                                 "config": trained}
+        fields["trained_run"] = {
+            "dir": str(run_dir),
+            "config_fingerprint": owner[1] if owner else None,
+            "config": trained,
+        }
     return fields

@@ -28,8 +28,17 @@ from blocksft.config.validation import validate_config, with_eval_benchmark
 from blocksft.data.batch_plan import world_size
 from blocksft.errors import ConfigError, DataError
 from blocksft.folders import RESULTS
-from blocksft.runs.identity import (apply_run_record, check_folder, completed_results, job_identity, read_json,
-                                    recorded_config, remove_unclaimed_folder, restore_hydra_files, short_hash)
+from blocksft.runs.identity import (
+    apply_run_record,
+    check_folder,
+    completed_results,
+    job_identity,
+    read_json,
+    recorded_config,
+    remove_unclaimed_folder,
+    restore_hydra_files,
+    short_hash,
+)
 from blocksft.runs.results import FAILED, RunResult, git_commit, read_result, write_result
 from blocksft.runs.reuse import adopt_run, adopt_training, find_equivalent_run
 
@@ -67,9 +76,14 @@ def plan_job(cfg: DictConfig) -> JobPlan:
         return JobPlan("copy", cfg, digest, source=source)
     if (found := steps_run_of_token_budget(cfg, output_dir)) is not None:
         source, steps = found
-        return JobPlan("copy", cfg, digest, source=source,
-                       because=f"budget=steps at {steps} steps spent exactly budget.value={cfg.budget.value} "
-                               f"eligible tokens, with this token budget's LR schedule")
+        return JobPlan(
+            "copy",
+            cfg,
+            digest,
+            source=source,
+            because=f"budget=steps at {steps} steps spent exactly budget.value={cfg.budget.value} "
+            f"eligible tokens, with this token budget's LR schedule",
+        )
     if (source := reusable_run(cfg, view, output_dir, scope="training")) is not None:
         return JobPlan("adopt_training", cfg, digest, source=source)
     if (evaluated := with_eval_benchmark(cfg)) is not cfg:  # mode=eval of a preset: its benchmark's data and split
@@ -81,8 +95,11 @@ def carry_out(plan: JobPlan) -> RunResult:
     """Do what ``plan`` says; returns the job's ``RunResult`` (written to its folder's ``results.json``)."""
     output_dir = Path(plan.cfg.paths.output_dir)
     if plan.action == "skip":
-        log.info("skipping: %s already holds a completed results.json of this config (%s)", output_dir,
-                 short_hash(plan.digest))
+        log.info(
+            "skipping: %s already holds a completed results.json of this config (%s)",
+            output_dir,
+            short_hash(plan.digest),
+        )
         return RunResult.from_json(plan.completed)
     if plan.action == "copy":
         return adopt_run(plan.source, output_dir, recorded_config(plan.cfg), plan.digest, because=plan.because)
@@ -123,7 +140,12 @@ def main(cfg: DictConfig) -> RunResult | None:
 def may_reuse(cfg: DictConfig, scope: str = "run") -> bool:
     """Whether the job may take another run's work: a single-process study training job with ``reuse_runs``;
     for ``scope="training"`` also one that resumes from its own folder (no ``ckpt_path``, ``resume``)."""
-    if not cfg.get("reuse_runs", True) or cfg.get("study") is None or cfg.mode != "train" or world_size(cfg.trainer) > 1:
+    if (
+        not cfg.get("reuse_runs", True)
+        or cfg.get("study") is None
+        or cfg.mode != "train"
+        or world_size(cfg.trainer) > 1
+    ):
         return False
     return scope != "training" or (cfg.ckpt_path is None and cfg.get("resume", True))
 
@@ -177,6 +199,15 @@ def record_failure(cfg: DictConfig, error: BaseException) -> None:
     if (read_json(path) or {}).get("status") == "completed":
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_result(path, RunResult(status=FAILED, error=f"{type(error).__name__}: {error}", mode=cfg.mode,
-                                 strategy=cfg.strategy.name, block_size=cfg.block.size, seed=cfg.seed,
-                                 git_commit=git_commit()))
+    write_result(
+        path,
+        RunResult(
+            status=FAILED,
+            error=f"{type(error).__name__}: {error}",
+            mode=cfg.mode,
+            strategy=cfg.strategy.name,
+            block_size=cfg.block.size,
+            seed=cfg.seed,
+            git_commit=git_commit(),
+        ),
+    )

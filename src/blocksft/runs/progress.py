@@ -57,8 +57,10 @@ class ProgressLog(Callback):
         rate = (tokens - self._start_tokens) / elapsed if elapsed > 0 else 0.0
         eta = (total - step) * elapsed / done if done > 0 else 0.0
         loss_text = f"{loss:.4f}" if loss is not None else "n/a"
-        return (f"train step {step}/{total} ({100 * step / max(total, 1):.0f}%) loss {loss_text} | "
-                f"{rate:,.0f} supervised tok/s | elapsed {format_duration(elapsed)} | ETA {format_duration(eta)}")
+        return (
+            f"train step {step}/{total} ({100 * step / max(total, 1):.0f}%) loss {loss_text} | "
+            f"{rate:,.0f} supervised tok/s | elapsed {format_duration(elapsed)} | ETA {format_duration(eta)}"
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0 or trainer.global_step == trainer.max_steps:
@@ -74,8 +76,15 @@ class ProgressLog(Callback):
             return
         self._last_logged = step
         loss = trainer.callback_metrics.get("train/loss")
-        log.info(self.line(step, total, float(loss) if loss is not None else None,
-                           int(getattr(pl_module, "supervised_tokens", 0)), time.perf_counter() - self._started))
+        log.info(
+            self.line(
+                step,
+                total,
+                float(loss) if loss is not None else None,
+                int(getattr(pl_module, "supervised_tokens", 0)),
+                time.perf_counter() - self._started,
+            )
+        )
 
 
 class StepProgressBar(TQDMProgressBar):

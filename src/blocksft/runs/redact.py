@@ -16,7 +16,9 @@ from typing import Any
 REDACTED = "<redacted>"
 SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|authorization)", re.IGNORECASE)
 # Config keys that contain "token" but hold counts or ids, not credentials.
-NOT_SECRET_KEYS = re.compile(r"(_tokens?$|^tokens?$|token_id|_token_ids?$|tokenizer|max_new_tokens|tokens_)", re.IGNORECASE)
+NOT_SECRET_KEYS = re.compile(
+    r"(_tokens?$|^tokens?$|token_id|_token_ids?$|tokenizer|max_new_tokens|tokens_)", re.IGNORECASE
+)
 MIN_SECRET_LENGTH = 8  # shorter environment values (flags such as "1") are not treated as secrets
 
 

@@ -14,9 +14,10 @@ import json
 import math
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 COMPLETED, FAILED = "completed", "failed"
 #: The keys of a failed job's record, in file order.
@@ -28,8 +29,9 @@ def git_commit() -> str | None:
     """HEAD of the checkout this package was imported from, read at the first call of the process: a
     multirun's jobs all run the code imported at its start, so a commit made while a sweep runs is not theirs."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -138,24 +140,69 @@ class RunResult:
     def from_json(cls, raw: dict[str, Any]) -> RunResult:
         """A record from a parsed ``results.json`` of any version; never raises on a dict."""
         known = {f.name for f in fields(cls)} - {"extra"}
-        ints = ("block_size", "decode_block_length", "seed", "steps", "supervised_tokens", "eligible_tokens",
-                "eval_size", "num_parameters")
-        floats = ("accuracy", "accuracy_flexible", "final_train_loss", "eval_loss", "train_seconds", "eval_seconds",
-                  "wall_seconds")
+        ints = (
+            "block_size",
+            "decode_block_length",
+            "seed",
+            "steps",
+            "supervised_tokens",
+            "eligible_tokens",
+            "eval_size",
+            "num_parameters",
+        )
+        floats = (
+            "accuracy",
+            "accuracy_flexible",
+            "final_train_loss",
+            "eval_loss",
+            "train_seconds",
+            "eval_seconds",
+            "wall_seconds",
+        )
         values: dict[str, Any] = {name: as_int(raw.get(name)) for name in ints}
         values.update({name: as_float(raw.get(name)) for name in floats})
-        values.update({name: _as_str(raw.get(name)) for name in ("status", "mode", "study", "strategy", "eval_split",
-                                                                   "git_commit", "ckpt_path", "error", "answer_scheme",
-                                                                   "answer_format_warning", "config_fingerprint")})
-        values.update({name: _as_dict(raw.get(name)) for name in ("budget", "active_block_counts", "dropped_rows",
-                                                                   "config", "decode_cost",
-                                                                   "decode_cost_by_decode_block", "decode")})
+        values.update(
+            {
+                name: _as_str(raw.get(name))
+                for name in (
+                    "status",
+                    "mode",
+                    "study",
+                    "strategy",
+                    "eval_split",
+                    "git_commit",
+                    "ckpt_path",
+                    "error",
+                    "answer_scheme",
+                    "answer_format_warning",
+                    "config_fingerprint",
+                )
+            }
+        )
+        values.update(
+            {
+                name: _as_dict(raw.get(name))
+                for name in (
+                    "budget",
+                    "active_block_counts",
+                    "dropped_rows",
+                    "config",
+                    "decode_cost",
+                    "decode_cost_by_decode_block",
+                    "decode",
+                )
+            }
+        )
         for name in ("init_from", "trained_run", "reused_from"):  # None when absent (a fresh start, a training run)
             values[name] = _as_dict(raw[name]) if isinstance(raw.get(name), dict) else None
         mismatch = raw.get("answer_format_mismatch")
         values["answer_format_mismatch"] = mismatch if isinstance(mismatch, bool) else None
-        values.update({name: _float_map(raw.get(name)) for name in ("accuracy_by_decode_block",
-                                                                     "accuracy_flexible_by_decode_block")})
+        values.update(
+            {
+                name: _float_map(raw.get(name))
+                for name in ("accuracy_by_decode_block", "accuracy_flexible_by_decode_block")
+            }
+        )
         values["status"] = values["status"] or ""
         return cls(**values, extra={key: value for key, value in raw.items() if key not in known})
 

@@ -38,8 +38,8 @@ import shutil
 from pathlib import Path
 
 from blocksft.folders import LAST_CHECKPOINT, checkpoint_step
-from blocksft.runs.results import RunResult, read_result, write_result
 from blocksft.runs.identity import RESULTS, RUN_RECORD, fingerprint, folder_record, write_run_record
+from blocksft.runs.results import RunResult, read_result, write_result
 
 log = logging.getLogger("blocksft")
 
@@ -154,12 +154,22 @@ def adopt_run(source: Path, target: Path, logged_config: dict, digest: str, beca
         origin = {**origin, "because": because}
     strategy = logged_config.get("strategy")
     name = strategy.get("name", source_result.strategy) if isinstance(strategy, dict) else source_result.strategy
-    result = dataclasses.replace(source_result, study=logged_config.get("study"), strategy=name, config=logged_config,
-                                 config_fingerprint=digest, reused_from=origin,
-                                 budget=logged_config.get("budget", source_result.budget))
+    result = dataclasses.replace(
+        source_result,
+        study=logged_config.get("study"),
+        strategy=name,
+        config=logged_config,
+        config_fingerprint=digest,
+        reused_from=origin,
+        budget=logged_config.get("budget", source_result.budget),
+    )
     write_result(target / RESULTS, result)
-    log.info("reused: %s completed this computation (%s); copied to %s", origin["dir"],
-             because or f"the same config but {', '.join(LABEL_KEYS)}", target)
+    log.info(
+        "reused: %s completed this computation (%s); copied to %s",
+        origin["dir"],
+        because or f"the same config but {', '.join(LABEL_KEYS)}",
+        target,
+    )
     return result
 
 
@@ -181,7 +191,12 @@ def adopt_training(source: Path, target: Path, logged_config: dict, digest: str,
     source_real = Path(os.path.realpath(source))
     source_result = read_result(source_real / RESULTS)
     owner = folder_record(source_real)
-    if source_result is None or not source_result.completed or owner is None or not kept_its_last_step(source_real, source_result):
+    if (
+        source_result is None
+        or not source_result.completed
+        or owner is None
+        or not kept_its_last_step(source_real, source_result)
+    ):
         raise ValueError(f"{source} holds no completed run with the checkpoint of its last step")
     target.mkdir(parents=True, exist_ok=True)
     for name in TRAINING_ARTIFACTS:
@@ -189,8 +204,15 @@ def adopt_training(source: Path, target: Path, logged_config: dict, digest: str,
         if (source_real / name).is_dir():
             shutil.copytree(source_real / name, target / name)
     write_run_record(target, logged_config, digest, commit)
-    origin = {"git_commit": source_result.git_commit, **origin_of(source_real, source_result, owner[1], "training"),
-              "scope": "training"}
-    log.info("training reused: %s trained this model (the same config but %s); copied to %s, which decodes it",
-             origin["dir"], ", ".join((*LABEL_KEYS, *EVALUATION_KEYS)), target)
+    origin = {
+        "git_commit": source_result.git_commit,
+        **origin_of(source_real, source_result, owner[1], "training"),
+        "scope": "training",
+    }
+    log.info(
+        "training reused: %s trained this model (the same config but %s); copied to %s, which decodes it",
+        origin["dir"],
+        ", ".join((*LABEL_KEYS, *EVALUATION_KEYS)),
+        target,
+    )
     return AdoptedTraining(origin, source_result.train_seconds, source_result.final_train_loss)

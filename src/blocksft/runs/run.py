@@ -33,8 +33,12 @@ from blocksft.folders import checkpoint_step
 from blocksft.masking import MaskingStrategy
 from blocksft.models import export_model, load_run_model
 from blocksft.models.loader import load_initial_model
-from blocksft.runs.checkpointing import (AtomicCheckpointIO, FlushLoggersOnCheckpoint, keep_csv_rows_on_resume,
-                                         resume_checkpoint)
+from blocksft.runs.checkpointing import (
+    AtomicCheckpointIO,
+    FlushLoggersOnCheckpoint,
+    keep_csv_rows_on_resume,
+    resume_checkpoint,
+)
 from blocksft.runs.identity import identity_fields, job_identity, recorded_config, short_hash, write_run_record
 from blocksft.runs.progress import progress_callbacks
 from blocksft.runs.results import RunResult, git_commit, primary_decode_length, write_jsonl_atomic, write_result
@@ -83,11 +87,17 @@ def decode_plan(cfg: DictConfig) -> DecodePlan:
     """The decodings the run scores (``decode.*``, one per ``decode.block_length``); its headline numbers are at
     the training block when it is among them (``results.primary_decode_length``)."""
     decode, lengths = cfg.decode, decode_block_lengths(cfg)
-    return DecodePlan.of(lengths, primary_decode_length(cfg.block.size, lengths), gen_length=decode.gen_length,
-                         steps=decode.steps, temperature=decode.temperature, remasking=decode.remasking,
-                         prefix_cache=decode.get("prefix_cache", False),
-                         confidence_threshold=decode.get("confidence_threshold"),
-                         attention=decode.get("attention", "full"))
+    return DecodePlan.of(
+        lengths,
+        primary_decode_length(cfg.block.size, lengths),
+        gen_length=decode.gen_length,
+        steps=decode.steps,
+        temperature=decode.temperature,
+        remasking=decode.remasking,
+        prefix_cache=decode.get("prefix_cache", False),
+        confidence_threshold=decode.get("confidence_threshold"),
+        attention=decode.get("attention", "full"),
+    )
 
 
 def describe_masking(masking: MaskingStrategy, datamodule: DiffusionSFTDataModule, tokenizer) -> str:
@@ -125,7 +135,11 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
     train_seconds, final_train_loss = fit(cfg, job, output_dir, trained_by)
     eval_started = time.perf_counter()
     job.trainer.test(job.module, datamodule=job.datamodule, verbose=False)
-    seconds = {"train": train_seconds, "eval": time.perf_counter() - eval_started, "wall": time.perf_counter() - started}
+    seconds = {
+        "train": train_seconds,
+        "eval": time.perf_counter() - eval_started,
+        "wall": time.perf_counter() - started,
+    }
     return record(cfg, job, output_dir, logged_config, digest, commit, seconds, final_train_loss, trained_by)
 
 
@@ -168,15 +182,24 @@ def build(cfg: DictConfig, output_dir: Path, logged_config: dict, trained_by: Ad
         logger.log_hyperparams(logged_config)
     ema = cfg.optim.get("ema_decay") is not None
     callbacks = build_callbacks(cfg, output_dir, loggers)
-    progress, progress_bar = progress_callbacks(cfg.get("progress") or {}, sys.stderr.isatty(),
-                                                schedule_steps if cfg.mode == "train" else None)
-    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=max_steps, logger=loggers or False,
-                                     callbacks=callbacks + progress, enable_progress_bar=progress_bar,
-                                     plugins=checkpoint_plugins(cfg), accumulate_grad_batches=plan.accumulate)
+    progress, progress_bar = progress_callbacks(
+        cfg.get("progress") or {}, sys.stderr.isatty(), schedule_steps if cfg.mode == "train" else None
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        max_steps=max_steps,
+        logger=loggers or False,
+        callbacks=callbacks + progress,
+        enable_progress_bar=progress_bar,
+        plugins=checkpoint_plugins(cfg),
+        accumulate_grad_batches=plan.accumulate,
+    )
     return BuiltJob(module, datamodule, trainer, loggers, tokenizer, model_cfg, started_from, resume_from, ema)
 
 
-def build_module(cfg: DictConfig, model, tokenizer, masking: MaskingStrategy, schedule_steps: int) -> DiffusionSFTModule:
+def build_module(
+    cfg: DictConfig, model, tokenizer, masking: MaskingStrategy, schedule_steps: int
+) -> DiffusionSFTModule:
     """The Lightning module of the run (held-out loss evaluation for ``data.format=documents``)."""
     module_class = DocumentLossModule if cfg.data.get("format") == "documents" else DiffusionSFTModule
     return module_class(
@@ -212,8 +235,12 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
     """Checkpoints (last step, every ``checkpoint.every_n_train_steps``), logger flushes with them, the config's
     ``callbacks``, the weight average (``optim.ema_decay``: evaluated, checkpointed and exported) and the LR monitor."""
     callbacks = [
-        ModelCheckpoint(dirpath=output_dir / "checkpoints", save_last=True, save_top_k=0,
-                        every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+        ModelCheckpoint(
+            dirpath=output_dir / "checkpoints",
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+        ),
         FlushLoggersOnCheckpoint(),
         *(instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback is not None),
     ]
@@ -224,7 +251,9 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
     return callbacks
 
 
-def fit(cfg: DictConfig, job: BuiltJob, output_dir: Path, trained_by: AdoptedTraining | None) -> tuple[float, float | None]:
+def fit(
+    cfg: DictConfig, job: BuiltJob, output_dir: Path, trained_by: AdoptedTraining | None
+) -> tuple[float, float | None]:
     """Train (``mode=train``) and export the model; (training seconds, the last step's loss)."""
     if cfg.mode != "train":
         return 0.0, None
@@ -244,8 +273,17 @@ def fit(cfg: DictConfig, job: BuiltJob, output_dir: Path, trained_by: AdoptedTra
     return train_seconds, final_train_loss
 
 
-def record(cfg: DictConfig, job: BuiltJob, output_dir: Path, logged_config: dict, digest: str, commit: str | None,
-           seconds: dict[str, float], final_train_loss: float | None, trained_by: AdoptedTraining | None) -> RunResult:
+def record(
+    cfg: DictConfig,
+    job: BuiltJob,
+    output_dir: Path,
+    logged_config: dict,
+    digest: str,
+    commit: str | None,
+    seconds: dict[str, float],
+    final_train_loss: float | None,
+    trained_by: AdoptedTraining | None,
+) -> RunResult:
     """The run's ``RunResult``; rank 0 writes it (``results.json``), the generations and the loggers' samples."""
     resumed = str(job.resume_from) if job.resume_from is not None else cfg.ckpt_path
     reused_from = None
@@ -253,9 +291,20 @@ def record(cfg: DictConfig, job: BuiltJob, output_dir: Path, logged_config: dict
         reused_from = {**trained_by.origin, "wall_seconds_here": round(seconds["wall"], 2)}
         seconds["train"] = trained_by.train_seconds or 0.0
         seconds["wall"] += seconds["train"]
-    result = completed_result(cfg, job.module, job.trainer, job.datamodule, resumed, logged_config, seconds,
-                              final_train_loss, job.started_from, commit, identity_fields(cfg, digest),
-                              reused_from)
+    result = completed_result(
+        cfg,
+        job.module,
+        job.trainer,
+        job.datamodule,
+        resumed,
+        logged_config,
+        seconds,
+        final_train_loss,
+        job.started_from,
+        commit,
+        identity_fields(cfg, digest),
+        reused_from,
+    )
     if not job.trainer.is_global_zero:  # every rank decoded the same rows; rank 0 alone writes
         return result
     if result.answer_format_warning:
@@ -263,8 +312,13 @@ def record(cfg: DictConfig, job: BuiltJob, output_dir: Path, logged_config: dict
     write_jsonl_atomic(output_dir / "generations.jsonl", job.module.eval_records)
     write_result(output_dir / "results.json", result)
     log_samples(job.loggers, job.module.eval_records)
-    log.info("accuracy=%s by decode block=%s wall=%.1fs -> %s", result.accuracy,
-             result.accuracy_by_decode_block, result.wall_seconds, output_dir / "results.json")
+    log.info(
+        "accuracy=%s by decode block=%s wall=%.1fs -> %s",
+        result.accuracy,
+        result.accuracy_by_decode_block,
+        result.wall_seconds,
+        output_dir / "results.json",
+    )
     return result
 
 
@@ -278,11 +332,20 @@ def token_budget_schedule_steps(cfg: DictConfig) -> int:
     return planned_steps(cfg, masking, datamodule)[0]
 
 
-def completed_result(cfg: DictConfig, module: DiffusionSFTModule, trainer: L.Trainer,
-                     datamodule: DiffusionSFTDataModule, ckpt_path: str | None, logged_config: dict,
-                     seconds: dict[str, float], final_train_loss: float | None,
-                     started_from: dict | None, commit: str | None, identity: dict,
-                     reused_from: dict | None = None) -> RunResult:
+def completed_result(
+    cfg: DictConfig,
+    module: DiffusionSFTModule,
+    trainer: L.Trainer,
+    datamodule: DiffusionSFTDataModule,
+    ckpt_path: str | None,
+    logged_config: dict,
+    seconds: dict[str, float],
+    final_train_loss: float | None,
+    started_from: dict | None,
+    commit: str | None,
+    identity: dict,
+    reused_from: dict | None = None,
+) -> RunResult:
     """The record of a finished run: what it started from (``model.init_from``), what it trained on,
     what it scored (per decoding block length), what it cost (``seconds``: train, eval, wall), the
     code it ran (``commit``, read at its start), its identity (``run_identity.identity_fields``) and the
@@ -332,7 +395,9 @@ def log_samples(loggers: list, records: list[dict], count: int = 32) -> None:
     columns = ["decode_block_length", "prompt", "generation", "extracted", "target", "correct"]
     for logger in loggers:
         if hasattr(logger, "log_table"):
-            logger.log_table(key="samples", columns=columns, data=[[r.get(c) for c in columns] for r in records[:count]])
+            logger.log_table(
+                key="samples", columns=columns, data=[[r.get(c) for c in columns] for r in records[:count]]
+            )
 
 
 def finish_resumed_at_the_end(module: DiffusionSFTModule, checkpoint: str | Path, ema: bool) -> None:
@@ -343,5 +408,3 @@ def finish_resumed_at_the_end(module: DiffusionSFTModule, checkpoint: str | Path
     if ema:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
-
-

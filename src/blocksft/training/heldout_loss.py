@@ -17,7 +17,9 @@ from blocksft.training.module import DiffusionSFTModule
 from blocksft.training.objective import masked_diffusion_step
 
 
-def batch_loss(model, masking: MaskingStrategy, batch: dict, generator: torch.Generator, weighting: str) -> torch.Tensor:
+def batch_loss(
+    model, masking: MaskingStrategy, batch: dict, generator: torch.Generator, weighting: str
+) -> torch.Tensor:
     """Masked-diffusion loss of one training-layout batch, masked by ``masking`` with ``generator``
     (the training step's own loss, ``objective.masked_diffusion_step``)."""
     return masked_diffusion_step(model, batch, masking.mask_batch(batch, generator), weighting)

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
+from blocksft.errors import NonFiniteLossError
 from blocksft.evaluation.answers import score
 from blocksft.evaluation.decoding import DecodePlan, decode
-from blocksft.errors import NonFiniteLossError
 from blocksft.evaluation.metrics import decode_cost, device_description
 from blocksft.masking import MaskingStrategy
 from blocksft.training.objective import masked_diffusion_step
 from blocksft.training.optim import warmup_cosine_factor
-
 
 MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first blocks only
 RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
@@ -108,8 +107,10 @@ class DiffusionSFTModule(L.LightningModule):
         masked = self.masking.mask_batch(batch, self.mask_generator)
         loss = masked_diffusion_step(self.model, batch, masked, self.loss_weighting)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"train/loss is {loss.item()} at step {self.global_step}; "
-                                     "the last good checkpoint is kept in checkpoints/last.ckpt")
+            raise NonFiniteLossError(
+                f"train/loss is {loss.item()} at step {self.global_step}; "
+                "the last good checkpoint is kept in checkpoints/last.ckpt"
+            )
         self._count_tokens(masked, batch["index"])
         self.last_train_loss = loss.detach()
         batch_size = masked.noisy_ids.shape[0]  # rows: the batch's samples, or more/fewer (blocksft.masking.multirow)
@@ -117,7 +118,11 @@ class DiffusionSFTModule(L.LightningModule):
         self.log("train/source_samples", float(masked.num_source_samples), batch_size=batch_size)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/mask_rate", masked.mask_rate.mean(), batch_size=batch_size)
-        self.log("train/masked_fraction", masked.loss_mask.sum() / masked.eligible_mask.sum().clamp_min(1), batch_size=batch_size)
+        self.log(
+            "train/masked_fraction",
+            masked.loss_mask.sum() / masked.eligible_mask.sum().clamp_min(1),
+            batch_size=batch_size,
+        )
         self.log("train/zero_loss_samples", (~masked.loss_mask.any(dim=1)).float().mean(), batch_size=batch_size)
         self.log("train/supervised_tokens", float(self.supervised_tokens), batch_size=batch_size)
         self.log("train/eligible_tokens", float(self.eligible_tokens), batch_size=batch_size)
@@ -139,8 +144,9 @@ class DiffusionSFTModule(L.LightningModule):
         if masked.active_block is not None:
             self.active_block_counts.update(self._gather(masked.active_block).flatten().tolist())
         if self._world_size > 1:
-            self.masking.sync_ranks(sample_index, self._gather,
-                                    lambda t: self.trainer.strategy.reduce(t, reduce_op="max"))
+            self.masking.sync_ranks(
+                sample_index, self._gather, lambda t: self.trainer.strategy.reduce(t, reduce_op="max")
+            )
         if self.token_budget_spent():
             self.trainer.should_stop = True
 
@@ -187,8 +193,11 @@ class DiffusionSFTModule(L.LightningModule):
         rank = self.trainer.global_rank if self._trainer is not None else 0
         if ranks is not None and rank < len(ranks["mask_generator"]):
             # .clone(): Generator.set_state on a row view (non-zero storage offset) crashes torch 2.13
-            state = {**state, "mask_generator": ranks["mask_generator"][rank].clone(),
-                     "torch_rng_state": ranks["torch_rng_state"][rank].clone()}
+            state = {
+                **state,
+                "mask_generator": ranks["mask_generator"][rank].clone(),
+                "torch_rng_state": ranks["torch_rng_state"][rank].clone(),
+            }
         self.mask_generator.set_state(state["mask_generator"])
         self.masking.load_state_dict(state["strategy"])
         self.supervised_tokens = int(state["supervised_tokens"])
@@ -217,18 +226,28 @@ class DiffusionSFTModule(L.LightningModule):
         for settings in self.decode.settings:
             block_length = settings.block_length
             started = time.perf_counter()
-            output, stats = decode(self.model, prompt_ids, settings, mask_id=self.mask_id, attention_mask=attention_mask,
-                                   return_stats=True)
+            output, stats = decode(
+                self.model, prompt_ids, settings, mask_id=self.mask_id, attention_mask=attention_mask, return_stats=True
+            )
             if output.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
                 torch.cuda.synchronize(output.device)
             self.decode_seconds[block_length] += time.perf_counter() - started
-            canvas = output[:, prompt_ids.shape[1]:]
+            canvas = output[:, prompt_ids.shape[1] :]
             texts = self.decode_responses(canvas)
             answer_tokens = answer_lengths(canvas, self.eos_id).tolist()
-            for row, (prompt, target, index, text) in enumerate(zip(batch["prompt"], batch["target"], batch["index"], texts)):
-                record = {"index": int(index), "decode_block_length": block_length, "prompt": prompt,
-                          "generation": text, "target": target, "nfe": int(stats.nfe[row]),
-                          "positions_fed": int(stats.positions_fed[row]), "answer_tokens": answer_tokens[row]}
+            for row, (prompt, target, index, text) in enumerate(
+                zip(batch["prompt"], batch["target"], batch["index"], texts)
+            ):
+                record = {
+                    "index": int(index),
+                    "decode_block_length": block_length,
+                    "prompt": prompt,
+                    "generation": text,
+                    "target": target,
+                    "nfe": int(stats.nfe[row]),
+                    "positions_fed": int(stats.positions_fed[row]),
+                    "answer_tokens": answer_tokens[row],
+                }
                 record.update(score(text, target, self.answer_scheme))
                 self.eval_records.append(record)
 
@@ -253,9 +272,13 @@ class DiffusionSFTModule(L.LightningModule):
             records = [r for r in self.eval_records if r["decode_block_length"] == block_length]
             if records:
                 summary[block_length] = decode_cost(
-                    [r["nfe"] for r in records], [r["positions_fed"] for r in records],
-                    [r["answer_tokens"] for r in records], self.decode_seconds[block_length],
-                    self.decode.gen_length, device)
+                    [r["nfe"] for r in records],
+                    [r["positions_fed"] for r in records],
+                    [r["answer_tokens"] for r in records],
+                    self.decode_seconds[block_length],
+                    self.decode.gen_length,
+                    device,
+                )
         return summary
 
     def accuracy_by_decode_block(self) -> dict[int, dict[str, float]]:

@@ -56,7 +56,9 @@ def masked_diffusion_loss(
     return (per_sample / normaliser).mean()
 
 
-def masked_diffusion_step(model, batch: dict[str, torch.Tensor], masked, weighting: LossWeighting = "mean_masked") -> torch.Tensor:
+def masked_diffusion_step(
+    model, batch: dict[str, torch.Tensor], masked, weighting: LossWeighting = "mean_masked"
+) -> torch.Tensor:
     """The training loss of one masked batch: the step ``DiffusionSFTModule`` trains with and the
     benchmark times. ``model`` offers ``encode(ids, attention_mask) -> hidden [B, L, H]`` and
     ``project(hidden [N, H]) -> logits [N, V]`` (``attention_mask`` [B, L, L] when the strategy gives
@@ -73,5 +75,6 @@ def masked_diffusion_step(model, batch: dict[str, torch.Tensor], masked, weighti
     rows, cols = masked.loss_mask.nonzero(as_tuple=True)
     logits = model.project(hidden[rows, cols])
     # 3. Masked cross-entropy against the clean tokens.
-    return masked_diffusion_loss(logits, masked.rows_of(batch["input_ids"])[rows, cols], rows, masked.mask_rate,
-                                 masked.response_len, weighting)
+    return masked_diffusion_loss(
+        logits, masked.rows_of(batch["input_ids"])[rows, cols], rows, masked.mask_rate, masked.response_len, weighting
+    )

@@ -15,7 +15,9 @@ def check_warmup_type(warmup_type) -> str:
     return warmup_type
 
 
-def warmup_cosine_factor(step: int, total_steps: int, warmup_frac: float, min_lr_ratio: float, warmup_type: str = "linear") -> float:
+def warmup_cosine_factor(
+    step: int, total_steps: int, warmup_frac: float, min_lr_ratio: float, warmup_type: str = "linear"
+) -> float:
     """Multiplier of the peak LR at optimizer step ``step`` (0-based).
 
     Warmup over ``ceil(warmup_frac * total_steps)`` steps from ~0 to 1, then cosine from 1 to
