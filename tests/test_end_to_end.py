@@ -139,3 +139,13 @@ def test_non_finite_loss_stops_with_the_step_number():
     }
     with pytest.raises(NonFiniteLossError, match="at step 0"):
         module.training_step(batch, 0)
+
+
+def test_the_same_command_twice_gives_the_same_bytes(smoke_run, tmp_path):
+    """One config and seed on one machine is one computation: the exported weights and every generation are
+    identical between two runs (across machines the CPU kernels may round differently: ``results.json`` records
+    the ISA they ran on in ``decode_cost.device``)."""
+    run_in_process(SMOKE_RUN, tmp_path)
+    for name in ("export/model.safetensors", "generations.jsonl"):
+        assert (tmp_path / name).read_bytes() == (smoke_run / name).read_bytes(), name
+    assert read_results(tmp_path)["config_fingerprint"] == read_results(smoke_run)["config_fingerprint"]
