@@ -27,8 +27,9 @@ import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402 (a dependency of torch)
 from omegaconf import OmegaConf  # noqa: E402
 
+from blocksft.folders import read_json  # noqa: E402
 from blocksft.runs.compose import compose_config  # noqa: E402
-from blocksft.runs.identity import read_json, register_resolvers  # noqa: E402
+from blocksft.runs.identity import register_resolvers  # noqa: E402
 from helpers.runs import SMOKE_RUN, folder_digest, run_in_process  # noqa: E402
 
 if _threads is not None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,16 @@ def checkpoint_step(path: str | Path) -> int:
     """The optimizer steps completed when the checkpoint at ``path`` was written. The file is memory-mapped,
     so only the pages of the small pickled header are read, not the weights (16 GB for an 8B model)."""
     return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in ``path`` (a run's record, a model's ``config.json``); None when the file is missing,
+    unreadable, not JSON or not an object."""
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def is_export(path: Path) -> bool:

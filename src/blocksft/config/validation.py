@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from blocksft.errors import is_int as _is_int
 from blocksft.errors import is_number as _is_number
 from blocksft.errors import require as _require
 from blocksft.evaluation.decoding import _check_args as check_decode_args
-from blocksft.folders import require_path
+from blocksft.folders import read_json, require_path
 from blocksft.masking import MaskingStrategy
 from blocksft.masking.base import check_block_size
 from blocksft.models.build import check_model_kind
@@ -356,18 +355,11 @@ def _remote_code_reason(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path is not None:
         folders += [Path(str(cfg.ckpt_path)), Path(str(cfg.ckpt_path)) / "export"]
     for folder in folders:
-        if _read_json(folder / "config.json").get("auto_map") or _read_json(folder / "blocksft_model.json").get(
-            "requires_remote_code"
-        ):
+        if (read_json(folder / "config.json") or {}).get("auto_map") or (
+            read_json(folder / "blocksft_model.json") or {}
+        ).get("requires_remote_code"):
             return f"{folder} ships its own modeling code"
     return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def check_runtime(cfg: DictConfig) -> None:

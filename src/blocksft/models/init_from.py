@@ -20,7 +20,6 @@ and checks the value without reading weights; ``blocksft.models.loader`` loads t
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from omegaconf import DictConfig
 
 from blocksft.data.tokenizer import load_saved_tokenizer
 from blocksft.errors import ConfigError
-from blocksft.folders import RUN_RECORD, is_export
+from blocksft.folders import RUN_RECORD, is_export, read_json
 from blocksft.models.build import EXPORT_CONFIG
 from blocksft.models.tiny import TinyDiffusionConfig
 from blocksft.models.tokenizers import build_configured_tokenizer
@@ -59,13 +58,6 @@ def _fail(value, allowed: str, key: str = "model.init_from") -> ConfigError:
     return ConfigError(f"{key}={value} is invalid: allowed {allowed}")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def export_kind(folder: Path) -> str | None:
     """``tiny_export``, ``hf_export`` or ``peft_adapter`` for an export folder (``blocksft.folders.is_export``),
     else None."""
@@ -73,7 +65,9 @@ def export_kind(folder: Path) -> str | None:
         return None
     if (folder / "adapter_config.json").is_file():
         return "peft_adapter"
-    return "tiny_export" if _read_json(folder / "config.json").get("model_type") == TINY_MODEL_TYPE else "hf_export"
+    return (
+        "tiny_export" if (read_json(folder / "config.json") or {}).get("model_type") == TINY_MODEL_TYPE else "hf_export"
+    )
 
 
 def resolve_init_source(value) -> InitSource:
@@ -106,7 +100,7 @@ def checkpoint_tokenizer_folder(checkpoint: Path, given=None, depth: int = 0) ->
     run = folder.parent
     if (run / "export" / "tokenizer.json").is_file():
         return run / "export"
-    model = (_read_json(run / RUN_RECORD).get("config") or {}).get("model") or {}
+    model = ((read_json(run / RUN_RECORD) or {}).get("config") or {}).get("model") or {}
     choice, start = model.get("tokenizer", "auto"), model.get("init_from")
     if choice == "bpe":
         raise _fail(
@@ -222,9 +216,9 @@ def validate_init_from(cfg: DictConfig) -> None:
             f"Hugging Face model: use model=hf_masked_lm model.init_from={value})",
         )
     if source.kind != "lightning_ckpt":
-        settings = _read_json(source.path / EXPORT_CONFIG)
+        settings = read_json(source.path / EXPORT_CONFIG) or {}
         if (
-            _read_json(source.path / "config.json").get("auto_map") or settings.get("requires_remote_code")
+            (read_json(source.path / "config.json") or {}).get("auto_map") or settings.get("requires_remote_code")
         ) and not model.get("trust_remote_code", False):
             raise ConfigError(
                 f"model.trust_remote_code=false is invalid: allowed true ({source.path} ships its "

@@ -24,13 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModel
 
 from blocksft.data.tokenizer import load_saved_tokenizer
-from blocksft.folders import is_export
+from blocksft.folders import is_export, read_json
 from blocksft.models.build import EXPORT_CONFIG, build_hf_backbone, build_model
 from blocksft.models.hf import enable_gradient_checkpointing, load_hf_config, load_hf_model, load_hf_tokenizer
 from blocksft.models.init_from import (
     ALLOWED,
     InitSource,
-    _read_json,
     checkpoint_tokenizer_folder,
     export_kind,
     init_record,
@@ -47,12 +46,12 @@ def hf_settings(folder: Path, kind: str, model_cfg: DictConfig | None) -> DictCo
     """Loading settings of a Hugging Face export (its ``blocksft_model.json`` if it holds an ``hf`` config,
     else ``model_cfg``) with the folder (or an adapter's base) as ``name_or_path``, and ``model_cfg``'s
     remote-code opt-in, training options and ``init_from``."""
-    saved = _read_json(folder / EXPORT_CONFIG)
+    saved = read_json(folder / EXPORT_CONFIG) or {}
     base = OmegaConf.create(saved) if saved.get("kind") == "hf" else model_cfg
     if base is None or base.get("kind") != "hf":
         raise ValueError(f"ckpt_path={folder}: a Hugging Face folder without {EXPORT_CONFIG} needs a model=hf_* config")
     name = (
-        _read_json(folder / "adapter_config.json").get("base_model_name_or_path")
+        (read_json(folder / "adapter_config.json") or {}).get("base_model_name_or_path")
         if kind == "peft_adapter"
         else str(folder)
     )

@@ -39,7 +39,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.config.validation import decode_block_lengths
 from blocksft.errors import ConfigError
-from blocksft.folders import RESULTS, RUN_RECORD
+from blocksft.folders import RESULTS, RUN_RECORD, read_json
 from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.runs.redact import redact
 
@@ -199,14 +199,6 @@ def _flatten(node, prefix: str = "") -> dict:
 
 
 # ---------------------------------------------------------------------------------------- records
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
 
 
 def folder_record(folder: str | Path) -> tuple[dict, str] | None:

@@ -27,13 +27,12 @@ from omegaconf import DictConfig, open_dict
 from blocksft.config.validation import validate_config, with_eval_benchmark
 from blocksft.data.batch_plan import world_size
 from blocksft.errors import ConfigError, DataError
-from blocksft.folders import RESULTS
+from blocksft.folders import RESULTS, read_json
 from blocksft.runs.identity import (
     apply_run_record,
     check_folder,
     completed_results,
     job_identity,
-    read_json,
     recorded_config,
     remove_unclaimed_folder,
     restore_hydra_files,
