@@ -111,6 +111,7 @@ class RunResult:
     git_commit: str | None = None
     ckpt_path: str | None = None
     config: dict = field(default_factory=dict)  # the resolved, redacted config
+    environment: dict = field(default_factory=dict)  # versions, device, CPU kernels (blocksft.evaluation.environment)
     config_fingerprint: str | None = None  # sha256 of the result-bearing config (blocksft.runs.identity)
     decode: dict = field(default_factory=dict)  # the evaluation's decode settings
     trained_run: dict | None = None  # mode=eval of a recorded run: {"dir", "config_fingerprint", "config"}
@@ -190,6 +191,7 @@ class RunResult:
                     "decode_cost",
                     "decode_cost_by_decode_block",
                     "decode",
+                    "environment",
                 )
             }
         )

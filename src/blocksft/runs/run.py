@@ -28,6 +28,7 @@ from blocksft.data.batch_plan import BatchPlan, plan_batches, world_size
 from blocksft.data.datamodule import DiffusionSFTDataModule
 from blocksft.data.documents import datamodule_from_config
 from blocksft.evaluation.decoding import DecodePlan
+from blocksft.evaluation.environment import environment
 from blocksft.evaluation.metrics import evaluation_fields
 from blocksft.folders import checkpoint_step
 from blocksft.masking import MaskingStrategy
@@ -385,6 +386,7 @@ def completed_result(
         git_commit=commit,
         ckpt_path=ckpt_path,
         config=logged_config,
+        environment=environment(module.device),
         reused_from=reused_from,
         **identity,
     )
