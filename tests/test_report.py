@@ -17,7 +17,7 @@ from experiments import reporting as rep
 
 ROOT = Path(__file__).resolve().parents[1]
 
-T2 = 4.3027  # t_{0.975, df=2}
+T2 = 4.302652729749464  # t_{0.975, df=2}
 
 
 # ---------------------------------------------------------------------------------------- fixtures

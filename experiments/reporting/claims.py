@@ -189,6 +189,28 @@ def claims(summary: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def family_claims(family: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """The declared comparisons (``protocol.family_verdicts``) as claims "<treatment> beats <control>", each with
+    its Holm verdict and, as evidence, its raw and family-wise intervals and both p-values."""
+    return [
+        {
+            "claim": f"{row['name']}: {row['treatment']} beats {row['control']}",
+            "verdict": row["verdict"],
+            "evidence": (
+                f"Δ = {signed(row['mean'])} pts, 95% CI [{pct(row['ci_low'])}, {pct(row['ci_high'])}], family-wise "
+                f"[{pct(row['family_ci_low'])}, {pct(row['family_ci_high'])}], p = {_p(row['p_value'])}, "
+                f"Holm p = {_p(row['holm_p'])}, n={row['n_pairs']} of {len(row['declared_seeds'])} declared pairs"
+                + (f", {len(row['cross_isa_seeds'])} across CPU kernels" if row["cross_isa_seeds"] else "")
+            ),
+        }
+        for row in family
+    ]
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
 def _diff_evidence(diff: dict[str, Any]) -> str:
     return (
         f"Δ = {signed(diff['mean'])} pts, 95% CI [{pct(diff['ci_low'])}, {pct(diff['ci_high'])}], "

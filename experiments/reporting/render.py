@@ -106,6 +106,51 @@ def accuracy_by_configuration(s: Summary) -> list[str]:
     )
 
 
+def declared_family(s: Summary) -> list[str]:
+    """The protocol the sweep file declared and its family of comparisons, Holm-adjusted."""
+    if not s.get("protocol"):
+        return []
+    p = s["protocol"]
+    lines = [
+        "## Declared comparisons",
+        "",
+        f"Declared before running (the sweep file's `protocol`): seeds {','.join(map(str, p['seeds']))}; verdicts from "
+        f"the {p['split']} split, at least {p['min_eval_size']} problems a job; a family of {p['family_size']} "
+        "comparisons. Δ = treatment − control in points of %, paired by seed; the 95% t-interval beside the "
+        f"family-wise one (Bonferroni over {p['family_size']}); two-sided paired t-test p and the same p "
+        "Holm-adjusted over the family. Verdict: Holm p < 0.05; none until every comparison has its declared seeds.",
+        "",
+    ]
+    rows = [
+        [
+            d["name"],
+            d["treatment"],
+            d["control"],
+            pct(d["treatment_mean"]),
+            pct(d["control_mean"]),
+            signed(d["mean"], 2),
+            _ci(d),
+            _ci({"ci_low": d["family_ci_low"], "ci_high": d["family_ci_high"]}),
+            _p(d["p_value"]),
+            _p(d["holm_p"]),
+            f"{d['n_pairs']} / {len(d['declared_seeds'])}",
+            len(d["cross_isa_seeds"]) or "—",
+            f"**{d['verdict']}**",
+        ]
+        for d in s["family"]
+    ]
+    header = ["comparison", "treatment", "control", "treatment %", "control %", "Δ", "95% CI", "family-wise CI"]
+    lines += table(header + ["p", "Holm p", "pairs", "pairs across CPU kernels", "verdict"], rows)
+    kernels = sorted({k for d in s["family"] for k in d["kernel_isa"]})
+    if kernels:
+        lines += [f"CPU kernels of the paired runs (`environment.kernel_isa`): {', '.join(kernels)}.", ""]
+    return lines
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
 def _ci(diff: dict[str, Any], digits: int = 2) -> str:
     return "n/a" if diff.get("ci_low") is None else f"[{pct(diff['ci_low'], digits)}, {pct(diff['ci_high'], digits)}]"
 
@@ -499,7 +544,7 @@ def plots_section(plots: Sequence[str]) -> list[str]:
 def jobs(runs: Sequence[Run]) -> list[str]:
     lines = ["## Jobs", ""]
     return lines + table(
-        ["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall"],
+        ["job", "status", "strategy", "block", "seed", "budget", "accuracy %", "final loss", "wall", "CPU kernels"],
         [
             [
                 f"`{r['job']}`" + (" †" if r.get("linked_from") else " ‡" if r.get("training_from") else ""),
@@ -511,6 +556,7 @@ def jobs(runs: Sequence[Run]) -> list[str]:
                 pct(r.get("accuracy")),
                 "n/a" if r.get("final_train_loss") is None else f"{r['final_train_loss']:.3f}",
                 duration(r.get("wall_seconds")),
+                r.get("kernel_isa") or "n/a",
             ]
             for r in runs
         ],
@@ -523,6 +569,7 @@ SUMMARY_SECTIONS = (
     failed_jobs,
     unfinished_jobs,
     accuracy_by_configuration,
+    declared_family,
     main_comparison,
     block_grid,
     knob_ablations,

@@ -112,6 +112,11 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         "eval_seconds": result.eval_seconds,
         "git_commit": result.git_commit,
         "study": result.study,
+        "eval_split": result.eval_split,
+        "eval_size": result.eval_size,
+        "kernel_isa": kernel_isa_of(result),
+        "protocol": result.config.get("protocol") or None,
+        **_training_knobs(result.config),
         # copied from another study (blocksft.runs.reuse): the whole run, or the training it decoded
         "linked_from": None if trained_elsewhere else (result.reused_from or {}).get("dir"),
         "training_from": result.reused_from["dir"] if trained_elsewhere else None,
@@ -136,6 +141,33 @@ def _count_at_primary_length(run: Run, result: RunResult, by_block: dict[int, fl
     the first of the list instead, so a grid's B=32 row would read as its accuracy decoded in blocks of 4."""
     flexible = {as_int(length): value for length, value in result.accuracy_flexible_by_decode_block.items()}
     run.update(decode_block_length=primary, accuracy=by_block[primary], accuracy_flexible=flexible.get(primary))
+
+
+def kernel_isa_of(result: RunResult) -> str | None:
+    """The CPU kernels a run computed with (``environment.kernel_isa``); for records written before runs kept
+    their environment, the ATen capability named in the decoding cost's device (``"cpu: ... (AVX512, 2 torch
+    threads)"`` -> ``AVX512/?``), else None."""
+    if result.environment.get("kernel_isa"):
+        return result.environment["kernel_isa"]
+    device = result.decode_cost.get("device")
+    if isinstance(device, str) and "(" in device:
+        return device.rsplit("(", 1)[1].split(",")[0].strip() + "/?"
+    return None
+
+
+def _training_knobs(config: dict[str, Any]) -> dict[str, Any]:
+    """The recorded config's tuning knobs: ``lr``, ``ema_decay`` (0 without a weight average), the loss
+    ``weighting`` and the ``batch_size``."""
+    optim = config.get("optim") if isinstance(config.get("optim"), dict) else {}
+    optimizer = optim.get("optimizer") if isinstance(optim.get("optimizer"), dict) else {}
+    objective = config.get("objective") if isinstance(config.get("objective"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    return {
+        "lr": as_float(optimizer.get("lr")),
+        "ema_decay": as_float(optim.get("ema_decay")) or 0.0,  # 0: the last step's weights
+        "weighting": objective.get("weighting"),
+        "batch_size": as_int(data.get("batch_size")),
+    }
 
 
 def _model_name(config: dict[str, Any]) -> str | None:

@@ -16,39 +16,16 @@ Group = dict[str, Any]
 
 #: Knobs that become grouping columns when they take more than one value in a sweep (``model``: the
 #: backbone config's name, e.g. ``base`` vs ``base_scratch``).
-ABLATION_KNOBS: tuple[str, ...] = ("model", "prefix_mask_rate", "suffix_mask_prob", "budget_kind", "budget_value")
-#: Two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30.
-T_975: tuple[float, ...] = (
-    12.7062,
-    4.3027,
-    3.1824,
-    2.7764,
-    2.5706,
-    2.4469,
-    2.3646,
-    2.3060,
-    2.2622,
-    2.2281,
-    2.2010,
-    2.1788,
-    2.1604,
-    2.1448,
-    2.1314,
-    2.1199,
-    2.1098,
-    2.1009,
-    2.0930,
-    2.0860,
-    2.0796,
-    2.0739,
-    2.0687,
-    2.0639,
-    2.0595,
-    2.0555,
-    2.0518,
-    2.0484,
-    2.0452,
-    2.0423,
+ABLATION_KNOBS: tuple[str, ...] = (
+    "model",
+    "prefix_mask_rate",
+    "suffix_mask_prob",
+    "budget_kind",
+    "budget_value",
+    "weighting",
+    "batch_size",
+    "lr",
+    "ema_decay",
 )
 SUPPORTS, CONTRADICTS = "supports", "contradicts"
 
@@ -60,14 +37,93 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def t_critical(df: int) -> float:
-    """Two-sided 95% t quantile: scipy if installed, else the table for df 1..30, else 1.96."""
-    try:
-        from scipy import stats
+def t_critical(df: int, level: float = 0.95) -> float:
+    """Two-sided ``level`` Student t quantile, t_{(1 + level) / 2, df}."""
+    return t_quantile(1 - (1 - level) / 2, df)
 
-        return float(stats.t.ppf(0.975, df))
-    except ImportError:
-        return T_975[df - 1] if 1 <= df <= len(T_975) else 1.96
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny, result = 1e-300, 1.0
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return result
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom."""
+    if math.isinf(t):
+        return 0.0
+    return regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The ``q`` quantile (0.5 < q < 1) of Student's t with ``df`` degrees of freedom, by bisection."""
+    target = 2.0 * (1.0 - q)  # the two-sided tail probability beyond the quantile
+    low, high = 0.0, 1.0
+    while t_two_sided_p(high, df) > target:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if t_two_sided_p(middle, df) > target else (low, middle)
+        if high - low < 1e-12:
+            break
+    return (low + high) / 2.0
+
+
+def paired_t_test(diffs: Sequence[float]) -> float | None:
+    """Two-sided p-value of the one-sample t test that the mean of ``diffs`` is 0 (None for fewer than 2;
+    0 or 1 when every difference is equal: non-zero or zero)."""
+    mean, std = mean_std(diffs)
+    if std is None:
+        return None
+    if std == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    return t_two_sided_p(mean / (std / math.sqrt(len(diffs))), len(diffs) - 1)
+
+
+def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family's p-values (same order; None stays None and does not count
+    in the family's size): p_(i) -> max_{j <= i} min(1, (m - j + 1) p_(j)) over the ascending order."""
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running, m = 0.0, len(present)
+    for rank, (p, index) in enumerate(present):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float | None, float | None]:
+    """The ``level`` t-interval of the mean of ``diffs`` ((None, None) for fewer than 2 values)."""
+    mean, std = mean_std(diffs)
+    if std is None:
+        return None, None
+    half = t_critical(len(diffs) - 1, level) * std / math.sqrt(len(diffs))
+    return mean - half, mean + half
 
 
 def sort_key(value: Any) -> tuple:

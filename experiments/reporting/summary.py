@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons
+from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons, family_claims
 from experiments.reporting.pretraining import pretraining_comparison, scratch_pairs
+from experiments.reporting.protocol import family_verdicts, study_protocol
 from experiments.reporting.runs import UNFINISHED, Run, completed
 from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
 from experiments.reporting.stats import (
@@ -81,6 +82,15 @@ def study_kinds(study: str, runs: Sequence[Run]) -> list[str]:
     return kinds
 
 
+def _declared(protocol) -> dict[str, Any]:
+    return {
+        "seeds": list(protocol.seeds),
+        "split": protocol.split,
+        "min_eval_size": protocol.min_eval_size,
+        "family_size": len(protocol.family),
+    }
+
+
 def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> dict[str, Any]:
     """All aggregated numbers of a sweep (what ``summary.json`` holds)."""
     done = completed(runs)
@@ -127,5 +137,8 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "paper": PAPER,
     }
     summary["pareto"] = scheme_pareto(summary["schemes"]) if summary["schemes"] else None
-    summary["claims"] = claims(summary)
+    protocol = study_protocol(runs)
+    summary["protocol"] = None if protocol is None else _declared(protocol)
+    summary["family"] = family_verdicts(runs, protocol) if protocol is not None else []
+    summary["claims"] = family_claims(summary["family"]) if protocol is not None else claims(summary)
     return summary
