@@ -29,6 +29,12 @@ COMPLETED_RECORD = {
     "decode_cost_by_decode_block": {"8": {"nfe_per_problem": 32.0}},
     "answer_format_mismatch": False,
     "answer_format_warning": None,
+    "parse_failure_rate": 0.25,
+    "parse_failure_rate_by_decode_block": {"8": 0.25, "16": None},
+    "termination": {"early_eos_rate": 0.125, "no_eos_rate": 0.0, "eos_share_by_block": [0.0, 0.5]},
+    "termination_by_decode_block": {
+        "8": {"early_eos_rate": 0.125, "no_eos_rate": 0.0, "eos_share_by_block": [0.0, 0.5]}
+    },
     "final_train_loss": 1.5,
     "eval_loss": None,
     "init_from": {"path": "base/export", "kind": "tiny_export", "sha256": {"model.safetensors": "ab"}},
