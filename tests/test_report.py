@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from experiments import reporting as rep
+from experiments.reporting.render import render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -896,3 +897,44 @@ def test_write_report_scratch_vs_base(scratch_sweep: Path, tmp_path: Path):
     ) in text
     assert "(ours, steps budget, from base)" in text
     assert _png_ok(out / "bars.png") and not (out / "pareto.png").exists()
+
+
+def test_termination_section_means_each_arm_over_seeds_at_its_primary_block(tmp_path: Path):
+    """results.json's parse_failure_rate and termination (at the run's primary decoding block) per arm; a sweep
+    recorded before them (or a run without them) has no such section and no such row."""
+    root = tmp_path / "sweep"
+    figures = {  # (strategy, seed): (parse failures, early EOS, no EOS, median tokens) at decoding block 8
+        ("blockwise", 0): (0.25, 0.125, 0.0, 20.0),
+        ("blockwise", 1): (0.75, 0.375, 0.25, 31.0),
+        ("classical", 0): (0.5, 0.5, 0.0, 9.0),
+    }
+    for (strategy, seed), (failures, early, no_eos, median) in figures.items():
+        job = write_job(root, f"{strategy}-seed{seed}", strategy=strategy, seed=seed, by_block={4: 0.1, 8: 0.3})
+        results = json.loads((job / "results.json").read_text())
+        at_8 = {"early_eos_rate": early, "no_eos_rate": no_eos, "answer_tokens_p50": median}
+        results.update(
+            parse_failure_rate=1.0,  # at decode_block_length 4: the report counts the run at its training block
+            parse_failure_rate_by_decode_block={"4": 1.0, "8": failures},
+            termination={"early_eos_rate": 1.0},
+            termination_by_decode_block={"4": {"early_eos_rate": 1.0}, "8": at_8},
+        )
+        (job / "results.json").write_text(json.dumps(results))
+    write_job(root, "classical-seed1", strategy="classical", seed=1)  # recorded before the fields
+    runs = rep.load_runs(root)
+    summary = rep.summarize(runs, "main", root)
+    blockwise, classical = summary["termination"]
+    assert blockwise["strategy"] == "blockwise" and blockwise["n"] == 2
+    assert blockwise["parse_failure_rate"] == pytest.approx(0.5) and blockwise["early_eos_rate"] == pytest.approx(0.25)
+    assert blockwise["no_eos_rate"] == pytest.approx(0.125) and blockwise["answer_tokens_p50"] == pytest.approx(25.5)
+    assert classical["n"] == 1 and classical["parse_failure_rate"] == 0.5
+    text = render_markdown(summary, runs, [])
+    assert "## Termination" in text
+    assert "| blockwise | 8 | 50.0 | 25.0 | 12.5 | 25.5 | 2 |" in text
+    assert "| classical | 8 | 50.0 | 50.0 | 0.0 | 9.0 | 1 |" in text
+
+
+def test_a_sweep_recorded_before_termination_has_no_such_section(main_sweep: Path):
+    runs = rep.load_runs(main_sweep)
+    assert all(r["parse_failure_rate"] is None and r["early_eos_rate"] is None for r in runs)
+    summary = rep.summarize(runs, "main", main_sweep)
+    assert summary["termination"] == [] and "## Termination" not in render_markdown(summary, runs, [])

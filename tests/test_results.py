@@ -29,6 +29,12 @@ COMPLETED_RECORD = {
     "decode_cost_by_decode_block": {"8": {"nfe_per_problem": 32.0}},
     "answer_format_mismatch": False,
     "answer_format_warning": None,
+    "parse_failure_rate": 0.25,
+    "parse_failure_rate_by_decode_block": {"8": 0.25, "16": None},
+    "termination": {"early_eos_rate": 0.125, "no_eos_rate": 0.0, "eos_share_by_block": [0.0, 0.5]},
+    "termination_by_decode_block": {
+        "8": {"early_eos_rate": 0.125, "no_eos_rate": 0.0, "eos_share_by_block": [0.0, 0.5]}
+    },
     "final_train_loss": 1.5,
     "eval_loss": None,
     "init_from": {"path": "base/export", "kind": "tiny_export", "sha256": {"model.safetensors": "ab"}},
@@ -41,6 +47,7 @@ COMPLETED_RECORD = {
     "git_commit": "abc",
     "ckpt_path": None,
     "config": {"strategy": {"name": "blockwise", "masking": {"prefix_mask_rate": 0.5}}},
+    "environment": {"torch": "2.13.0", "kernel_isa": "AVX512/AMX"},
     "config_fingerprint": "f" * 64,
     "decode": {"block_lengths": [8, 16], "steps": 32},
     "trained_run": None,

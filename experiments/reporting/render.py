@@ -151,6 +151,35 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
 
 
+def termination(s: Summary) -> list[str]:
+    """How generations end, per configuration (runs recorded before ``results.json: termination``: none)."""
+    if not s.get("termination"):
+        return []
+    keys = s["group_keys"]
+    lines = [
+        "## Termination",
+        "",
+        "Mean over seeds, at each run's primary decoding block: generations with no answer under the scoring rule "
+        "(parse failures), with an EOS before any answer (early EOS) and without EOS (cut at `gen_length`), in %; "
+        "median tokens before the first EOS.",
+        "",
+    ]
+    return lines + table(
+        [*keys, "parse failures", "early EOS", "no EOS", "median tokens", "n"],
+        [
+            [
+                *(fmt_key(k, g.get(k)) for k in keys),
+                pct(g["parse_failure_rate"]),
+                pct(g["early_eos_rate"]),
+                pct(g["no_eos_rate"]),
+                "n/a" if g["answer_tokens_p50"] is None else f"{g['answer_tokens_p50']:.1f}",
+                g["n"],
+            ]
+            for g in s["termination"]
+        ],
+    )
+
+
 def _ci(diff: dict[str, Any], digits: int = 2) -> str:
     return "n/a" if diff.get("ci_low") is None else f"[{pct(diff['ci_low'], digits)}, {pct(diff['ci_high'], digits)}]"
 
@@ -570,6 +599,7 @@ SUMMARY_SECTIONS = (
     unfinished_jobs,
     accuracy_by_configuration,
     declared_family,
+    termination,
     main_comparison,
     block_grid,
     knob_ablations,

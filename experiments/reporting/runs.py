@@ -132,7 +132,23 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         _count_at_primary_length(run, result, by_block, primary)
     if not by_block and run["accuracy"] is not None and run["decode_block_length"] is not None:
         run["accuracy_by_decode_block"] = {run["decode_block_length"]: run["accuracy"]}
+    run.update(_termination_at(result, run["decode_block_length"]))
     return run
+
+
+#: A run's figures of how its generations end (``results.json: termination``), as report fields.
+TERMINATION_FIELDS = ("early_eos_rate", "no_eos_rate", "answer_tokens_p50")
+
+
+def _termination_at(result: RunResult, length: int | None) -> dict[str, float | None]:
+    """The parse-failure rate and ``TERMINATION_FIELDS`` at decoding block ``length`` (the run's primary); None
+    each in records written before they were (or of runs that decoded nothing)."""
+    key = str(length)
+    at_primary = length == result.decode_block_length
+    ends = result.termination_by_decode_block.get(key)
+    ends = ends if isinstance(ends, dict) else result.termination if at_primary else {}
+    failures = result.parse_failure_rate_by_decode_block.get(key, result.parse_failure_rate if at_primary else None)
+    return {"parse_failure_rate": failures, **{name: as_float(ends.get(name)) for name in TERMINATION_FIELDS}}
 
 
 def _count_at_primary_length(run: Run, result: RunResult, by_block: dict[int, float], primary: int) -> None:

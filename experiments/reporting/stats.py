@@ -180,6 +180,18 @@ def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None, metric: st
     return groups
 
 
+def termination_groups(runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Per group of ``keys`` (as :func:`aggregate`), the mean over seeds of each of ``metrics`` (None where
+    none of its runs recorded it); only groups with at least one of them, so [] for records before them."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for metric in metrics:
+        for group in aggregate(runs, keys, metric=metric):
+            key = tuple(group.get(k) for k in keys)
+            rows.setdefault(key, {**{k: group.get(k) for k in keys}, "n": group["n"]})[metric] = group["mean"]
+    ordered = sorted(rows, key=lambda t: tuple(sort_key(v) for v in t))
+    return [{**dict.fromkeys(metrics), **rows[key]} for key in ordered]
+
+
 def pairing_keys(runs: Sequence[Run], by: Sequence[str] = ("budget_kind",)) -> tuple[str, ...]:
     """``by``, preceded by ``model`` when the completed runs come from more than one model: a seed-paired
     comparison never pairs runs of different models. With one model the keys are ``by`` unchanged."""

@@ -13,7 +13,7 @@ from typing import Any
 from experiments.reporting.claims import CONTROL_STRATEGIES, PAPER, claims, control_comparisons, family_claims
 from experiments.reporting.pretraining import pretraining_comparison, scratch_pairs
 from experiments.reporting.protocol import family_verdicts, study_protocol
-from experiments.reporting.runs import UNFINISHED, Run, completed
+from experiments.reporting.runs import TERMINATION_FIELDS, UNFINISHED, Run, completed
 from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
 from experiments.reporting.stats import (
     aggregate,
@@ -22,6 +22,7 @@ from experiments.reporting.stats import (
     knob_differences,
     paired_difference,
     pairing_keys,
+    termination_groups,
     time_breakdown,
     varying_knobs,
 )
@@ -119,6 +120,7 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "group_keys": keys,
         "groups": aggregate(runs, keys),
         "groups_flexible": aggregate(runs, keys, metric="accuracy_flexible"),
+        "termination": termination_groups(runs, keys, ("parse_failure_rate", *TERMINATION_FIELDS)),
         "paired": paired_difference(runs, by=pairing_keys(runs)) if "main" in kinds else [],
         "grid": block_grid(runs) if "block_size_consistency" in kinds else None,
         "prefix": aggregate([r for r in done if r["prefix_mask_rate"] is not None], ["prefix_mask_rate"])

@@ -9,7 +9,8 @@ Plain functions (no Lightning), called by the module (W&B / CSV metrics) and by 
 * :func:`format_warning` compares strict with flexible accuracy: a gap above
   :data:`FORMAT_GAP` (20 points) means the model writes its answers in another format than the
   scorer expects, so the headline ``accuracy`` understates it.
-* :func:`evaluation_fields` groups both for ``results.json``.
+* :func:`evaluation_fields` groups both, and the termination figures
+  (:mod:`blocksft.evaluation.termination`: parse failures, early EOS, lengths), for ``results.json``.
 """
 
 from __future__ import annotations
@@ -91,15 +92,27 @@ def format_warning(accuracy: float | None, accuracy_flexible: float | None, gap:
 
 
 def evaluation_fields(
-    accuracy_by_block: Mapping[int, Mapping[str, float]], cost_by_block: Mapping[int, dict], primary_block: int
+    accuracy_by_block: Mapping[int, Mapping[str, float]],
+    cost_by_block: Mapping[int, dict],
+    primary_block: int,
+    termination_by_block: Mapping[int, Mapping] | None = None,
 ) -> dict:
     """The ``results.json`` fields of this module: the primary decode block's cost, every block's
-    cost, and the answer-format check of the primary block's accuracies."""
+    cost, the answer-format check of the primary block's accuracies, and the parse-failure rate and
+    termination figures (:func:`blocksft.evaluation.termination.termination_summary`) of the primary
+    block and of every block (``termination`` holds all but ``parse_failure_rate``, a field of its own)."""
     primary = accuracy_by_block.get(primary_block, {})
     warning = format_warning(primary.get("accuracy"), primary.get("accuracy_flexible"))
+    termination = termination_by_block or {}
+    ends = {k: {name: v for name, v in s.items() if name != "parse_failure_rate"} for k, s in termination.items()}
+    failures = {k: s.get("parse_failure_rate") for k, s in termination.items()}
     return {
         "decode_cost": cost_by_block.get(primary_block),
         "decode_cost_by_decode_block": {str(k): v for k, v in cost_by_block.items()},
         "answer_format_mismatch": warning is not None,
         "answer_format_warning": warning,
+        "parse_failure_rate": failures.get(primary_block),
+        "parse_failure_rate_by_decode_block": {str(k): v for k, v in failures.items()},
+        "termination": ends.get(primary_block),
+        "termination_by_decode_block": {str(k): v for k, v in ends.items()},
     }

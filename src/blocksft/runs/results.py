@@ -99,6 +99,11 @@ class RunResult:
     decode_cost_by_decode_block: dict = field(default_factory=dict)  # {"8": decode_cost, ...}
     answer_format_mismatch: bool | None = None  # strict and flexible accuracy differ by > 20 points
     answer_format_warning: str | None = None
+    # how generations end (blocksft.evaluation.termination); None / empty in records written before them
+    parse_failure_rate: float | None = None  # share without an answer under answer_scheme, at decode_block_length
+    parse_failure_rate_by_decode_block: dict = field(default_factory=dict)  # {"8": rate, ...}
+    termination: dict = field(default_factory=dict)  # early/no EOS rates, answer-token percentiles, EOS per block
+    termination_by_decode_block: dict = field(default_factory=dict)  # {"8": termination, ...}
     final_train_loss: float | None = None
     eval_loss: float | None = None  # held-out masked-diffusion loss (pretraining on documents), else None
     init_from: dict | None = None  # model.init_from: {"path", "kind", "sha256": {file: digest}}, else None
@@ -205,6 +210,10 @@ class RunResult:
                 for name in ("accuracy_by_decode_block", "accuracy_flexible_by_decode_block")
             }
         )
+        values["parse_failure_rate"] = as_float(raw.get("parse_failure_rate"))
+        values["parse_failure_rate_by_decode_block"] = _float_map(raw.get("parse_failure_rate_by_decode_block"))
+        values["termination"] = _as_dict(raw.get("termination"))
+        values["termination_by_decode_block"] = _as_dict(raw.get("termination_by_decode_block"))
         values["status"] = values["status"] or ""
         return cls(**values, extra={key: value for key, value in raw.items() if key not in known})
 

@@ -371,9 +371,12 @@ def completed_result(
         accuracy_flexible_by_decode_block={str(k): v.get("accuracy_flexible") for k, v in by_block.items()},
         eval_split=cfg.eval.split,
         eval_size=len(datamodule.eval_set),
-        # decoding cost (NFE, positions fed, problems/s, tokens/s, device) and the answer-format check
+        # decoding cost (NFE, positions fed, problems/s, tokens/s, device), the answer-format check and how
+        # generations end (parse failures, early EOS, answer lengths, EOS per decoding block)
         answer_scheme=cfg.data.answer_scheme,
-        **evaluation_fields(by_block, module.decode_cost_by_decode_block(), module.decode.primary),
+        **evaluation_fields(
+            by_block, module.decode_cost_by_decode_block(), module.decode.primary, module.termination_by_decode_block()
+        ),
         final_train_loss=final_train_loss,
         eval_loss=getattr(module, "eval_loss", None),
         init_from=started_from,

@@ -18,18 +18,19 @@ from blocksft.errors import NonFiniteLossError
 from blocksft.evaluation.answers import score
 from blocksft.evaluation.decoding import DecodePlan, decode
 from blocksft.evaluation.metrics import decode_cost, device_description
+from blocksft.evaluation.termination import (
+    answer_lengths,
+    eos_counts_by_block,
+    has_eos,
+    parse_failed,
+    termination_summary,
+)
 from blocksft.masking import MaskingStrategy
 from blocksft.training.objective import masked_diffusion_step
 from blocksft.training.optim import warmup_cosine_factor
 
-MAX_LOGGED_BLOCKS = 16  # per-step active-block shares are logged for the first blocks only
+MAX_LOGGED_BLOCKS = 16  # active-block shares (per step) and EOS shares (per eval) are logged for the first blocks only
 RANK_SEED_STRIDE = 1_000_003  # rank r masks with seed + r * stride: streams differ per rank
-
-
-def answer_lengths(canvas: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """Generated canvas [B, gen_length] -> long [B]: tokens before the first EOS of each row."""
-    is_eos = canvas == eos_id
-    return torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), canvas.shape[1])
 
 
 def response_texts(canvas: torch.Tensor, tokenizer) -> list[str]:
@@ -85,6 +86,7 @@ class DiffusionSFTModule(L.LightningModule):
         self.mask_generator = torch.Generator().manual_seed(seed)
         self.eval_records: list[dict] = []
         self.decode_seconds: defaultdict[int, float] = defaultdict(float)  # per decode block length
+        self.eos_counts: dict[int, torch.Tensor] = {}  # per decode block length: eos_counts_by_block, summed
         self._rng_state_to_restore: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------- training
@@ -220,6 +222,7 @@ class DiffusionSFTModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.eval_records = []
         self.decode_seconds = defaultdict(float)
+        self.eos_counts = {}
 
     def test_step(self, batch: dict, batch_index: int) -> None:
         prompt_ids, attention_mask = batch["prompt_ids"], batch["attention_mask"]
@@ -234,7 +237,9 @@ class DiffusionSFTModule(L.LightningModule):
             self.decode_seconds[block_length] += time.perf_counter() - started
             canvas = output[:, prompt_ids.shape[1] :]
             texts = self.decode_responses(canvas)
-            answer_tokens = answer_lengths(canvas, self.eos_id).tolist()
+            answer_tokens, eos = answer_lengths(canvas, self.eos_id).tolist(), has_eos(canvas, self.eos_id).tolist()
+            counts = eos_counts_by_block(canvas, self.eos_id, block_length, self.mask_id)
+            self.eos_counts[block_length] = self.eos_counts.get(block_length, 0) + counts
             for row, (prompt, target, index, text) in enumerate(
                 zip(batch["prompt"], batch["target"], batch["index"], texts)
             ):
@@ -247,19 +252,25 @@ class DiffusionSFTModule(L.LightningModule):
                     "nfe": int(stats.nfe[row]),
                     "positions_fed": int(stats.positions_fed[row]),
                     "answer_tokens": answer_tokens[row],
+                    "has_eos": eos[row],
                 }
                 record.update(score(text, target, self.answer_scheme))
+                record["parse_failed"] = parse_failed(record)
+                record["early_eos"] = eos[row] and record["parse_failed"]
                 self.eval_records.append(record)
 
     def decode_responses(self, canvas: torch.Tensor) -> list[str]:
         return response_texts(canvas, self.tokenizer)
 
     def on_test_epoch_end(self) -> None:
-        costs = self.decode_cost_by_decode_block()
+        costs, termination = self.decode_cost_by_decode_block(), self.termination_by_decode_block()
         for block_length, metrics in self.accuracy_by_decode_block().items():
             prefix = f"{self.eval_name}/"
             suffix = "" if block_length == self.decode.primary else f"@block{block_length}"
             numbers = {k: v for k, v in costs.get(block_length, {}).items() if isinstance(v, (int, float))}
+            ends = dict(termination.get(block_length, {}))
+            shares = ends.pop("eos_share_by_block", [])[:MAX_LOGGED_BLOCKS]
+            numbers.update({**ends, **{f"eos_share/{k}": share for k, share in enumerate(shares)}})
             for name, value in {**metrics, **numbers}.items():
                 if value is not None:
                     self.log(f"{prefix}{name}{suffix}", float(value))
@@ -278,6 +289,21 @@ class DiffusionSFTModule(L.LightningModule):
                     self.decode_seconds[block_length],
                     self.decode.gen_length,
                     device,
+                )
+        return summary
+
+    def termination_by_decode_block(self) -> dict[int, dict]:
+        """{decode block length: :func:`blocksft.evaluation.termination.termination_summary`} over ``eval_records``
+        and the EOS counts per decoding block."""
+        summary: dict[int, dict] = {}
+        for block_length in self.decode.block_lengths:
+            records = [r for r in self.eval_records if r["decode_block_length"] == block_length]
+            if records:
+                summary[block_length] = termination_summary(
+                    [r["answer_tokens"] for r in records],
+                    [r["has_eos"] for r in records],
+                    [r["parse_failed"] for r in records],
+                    self.eos_counts[block_length],
                 )
         return summary
 
