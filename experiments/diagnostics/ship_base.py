@@ -23,6 +23,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from blocksft.folders import portable
 from blocksft.models.init_from import sha256_file
 from blocksft.runs.results import RunResult
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(args.to)
     shutil.copytree(args.run / "export", args.to)
     record = provenance(args.run, args.to, args.note)
-    (args.to / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
+    (args.to / PROVENANCE).write_text(portable(json.dumps(record, indent=2)) + "\n")
     (args.to / CARD).write_text(model_card(record))
     print(
         f"shipped {args.run} -> {args.to}: {record['num_parameters']:,} parameters, "

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from blocksft.folders import portable
 from experiments.reporting.plots import mean_loss_curves, plot_bars, plot_heatmap, plot_loss_curves, plot_pareto
 from experiments.reporting.render import render_markdown
 from experiments.reporting.runs import load_runs
@@ -48,8 +49,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
         plots.append("loss_curves.png")
     summary["plots"] = plots
     summary["loss_curve_jobs"] = {label: n for label, (_, _, n) in curves.items()}
-    (out / "report.md").write_text(render_markdown(summary, runs, plots))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "report.md").write_text(portable(render_markdown(summary, runs, plots)))
+    (out / "summary.json").write_text(portable(json.dumps(summary, indent=2, default=str)))
     return summary
 
 

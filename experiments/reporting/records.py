@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from blocksft.folders import portable
 from blocksft.runs.identity import RESULTS, RUN_RECORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,8 @@ STUDIES = ROOT / "outputs" / "studies"
 RECORDS = ROOT / "experiments" / "records"
 #: Glob patterns, relative to a job folder, of what a record holds.
 RECORD_FILES: tuple[str, ...] = (RESULTS, RUN_RECORD, "csv/**/metrics.csv", "generations.jsonl")
+#: Record files whose text is made portable (``folders.portable``): no path of this machine is committed.
+TEXT_SUFFIXES: tuple[str, ...] = (".json", ".jsonl", ".csv", ".yaml")
 
 
 def finished_jobs(study_dir: Path) -> list[Path]:
@@ -38,13 +41,16 @@ def finished_jobs(study_dir: Path) -> list[Path]:
 
 
 def copy_record(job: Path, target: Path) -> None:
-    """Replace ``target`` by the record files of ``job``."""
+    """Replace ``target`` by the record files of ``job``, their paths inside the checkout made relative."""
     shutil.rmtree(target, ignore_errors=True)
     for pattern in RECORD_FILES:
         for source in sorted(job.glob(pattern)):
             destination = target / source.relative_to(job)
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination)
+            if source.suffix in TEXT_SUFFIXES:
+                destination.write_text(portable(source.read_text()))
+            else:
+                shutil.copy2(source, destination)
 
 
 def keep(study_dir: Path, records_dir: Path) -> int:

@@ -82,3 +82,15 @@ def require_path(key: str, value, kinds: tuple[str, ...]) -> str:
             return kind
     allowed = " or ".join(PATH_KINDS[kind][0] for kind in kinds)
     raise ConfigError(f"{key}={str(value)!r} is invalid: allowed {allowed} (got {describe(path)})")
+
+
+#: The checkout this package runs from: the folder holding ``src/blocksft``.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def portable(text: str, root: Path = PROJECT_ROOT) -> str:
+    """``text`` with every absolute path inside ``root`` made relative to it (``<root>/outputs/x`` ->
+    ``outputs/x``, ``<root>`` -> ``.``): what a committed record or report says of where a run lay, readable on
+    any machine and naming none."""
+    prefix = str(root.resolve())
+    return text.replace(prefix + "/", "").replace(prefix, ".")

@@ -39,11 +39,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.config.validation import decode_block_lengths
 from blocksft.errors import ConfigError
-from blocksft.folders import RESULTS, RUN_RECORD, read_json
+from blocksft.folders import PROJECT_ROOT, RESULTS, RUN_RECORD, read_json
 from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.runs.redact import redact
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
 #: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
