@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lm_eval import simple_evaluate
-from lm_eval.tasks import TaskManager
+from lm_eval.tasks import TaskManager, get_task_dict
 from peft import PeftModel
 
 from blocksft.data.arithmetic import ArithmeticConfig, generate_splits
@@ -139,6 +139,13 @@ def test_a_peft_adapter_export_is_scored_without_merging(tmp_path):
         assert torch.allclose(scorer.model(ids).logits, model(ids).logits, atol=1e-5)
     assert len(scorer.generate([("1 + 2?", {"until": []})])) == 1
     assert scorer.loglikelihood([("1 + 2?", "#### 3")])[0][0] < 0
+
+
+def test_the_test_task_reads_the_test_split():
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    task = get_task_dict(["blocksft_chains_test"], manager)["blocksft_chains_test"]
+    questions = [doc["question"] for doc in task.eval_docs]
+    assert questions == [row["question"] for row in eval_rows("chains")[0]["test"]] and len(questions) == 1000
 
 
 # ----------------------------------------------------------------------------------------- batch size, seeds
