@@ -173,3 +173,32 @@ def test_the_report_shows_the_family_and_its_verdicts():
     assert "Holm p" in summary["claims"][0]["evidence"]
     text = render_markdown(summary, runs, [])
     assert "## Declared comparisons" in text and "**treatment better**" in text and "family-wise" in text
+
+
+def test_selection_names_each_arms_best_setting_with_every_seed():
+    from experiments.reporting.selection import selection
+
+    def tuned(strategy, seed, lr, ema, accuracy):
+        raw = {
+            "status": "completed",
+            "strategy": strategy,
+            "block_size": 16,
+            "seed": seed,
+            "accuracy": accuracy,
+            "eval_split": "validation",
+            "config": {"optim": {"optimizer": {"lr": lr}, "ema_decay": ema}},
+        }
+        return normalize_run(raw, f"{strategy}-{lr}-{ema}-{seed}", Path("x"), [])
+
+    runs = [
+        tuned("classical", 0, 1e-3, None, 0.50),
+        tuned("classical", 1, 1e-3, None, 0.54),
+        tuned("classical", 0, 2e-3, 0.995, 0.70),  # best mean, but seed 1 has not finished
+        tuned("classical", 0, 5e-4, 0.995, 0.40),
+        tuned("classical", 1, 5e-4, 0.995, 0.42),
+    ]
+    (arm,) = selection(runs, seeds=[0, 1])
+    assert arm["knobs"] == ["lr", "ema_decay"]
+    assert arm["best"] == {"lr": 1e-3, "ema_decay": 0.0, "mean": pytest.approx(0.52), "n": 2}
+    assert not arm["complete"] and arm["settings"][0]["lr"] == 2e-3
+    assert selection([r for r in runs if r["lr"] == 1e-3]) == []  # nothing tuned

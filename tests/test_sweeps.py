@@ -154,3 +154,28 @@ def test_the_ablations_share_the_runs_their_files_say_they_share():
         "ablation_prefix": 15,
         "ablation_controls": 6,
     }
+
+
+@pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
+def test_a_declared_protocol_matches_what_the_sweep_runs(study, trained_run):
+    """A study that declares a protocol sweeps exactly its seeds, and its jobs score the split the protocol
+    reads, at least ``min_eval_size`` problems where that split has them."""
+    trained = [f"ckpt_path={trained_run}"] if study in EVAL_ONLY else []
+    configs = study_configs(study, *trained)
+    declared = [OmegaConf.to_container(cfg.protocol) for cfg in configs if cfg.get("protocol")]
+    if not declared:
+        pytest.skip(f"{study} declares no protocol (a study of the previous default task)")
+    assert len(declared) == len(configs) and all(p == declared[0] for p in declared), "one study, one protocol"
+    protocol = declared[0]
+    assert sorted({cfg.seed for cfg in configs}) == sorted(protocol["seeds"])
+    for cfg in configs:
+        assert cfg.eval.split == protocol["split"]
+        size = cfg.eval.size if cfg.eval.size is not None else cfg.data.source.sizes[cfg.eval.split]
+        assert size >= protocol["min_eval_size"]
+
+
+def test_tuning_sweeps_both_arms_over_learning_rate_and_weight_average_on_validation():
+    configs = study_configs("tuning")
+    grid = {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in configs}
+    assert len(grid) == 24 and {c.eval.split for c in configs} == {"validation"}
+    assert {g[0] for g in grid} == {"classical", "blockwise"} and {g[2] for g in grid} == {None, 0.995}

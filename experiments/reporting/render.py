@@ -147,6 +147,31 @@ def declared_family(s: Summary) -> list[str]:
     return lines
 
 
+def selection(s: Summary) -> list[str]:
+    """A tuning study's settings per strategy, best first, and the one each arm keeps."""
+    if not s.get("selection"):
+        return []
+    lines = [
+        "## Selection",
+        "",
+        "Mean accuracy over the seeds of each setting of the tuned knobs, per strategy, best first. The best "
+        "setting with every declared seed is the arm's setting in the other studies (`conf/arm/`); provisional "
+        "while a setting lacks a seed.",
+        "",
+    ]
+    for arm in s["selection"]:
+        best = arm["best"]
+        chosen = ", ".join(f"{k}={fmt_key(k, best[k])}" for k in arm["knobs"]) if best else "none yet"
+        status = "" if arm["complete"] else " (provisional: a setting lacks a seed)"
+        lines += [f"**{arm['strategy']}**: best {chosen}{status}", ""]
+        rows = [
+            [*(fmt_key(k, g[k]) for k in arm["knobs"]), pct_pm(g), g["n"], ",".join(map(str, g["seeds"]))]
+            for g in arm["settings"]
+        ]
+        lines += table([*arm["knobs"], "accuracy", "n", "seeds"], rows)
+    return lines
+
+
 def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
 
@@ -599,6 +624,7 @@ SUMMARY_SECTIONS = (
     unfinished_jobs,
     accuracy_by_configuration,
     declared_family,
+    selection,
     termination,
     main_comparison,
     block_grid,

@@ -15,6 +15,7 @@ from experiments.reporting.pretraining import pretraining_comparison, scratch_pa
 from experiments.reporting.protocol import family_verdicts, study_protocol
 from experiments.reporting.runs import TERMINATION_FIELDS, UNFINISHED, Run, completed
 from experiments.reporting.schemes import NEW_SCHEMES, scheme_comparison, scheme_pareto
+from experiments.reporting.selection import selection
 from experiments.reporting.stats import (
     aggregate,
     block_grid,
@@ -143,4 +144,5 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
     summary["protocol"] = None if protocol is None else _declared(protocol)
     summary["family"] = family_verdicts(runs, protocol) if protocol is not None else []
     summary["claims"] = family_claims(summary["family"]) if protocol is not None else claims(summary)
+    summary["selection"] = selection(runs, protocol.seeds if protocol is not None else None)
     return summary
