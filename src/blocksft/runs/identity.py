@@ -47,7 +47,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
 #: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
-#: callback that crashed it is the same run; a callback that changes training must go in a real key).
+#: callback that crashed it is the same run; a callback that changes training must go in a real key) and the
+#: ``diagnostics`` (measurements during training that leave its weights as they are: tests/test_decode_view.py).
 IGNORED_KEYS: tuple[str, ...] = (
     "hydra",
     "paths",
@@ -59,6 +60,7 @@ IGNORED_KEYS: tuple[str, ...] = (
     "run_name",
     "checkpoint",
     "callbacks",
+    "diagnostics",
     "trainer.default_root_dir",
     "trainer.log_every_n_steps",
     "trainer.enable_progress_bar",
