@@ -21,7 +21,7 @@ from blocksft.models.tiny import TinyDiffusionConfig, TinyDiffusionLM
 from blocksft.runs.compose import compose_config
 from blocksft.runs.identity import job_identity
 from blocksft.training.decode_view import DecodeViewSettings, decode_view_losses, decode_view_metrics, fixed_draws
-from helpers.runs import SMOKE_RUN, run_in_process
+from helpers.runs import SMOKE_RUN, run_in_process, run_train
 
 MASK_ID, PAD_ID, VOCAB = 1, 0, 40
 
@@ -243,6 +243,21 @@ def test_training_is_byte_for_byte_the_same_with_and_without_it(tmp_path):
         assert (tmp_path / "on" / name).read_bytes() == (tmp_path / "off" / name).read_bytes(), name
     assert decode_view_rows(tmp_path / "off") == {}
     assert list(decode_view_rows(tmp_path / "on")) == [2, 5, 8, 9]  # after steps 3, 6, 9 and the last, 10
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_resumes_with_the_same_decode_view_rows(tmp_path):
+    """Killed at step 25 after the checkpoint of step 20: the rows of steps 10 and 20 survive the resume (logged
+    before that checkpoint flushed the log) and the resumed run logs 30 with the uninterrupted run's values."""
+    run = [*SMOKE_RUN, "model.dropout=0.1", "budget.value=30", "checkpoint.every_n_train_steps=10"]
+    run += ["diagnostics.decode_view.every_n_steps=10"]
+    run_in_process(run, tmp_path / "straight")
+    crashed, kill = tmp_path / "crashed", ["+callbacks.kill._target_=callbacks.KillAtStep", "+callbacks.kill.step=25"]
+    killed = run_train([*run, *kill], crashed)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert "resuming from" in run_in_process(run, crashed).log
+    straight = decode_view_rows(tmp_path / "straight")
+    assert list(straight) == [9, 19, 29] and decode_view_rows(crashed) == straight
 
 
 def test_it_is_not_part_of_a_runs_identity():
