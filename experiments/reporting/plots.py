@@ -274,16 +274,21 @@ def plot_decode_view_loss(curves: dict[int, Curves], path: Path) -> bool:
     if not curves:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves) + 1, 3.8), sharey=True, squeeze=False)
+    columns = min(len(curves), 4)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + 1, 3.2 * rows + 0.6), sharey=True, squeeze=False)
     labels = sorted({label for by_label in curves.values() for label in by_label})
     colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
-    for ax, (block, by_label) in zip(axes[0], curves.items()):
+    for ax, (block, by_label) in zip(axes.flat, curves.items()):
         for label, (steps, losses, n) in by_label.items():
             ax.plot(steps, losses, marker=".", linewidth=1, color=colors[label], label=f"{label} (n={n})")
         ax.set_title(f"block {block}", fontsize=9)
         ax.set_xlabel("step")
-    axes[0][0].set_ylabel("decode-view loss (mean over seeds)")
-    axes[0][-1].legend(fontsize=7)
+    for ax in axes.flat[len(curves) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("decode-view loss (mean over seeds)")
+    axes.flat[0].legend(fontsize=7)
     fig.suptitle("masked CE in the decoder's view: earlier blocks clean, later ones masked", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
