@@ -291,8 +291,14 @@ def test_bad_values_are_refused_in_one_line_naming_the_key(override, key):
     assert message.startswith(f"{key}=") and "\n" not in message
 
 
+def test_it_is_on_by_default_at_the_training_block_and_the_eval_batch():
+    settings = DecodeViewSettings.from_config(compose_config(["block=8", "eval.batch_size=16"]))
+    assert settings.enabled and (settings.every_n_steps, settings.size) == (200, 32)
+    assert (settings.block_size, settings.batch_size, settings.mask_ratios) == (8, 16, (0.25, 0.5, 0.75, 1.0))
+
+
 @pytest.mark.parametrize("override", ["diagnostics.decode_view.every_n_steps=null", "diagnostics=null", "~diagnostics"])
 def test_it_can_be_switched_off_or_left_out(override):
     cfg = compose_config([override])
     validate_config(cfg)
-    assert not DecodeViewSettings.from_config((cfg.get("diagnostics") or {}).get("decode_view")).enabled
+    assert not DecodeViewSettings.from_config(cfg).enabled

@@ -279,9 +279,7 @@ def validate_eval_and_progress(cfg: DictConfig) -> None:
 
 def validate_diagnostics(cfg: DictConfig) -> None:
     """``diagnostics.decode_view`` (``DecodeViewSettings`` owns its keys' rules): its block within the response."""
-    settings = DecodeViewSettings.from_config(
-        (cfg.get("diagnostics") or {}).get("decode_view"), cfg.decode.get("attention", "full")
-    )
+    settings = DecodeViewSettings.from_config(cfg)
     response_len = cfg.data.response_len
     _require(
         settings.block_size <= response_len,

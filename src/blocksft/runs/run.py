@@ -251,9 +251,7 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
         callbacks.append(EMAWeightAveraging(decay=ema_decay))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    decode_view = DecodeViewSettings.from_config(
-        (cfg.get("diagnostics") or {}).get("decode_view"), cfg.decode.get("attention", "full")
-    )
+    decode_view = DecodeViewSettings.from_config(cfg)
     if decode_view.enabled and loggers:
         callbacks.append(DecodeViewLoss(decode_view))
     return callbacks

@@ -79,8 +79,10 @@ class DecodeViewSettings:
         return bool(self.every_n_steps)
 
     @classmethod
-    def from_config(cls, node, attention: str = "full") -> DecodeViewSettings:
-        """From the ``diagnostics.decode_view`` node (None or absent: off) and ``decode.attention``."""
+    def from_config(cls, cfg) -> DecodeViewSettings:
+        """From a run config: ``diagnostics.decode_view`` (None or absent: off) and ``decode.attention``."""
+        node = (cfg.get("diagnostics") or {}).get("decode_view")
+        attention = cfg.decode.get("attention", "full")
         if node is None:
             return cls(every_n_steps=None, attention=attention)
         require(isinstance(node, Mapping), KEY, node, "null or {every_n_steps: ..., size: ..., mask_ratios: ...}")
