@@ -7,7 +7,8 @@ Usage::
 Reads every ``results.json`` under ``sweep_dir`` (recursively, following symlinked job folders, which
 the report marks as linked; job directories that only have a ``.hydra/overrides.yaml`` count as failed
 jobs) and writes ``report.md``, ``summary.json`` and the PNG plots that fit the data (``heatmap.png``,
-``bars.png``, ``pareto.png``, ``loss_curves.png``) into ``--out`` (default ``<sweep_dir>/report``).
+``bars.png``, ``pareto.png``, ``loss_curves.png``, ``decode_view_loss.png``: the loss in the decoder's view per
+block, when the runs logged it) into ``--out`` (default ``<sweep_dir>/report``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from blocksft.folders import portable
-from experiments.reporting.plots import mean_loss_curves, plot_bars, plot_heatmap, plot_loss_curves, plot_pareto
+from experiments.reporting.plots import (
+    final_decode_view_losses,
+    mean_decode_view_curves,
+    mean_loss_curves,
+    plot_bars,
+    plot_decode_view_loss,
+    plot_heatmap,
+    plot_loss_curves,
+    plot_pareto,
+)
 from experiments.reporting.render import render_markdown
 from experiments.reporting.runs import load_runs
 from experiments.reporting.summary import study_name, summarize
@@ -47,8 +57,11 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
     curves = mean_loss_curves(runs, summary["group_keys"])
     if plot_loss_curves(curves, out / "loss_curves.png"):
         plots.append("loss_curves.png")
+    if plot_decode_view_loss(mean_decode_view_curves(runs, summary["group_keys"]), out / "decode_view_loss.png"):
+        plots.append("decode_view_loss.png")
     summary["plots"] = plots
     summary["loss_curve_jobs"] = {label: n for label, (_, _, n) in curves.items()}
+    summary["decode_view_final"] = final_decode_view_losses(runs, summary["group_keys"])
     (out / "report.md").write_text(portable(render_markdown(summary, runs, plots)))
     (out / "summary.json").write_text(portable(json.dumps(summary, indent=2, default=str)))
     return summary

@@ -1,11 +1,12 @@
-"""The report's PNG plots: block-grid heatmap, accuracy bars, mean training-loss curves."""
+"""The report's PNG plots: block-grid heatmap, accuracy bars, mean training-loss curves, decode-view loss per block."""
 
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,27 @@ from experiments.reporting.stats import Group
 from experiments.reporting.text import key_label
 
 
-def load_loss_curve(job_dir: str | Path) -> dict[int, float]:
-    """step -> train/loss from ``<job_dir>/csv/**/metrics.csv`` (rows without a loss skipped;
-    several rows of one step averaged). Empty if there is no file."""
+def metrics_rows(job_dir: str | Path) -> Iterator[dict[str, str]]:
+    """The rows of ``<job_dir>/csv/**/metrics.csv`` (none if there is no readable file)."""
     csv_dir = Path(job_dir) / "csv"
     files = [csv_dir / "metrics.csv"] if (csv_dir / "metrics.csv").is_file() else sorted(csv_dir.rglob("metrics.csv"))
-    per_step: dict[int, list[float]] = defaultdict(list)
     for path in files:
         try:
             with path.open(newline="") as handle:
-                for row in csv.DictReader(handle):
-                    step, loss = as_int(row.get("step")), as_float(row.get("train/loss"))
-                    if step is not None and loss is not None:
-                        per_step[step].append(loss)
+                rows = list(csv.DictReader(handle))
         except (OSError, csv.Error):
             continue
+        yield from rows
+
+
+def load_loss_curve(job_dir: str | Path) -> dict[int, float]:
+    """step -> train/loss from ``<job_dir>/csv/**/metrics.csv`` (rows without a loss skipped;
+    several rows of one step averaged). Empty if there is no file."""
+    per_step: dict[int, list[float]] = defaultdict(list)
+    for row in metrics_rows(job_dir):
+        step, loss = as_int(row.get("step")), as_float(row.get("train/loss"))
+        if step is not None and loss is not None:
+            per_step[step].append(loss)
     return {step: statistics.fmean(v) for step, v in sorted(per_step.items())}
 
 
@@ -197,6 +204,92 @@ def plot_pareto(pareto: dict[str, Any] | None, path: Path, title: str = "") -> b
     ax.set_ylabel("accuracy % (mean ± std over seeds)")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+DECODE_VIEW_BLOCK = re.compile(r"decode_view/loss_block(\d+)")
+Curves = dict[str, tuple[list[int], list[float], int]]  # label -> (steps, mean over jobs, number of jobs)
+
+
+def load_decode_view_curves(job_dir: str | Path) -> dict[int, dict[int, float]]:
+    """block index -> step -> ``decode_view/loss_block<k>`` (``diagnostics.decode_view``) from the job's
+    metrics.csv; empty if it logged none."""
+    curves: dict[int, dict[int, float]] = defaultdict(dict)
+    for row in metrics_rows(job_dir):
+        step = as_int(row.get("step"))
+        for name, value in row.items():
+            match = DECODE_VIEW_BLOCK.fullmatch(name or "")
+            if match and step is not None and (loss := as_float(value)) is not None:
+                curves[int(match.group(1))][step] = loss
+    return dict(sorted(curves.items()))
+
+
+def mean_decode_view_curves(runs: Sequence[Run], keys: Sequence[str]) -> dict[int, Curves]:
+    """block index -> label -> (steps, decode-view loss averaged over the jobs that logged that step, jobs)."""
+    values: dict[int, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    jobs: dict[int, Counter] = defaultdict(Counter)
+    for run in completed(runs):
+        label = key_label(run, keys)
+        for block, curve in load_decode_view_curves(run["dir"]).items():
+            jobs[block][label] += 1
+            for step, loss in curve.items():
+                values[block][label][step].append(loss)
+    return {
+        block: {
+            label: (sorted(c), [statistics.fmean(c[s]) for s in sorted(c)], jobs[block][label])
+            for label, c in sorted(by_label.items())
+        }
+        for block, by_label in sorted(values.items())
+    }
+
+
+def final_decode_view_losses(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """label -> {"n": jobs, "loss_block": [block k's last logged decode-view loss, mean over the jobs (None: not
+    logged)]}; only labels with a job that logged it."""
+    finals: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    jobs: Counter = Counter()
+    for run in completed(runs):
+        curves = load_decode_view_curves(run["dir"])
+        if not curves:
+            continue
+        label = key_label(run, keys)
+        jobs[label] += 1
+        for block, curve in curves.items():
+            finals[label][block].append(curve[max(curve)])
+    return {
+        label: {
+            "n": jobs[label],
+            "loss_block": [statistics.fmean(by_block[k]) if k in by_block else None for k in range(max(by_block) + 1)],
+        }
+        for label, by_block in sorted(finals.items())
+    }
+
+
+def plot_decode_view_loss(curves: dict[int, Curves], path: Path) -> bool:
+    """One panel per block index: the decode-view loss over the steps, a line per configuration (mean over
+    seeds); False if no job logged it."""
+    if not curves:
+        return False
+    plt = _pyplot()
+    columns = min(len(curves), 4)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + 1, 3.2 * rows + 0.6), sharey=True, squeeze=False)
+    labels = sorted({label for by_label in curves.values() for label in by_label})
+    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    for ax, (block, by_label) in zip(axes.flat, curves.items()):
+        for label, (steps, losses, n) in by_label.items():
+            ax.plot(steps, losses, marker=".", linewidth=1, color=colors[label], label=f"{label} (n={n})")
+        ax.set_title(f"block {block}", fontsize=9)
+        ax.set_xlabel("step")
+    for ax in axes.flat[len(curves) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("decode-view loss (mean over seeds)")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("masked CE in the decoder's view: earlier blocks clean, later ones masked", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -591,6 +591,26 @@ def _our_comparison_rows(s: Summary) -> list[list[Any]]:
     return rows
 
 
+def decode_view_losses(s: Summary) -> list[str]:
+    """The last decode-view loss per block index per configuration (``diagnostics.decode_view``), when logged."""
+    finals = s.get("decode_view_final") or {}
+    if not finals:
+        return []
+    blocks = max(len(f["loss_block"]) for f in finals.values())
+    lines = [
+        "## Decode-view loss",
+        "",
+        "Masked cross-entropy in the decoder's view at the last step (prompt and earlier blocks clean, the block "
+        "partly masked, later blocks masked; mean over the mask ratios, then over seeds; docs/logging.md).",
+        "",
+    ]
+    rows = []
+    for label, final in finals.items():
+        losses = final["loss_block"] + [None] * (blocks - len(final["loss_block"]))
+        rows.append([label, *("n/a" if v is None else f"{v:.3f}" for v in losses), final["n"]])
+    return lines + table(["configuration", *(f"block {k}" for k in range(blocks)), "n seeds"], rows)
+
+
 def plots_section(plots: Sequence[str]) -> list[str]:
     return ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""] if plots else []
 
@@ -633,6 +653,7 @@ SUMMARY_SECTIONS = (
     corruption_schemes,
     pretraining,
     paper_comparison,
+    decode_view_losses,
 )
 
 

@@ -40,6 +40,7 @@ from blocksft.models.hf import ATTENTION_MASK_FORMATS, AUTO_CLASSES, DTYPES
 from blocksft.models.init_from import validate_init_from
 from blocksft.models.lora import LORA_EXPORTS
 from blocksft.models.tokenizers import validate_tokenizer_choice
+from blocksft.training.decode_view import DecodeViewSettings
 from blocksft.training.objective import check_loss_weighting
 from blocksft.training.optim import check_warmup_type
 
@@ -104,6 +105,7 @@ def validate_config(cfg: DictConfig) -> None:
     validate_eval_and_progress(cfg)
     validate_checkpoint(cfg)
     validate_model(cfg)
+    validate_diagnostics(cfg)
 
 
 def validate_data(cfg: DictConfig) -> BatchPlan:
@@ -273,6 +275,18 @@ def validate_eval_and_progress(cfg: DictConfig) -> None:
     _require(progress.get("bar", "auto") in BAR_MODES, "progress.bar", progress.get("bar"), "auto, true or false")
     every = progress.get("every_n_steps", 100)
     _require(_is_int(every) and every >= 0, "progress.every_n_steps", every, "an integer >= 0 (0 = no log lines)")
+
+
+def validate_diagnostics(cfg: DictConfig) -> None:
+    """``diagnostics.decode_view`` (``DecodeViewSettings`` owns its keys' rules): its block within the response."""
+    settings = DecodeViewSettings.from_config(cfg)
+    response_len = cfg.data.response_len
+    _require(
+        settings.block_size <= response_len,
+        "diagnostics.decode_view.block_size",
+        settings.block_size,
+        f"at most data.response_len={response_len}",
+    )
 
 
 def validate_checkpoint(cfg: DictConfig) -> None:

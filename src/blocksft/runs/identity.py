@@ -46,8 +46,9 @@ from blocksft.runs.redact import redact
 #: Dotted keys that do not change what a run computes: where it writes, how it logs and shows progress,
 #: how data is cached or loaded in parallel, how often it checkpoints (resume is exact), and the extra
 #: ``callbacks`` (observers such as a weight digest, or a test's kill switch: a run resumed without the
-#: callback that crashed it is the same run; a callback that changes training must go in a real key), and the
-#: study's declared ``protocol`` (how its runs are compared, not what one computes).
+#: callback that crashed it is the same run; a callback that changes training must go in a real key), the
+#: study's declared ``protocol`` (how its runs are compared, not what one computes) and the ``diagnostics``
+#: (measurements during training that leave its weights as they are: tests/test_decode_view.py).
 IGNORED_KEYS: tuple[str, ...] = (
     "hydra",
     "paths",
@@ -60,6 +61,7 @@ IGNORED_KEYS: tuple[str, ...] = (
     "checkpoint",
     "callbacks",
     "protocol",
+    "diagnostics",
     "trainer.default_root_dir",
     "trainer.log_every_n_steps",
     "trainer.enable_progress_bar",

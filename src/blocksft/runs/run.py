@@ -44,6 +44,8 @@ from blocksft.runs.identity import identity_fields, job_identity, recorded_confi
 from blocksft.runs.progress import progress_callbacks
 from blocksft.runs.results import RunResult, git_commit, primary_decode_length, write_jsonl_atomic, write_result
 from blocksft.runs.reuse import AdoptedTraining
+from blocksft.training.decode_view import DecodeViewSettings
+from blocksft.training.decode_view_callback import DecodeViewLoss
 from blocksft.training.heldout_loss import DocumentLossModule
 from blocksft.training.module import DiffusionSFTModule, ScheduleSettings
 
@@ -234,7 +236,8 @@ def resume_point(cfg: DictConfig, output_dir: Path, trained_by: AdoptedTraining 
 
 def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
     """Checkpoints (last step, every ``checkpoint.every_n_train_steps``), logger flushes with them, the config's
-    ``callbacks``, the weight average (``optim.ema_decay``: evaluated, checkpointed and exported) and the LR monitor."""
+    ``callbacks``, the weight average (``optim.ema_decay``: evaluated, checkpointed and exported), the LR monitor
+    and the decode-view loss (``diagnostics.decode_view``, when there is a logger to write it to)."""
     callbacks = [
         ModelCheckpoint(
             dirpath=output_dir / "checkpoints",
@@ -249,6 +252,9 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
         callbacks.append(EMAWeightAveraging(decay=ema_decay))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    decode_view = DecodeViewSettings.from_config(cfg)
+    if decode_view.enabled and loggers:
+        callbacks.append(DecodeViewLoss(decode_view))
     return callbacks
 
 
