@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import json
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -21,6 +22,10 @@ def composed_job(study: str, job: tuple[str, ...]):
     """The composed config of one job of ``study`` (``+sweep=<study>`` and the job's overrides), composed once
     per module: composition is most of these tests' time, and several tests read the same jobs."""
     return compose_config([f"+sweep={study}", *job])
+
+
+#: Sweep files that add jobs to another file's study (its protocol, its folder).
+STUDY_OF = {"main_arms": "main"}
 
 
 def job_config(study: str, job: tuple[str, ...]):
@@ -54,7 +59,7 @@ def test_study_composes_into_the_expected_valid_jobs(study, trained_run):
     trained = [f"ckpt_path={trained_run}"] if study in EVAL_ONLY else []
     for cfg in study_configs(study, *trained):
         validate_config(cfg)
-        assert cfg.study == study
+        assert cfg.study == STUDY_OF.get(study, study)
         names.add((cfg.run_name, cfg.budget.kind, cfg.decode.get("confidence_threshold")))
     assert len(names) == len(jobs), "two jobs of a study would share an output folder"
 
@@ -64,7 +69,7 @@ def test_sweep_folder_resolves_before_any_job_runs(study):
     """The sweeper resolves hydra.sweep.dir before jobs start, when hydra:runtime is not set yet."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"+sweep={study}"], return_hydra_config=True)
-    assert OmegaConf.select(cfg, "hydra.sweep.dir") == f"outputs/studies/{study}"
+    assert OmegaConf.select(cfg, "hydra.sweep.dir") == f"outputs/studies/{STUDY_OF.get(study, study)}"
 
 
 def test_block_size_study_scores_every_model_on_the_whole_grid_with_a_classical_control():
@@ -130,36 +135,35 @@ def computations(study: str) -> dict[tuple, str]:
 
 
 def test_the_ablations_share_the_runs_their_files_say_they_share():
-    """The ablations' unmodified arm is the main study's blockwise run, and the controls' visible-future arm
-    is the suffix ablation's suffix_mask_prob=0.0: the same computation, so ``reuse_runs`` copies it. Every
-    other arm is a computation of its own."""
-    main = computations("main")
+    """The ablations' unmodified arm is one run (the suffix ablation's suffix_mask_prob=1.0), and the controls'
+    visible-future arm is the suffix ablation's suffix_mask_prob=0.0: the same computation, so ``reuse_runs``
+    copies it. Every other arm is a computation of its own. (The main study scores the test split, the
+    ablations of the previous default the validation split: they share no run with it.)"""
     studies = {study: computations(study) for study in ("ablation_suffix", "ablation_prefix", "ablation_controls")}
     for seed in range(3):
-        method = main[("blockwise", 0.0, 1.0, "steps", seed)]
-        assert studies["ablation_suffix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
+        method = studies["ablation_suffix"][("blockwise", 0.0, 1.0, "steps", seed)]
         assert studies["ablation_prefix"][("blockwise", 0.0, 1.0, "steps", seed)] == method
         assert studies["ablation_controls"][("blockwise", 0.0, 1.0, "steps", seed)] == method
         assert (
             studies["ablation_controls"][("blockwise_visible_future", 0.0, 0.0, "steps", seed)]
             == studies["ablation_suffix"][("blockwise", 0.0, 0.0, "steps", seed)]
         )
-    known = set(main.values())
+    known: set = set()
     new = {}
     for study in ("ablation_suffix", "ablation_prefix", "ablation_controls"):  # the order the README runs them
         new[study] = set(studies[study].values()) - known
         known |= new[study]
     assert {study: len(jobs) for study, jobs in new.items()} == {
-        "ablation_suffix": 6,
-        "ablation_prefix": 15,
+        "ablation_suffix": 9,
+        "ablation_prefix": 17,  # 4 rates x 5 seeds, less the 3 unmodified runs of the suffix ablation
         "ablation_controls": 6,
     }
 
 
 @pytest.mark.parametrize("study", sorted(EXPECTED_JOBS))
 def test_a_declared_protocol_matches_what_the_sweep_runs(study, trained_run):
-    """A study that declares a protocol sweeps exactly its seeds, and its jobs score the split the protocol
-    reads, at least ``min_eval_size`` problems where that split has them."""
+    """A study file that declares a protocol sweeps only its seeds, and its jobs score the split the protocol
+    reads, at least ``min_eval_size`` problems."""
     trained = [f"ckpt_path={trained_run}"] if study in EVAL_ONLY else []
     configs = study_configs(study, *trained)
     declared = [OmegaConf.to_container(cfg.protocol) for cfg in configs if cfg.get("protocol")]
@@ -167,11 +171,41 @@ def test_a_declared_protocol_matches_what_the_sweep_runs(study, trained_run):
         pytest.skip(f"{study} declares no protocol (a study of the previous default task)")
     assert len(declared) == len(configs) and all(p == declared[0] for p in declared), "one study, one protocol"
     protocol = declared[0]
-    assert sorted({cfg.seed for cfg in configs}) == sorted(protocol["seeds"])
+    assert {cfg.seed for cfg in configs} <= set(protocol["seeds"])
     for cfg in configs:
         assert cfg.eval.split == protocol["split"]
         size = cfg.eval.size if cfg.eval.size is not None else cfg.data.source.sizes[cfg.eval.split]
         assert size >= protocol["min_eval_size"]
+
+
+def test_the_main_study_files_run_every_declared_pair():
+    """main.yaml and main_arms.yaml are one study: together they run both arms of every declared comparison at
+    every seed it declares."""
+    configs = study_configs("main") + study_configs("main_arms")
+    assert {c.study for c in configs} == {"main"}
+    assert len({json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in configs}) == 1
+    ran = {(c.strategy.name, c.seed) for c in configs}
+    protocol = configs[0].protocol
+    for name, comparison in protocol.family.items():
+        for seed in comparison.get("seeds") or protocol.seeds:
+            for arm in (comparison.treatment, comparison.control):
+                assert (arm.strategy, seed) in ran, f"{name}: {arm.strategy} seed {seed} is never run"
+
+
+def test_equal_tokens_and_updates_gives_classical_the_eligible_tokens_of_blockwise_at_the_same_steps():
+    blockwise = job_config("main", ("seed=0", "+arm=blockwise"))
+    classical = job_config("main_arms", ("seed=0", "+arm=classical_equal_updates"))
+    assert classical.budget == blockwise.budget and classical.budget.kind == "steps"
+    assert classical.data.batch_size * classical.data.response_len == blockwise.data.batch_size * blockwise.block.size
+
+
+def test_classical_arms_share_the_classical_tuned_setting():
+    classical = job_config("main", ("seed=0", "+arm=classical"))
+    for arm in ("classical_one_block", "classical_elbo", "classical_equal_updates"):
+        other = job_config("main_arms", ("seed=0", f"+arm={arm}"))
+        assert other.optim == classical.optim, arm
+    one_block = job_config("main", ("seed=0", "+arm=classical_one_block"))
+    assert decode_block_lengths(one_block) == (one_block.data.response_len,)
 
 
 def test_tuning_sweeps_both_arms_over_learning_rate_and_weight_average_on_validation():

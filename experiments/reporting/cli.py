@@ -26,6 +26,7 @@ from experiments.reporting.plots import (
     mean_decode_view_curves,
     mean_loss_curves,
     plot_bars,
+    plot_budget_curves,
     plot_decode_view_loss,
     plot_heatmap,
     plot_loss_curves,
@@ -52,6 +53,10 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
         summary["groups"], summary["group_keys"], out / "bars.png", title=name
     ):
         plots.append("bars.png")
+    if "budget_value" in summary["group_keys"] and plot_budget_curves(
+        summary["groups"], out / "budget_curves.png", title=f"{name}: accuracy against budget"
+    ):
+        plots.append("budget_curves.png")
     if plot_pareto(summary["pareto"], out / "pareto.png", title=f"{name}: accuracy vs training cost"):
         plots.append("pareto.png")
     curves = mean_loss_curves(runs, summary["group_keys"])

@@ -141,6 +141,38 @@ def plot_bars(groups: Sequence[Group], keys: Sequence[str], path: Path, title: s
     return True
 
 
+def plot_budget_curves(groups: Sequence[Group], path: Path, title: str = "") -> bool:
+    """Accuracy against the budget (``budget_value``: steps or tokens), a line per strategy with std error bars
+    over seeds: where each arm saturates. False unless some strategy has two or more budgets."""
+    by_strategy: dict[str, list[Group]] = {}
+    for g in groups:
+        if g.get("mean") is not None and g.get("budget_value") is not None:
+            by_strategy.setdefault(str(g.get("strategy")), []).append(g)
+    if not any(len(points) > 1 for points in by_strategy.values()):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy, points in sorted(by_strategy.items()):
+        points = sorted(points, key=lambda g: g["budget_value"])
+        ax.errorbar(
+            [g["budget_value"] for g in points],
+            [100 * g["mean"] for g in points],
+            yerr=[100 * (g["std"] or 0) for g in points],
+            capsize=4,
+            marker="o",
+            label=f"{strategy} (n={min(g['n'] for g in points)}-{max(g['n'] for g in points)} seeds)",
+        )
+    kinds = {str(g.get("budget_kind")) for points in by_strategy.values() for g in points}
+    ax.set_xlabel(f"budget ({', '.join(sorted(kinds))})")
+    ax.set_ylabel("accuracy % (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def plot_loss_curves(curves: dict[str, tuple[list[int], list[float], int]], path: Path) -> bool:
     """Training-loss curves (mean over seeds); False if no job logged a loss."""
     if not curves:

@@ -10,7 +10,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from helpers.project import ROOT
 
 EXPECTED_JOBS = {
-    "main": 40,  # 2 strategies x 2 budgets x 10 seeds
+    "main": 30,  # blockwise, classical, classical decoded in one block x 10 seeds
+    "main_arms": 10,  # classical with ELBO weighting, classical at equal tokens and updates x 5 seeds
+    "budgets": 24,  # 2 arms x 4 step budgets x 3 seeds
     "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
     "ablation_prefix": 20,  # 4 rates x 5 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
