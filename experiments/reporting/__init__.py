@@ -2,8 +2,9 @@
 
 Loading (``runs``), statistics (``stats``), the corruption-schemes and scratch-vs-base comparisons
 (``schemes``, ``pretraining``), the paper's claims and their verdicts (``claims``), the summary of a
-sweep (``summary``), Markdown with one function per section (``render``), plots (``plots``) and the
-command (``cli``: ``python experiments/report.py`` or ``python -m experiments.reporting``).
+sweep (``summary``), Markdown with one function per section (``render``), plots (``plots``), the report as one
+W&B run (``wandb_report``, ``--wandb``) and the command (``cli``: ``python experiments/report.py`` or
+``python -m experiments.reporting``).
 The functions below are the package's importable API; they are pure except ``write_report``.
 """
 

@@ -2,13 +2,16 @@
 
 Usage::
 
-    python experiments/report.py <sweep_dir> [--study NAME] [--out DIR]    (= python -m experiments.reporting)
+    python experiments/report.py <sweep_dir> [--study NAME] [--out DIR] [--wandb [--wandb-project P]]
+    (= python -m experiments.reporting)
 
 Reads every ``results.json`` under ``sweep_dir`` (recursively, following symlinked job folders, which
 the report marks as linked; job directories that only have a ``.hydra/overrides.yaml`` count as failed
 jobs) and writes ``report.md``, ``summary.json`` and the PNG plots that fit the data (``heatmap.png``,
 ``bars.png``, ``pareto.png``, ``loss_curves.png``, ``decode_view_loss.png``: the loss in the decoder's view per
-block, when the runs logged it) into ``--out`` (default ``<sweep_dir>/report``).
+block, when the runs logged it) into ``--out`` (default ``<sweep_dir>/report``). With ``--wandb`` it also logs the
+study's verdicts as one W&B run in the study's group (``wandb_report``; offline unless ``WANDB_MODE`` says
+otherwise, its files under ``<out>/wandb/``), and ``summary.json`` names it (``wandb``).
 """
 
 from __future__ import annotations
@@ -35,10 +38,18 @@ from experiments.reporting.plots import (
 from experiments.reporting.render import render_markdown
 from experiments.reporting.runs import load_runs
 from experiments.reporting.summary import study_name, summarize
+from experiments.reporting.wandb_report import default_project, log_report
 
 
-def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: str | None = None) -> dict[str, Any]:
-    """Load a sweep and write report.md, summary.json and the plots into ``out``; returns the summary."""
+def write_report(
+    sweep_dir: str | Path,
+    out: str | Path | None = None,
+    study: str | None = None,
+    wandb_project: str | None = None,
+) -> dict[str, Any]:
+    """Load a sweep and write report.md, summary.json and the plots into ``out``; returns the summary. With
+    ``wandb_project``, also log the study's verdicts as one W&B run in that project (``wandb_report.log_report``)
+    and note it in the summary (``wandb``: id, project, group, mode, the run's folder relative to ``out``)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out) if out is not None else sweep_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -62,13 +73,17 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, study: st
     curves = mean_loss_curves(runs, summary["group_keys"])
     if plot_loss_curves(curves, out / "loss_curves.png"):
         plots.append("loss_curves.png")
-    if plot_decode_view_loss(mean_decode_view_curves(runs, summary["group_keys"]), out / "decode_view_loss.png"):
+    decode_view = mean_decode_view_curves(runs, summary["group_keys"])
+    if plot_decode_view_loss(decode_view, out / "decode_view_loss.png"):
         plots.append("decode_view_loss.png")
     summary["plots"] = plots
     summary["loss_curve_jobs"] = {label: n for label, (_, _, n) in curves.items()}
     summary["decode_view_final"] = final_decode_view_losses(runs, summary["group_keys"])
     (out / "report.md").write_text(portable(render_markdown(summary, runs, plots)))
     (out / "summary.json").write_text(portable(json.dumps(summary, indent=2, default=str)))
+    if wandb_project is not None:  # after the report is written, so a W&B failure leaves it whole
+        summary["wandb"] = log_report(summary, out, wandb_project, decode_view)
+        (out / "summary.json").write_text(portable(json.dumps(summary, indent=2, default=str)))
     return summary
 
 
@@ -77,10 +92,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory (or any folder of runs)")
     parser.add_argument("--study", default=None, help="study name (default: results' `study` field, else dir name)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <sweep_dir>/report)")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log the verdicts, tables and plots as one W&B run in the study's group "
+        "(offline unless WANDB_MODE says otherwise; files under <out>/wandb/)",
+    )
+    parser.add_argument(
+        "--wandb-project",
+        default=None,
+        help="W&B project for --wandb (default: the training runs' project, conf/logger/wandb.yaml)",
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"not a directory: {args.sweep_dir}")
-    summary = write_report(args.sweep_dir, args.out, args.study)
+    if args.wandb_project is not None and not args.wandb:
+        parser.error("--wandb-project needs --wandb")
+    project = (args.wandb_project or default_project()) if args.wandb else None
+    summary = write_report(args.sweep_dir, args.out, args.study, wandb_project=project)
     out = args.out or args.sweep_dir / "report"
     print(
         f"{summary['study']}: {summary['n_jobs']} jobs ({summary['n_completed']} completed, "
@@ -88,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for claim in summary["claims"]:
         print(f"  {claim['verdict']}: {claim['claim']}")
+    if "wandb" in summary:
+        run = summary["wandb"]
+        where = out / run["dir"] if "dir" in run else "no local folder"
+        print(f"W&B run {run['id']} ({run['mode']}, project {run['project']}, group {run['group']}): {where}")
     if not summary["n_jobs"]:
         print("warning: no results.json or .hydra/overrides.yaml found", file=sys.stderr)
     return 0
