@@ -80,3 +80,16 @@ def test_chains_answers_fill_several_blocks_of_every_grid_size(bpe):
         assert len(lines) >= 5 and lines[-1].startswith("#### ")
         for previous, line in zip(lines[:-2], lines[1:-1]):
             assert line.split(" ")[0] == previous.split(" = ")[1]
+
+
+def test_the_default_task_answers_reach_the_last_of_four_blocks(bpe):
+    """The default (data=long_chains, block 16): the response holds at least four decode blocks and every answer
+    (with its EOS) reaches the last one, and no training row is dropped with the base's tokenizer."""
+    cfg = compose_config(["data.source.sizes={train: 1000, validation: 10, test: 10}"])
+    assert cfg.data.name == "long_chains" and cfg.data.response_len >= 4 * cfg.block.size
+    rows = instantiate(cfg.data.source).load()["train"]
+    lengths = [len(bpe(row["answer"], add_special_tokens=False)["input_ids"]) + 1 for row in rows]  # + EOS
+    last_block = cfg.data.response_len - cfg.block.size
+    assert max(lengths) <= cfg.data.response_len and min(lengths) > last_block
+    values = [int(n) for row in rows for n in row["answer"].replace("####", "").split() if n.isdigit()]
+    assert max(values) > 20  # beyond the base's pretraining values: facts learned in SFT

@@ -36,10 +36,15 @@ def test_every_option_of_every_group_composes_and_validates(group):
 
 def test_defaults_are_the_embedded_offline_run():
     cfg = compose_config()
-    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == ("base", "chains", "classical", 32)
+    assert (cfg.model.name, cfg.data.name, cfg.strategy.name, cfg.block.size) == (
+        "base",
+        "long_chains",
+        "classical",
+        16,
+    )
     assert cfg.trainer.accelerator == "cpu" and cfg.model.init_from.endswith("experiments/base")
     assert cfg.decode.gen_length == cfg.data.response_len == 64
-    assert decode_block_lengths(cfg) == (32,)
+    assert decode_block_lengths(cfg) == (16,)
 
 
 @pytest.mark.parametrize("size", [4, 8, 16, 32, 64])
@@ -121,7 +126,7 @@ def test_rate_range_and_eos_tail_compose_for_every_strategy(name):
 
 def test_resolved_config_prints_readably():
     text = OmegaConf.to_yaml(compose_config(), resolve=True)
-    assert "name: classical" in text and "gen_length: 64" in text and "block_length: 32" in text
+    assert "name: classical" in text and "gen_length: 64" in text and "block_length: 16" in text
 
 
 @pytest.mark.parametrize(
@@ -228,12 +233,12 @@ def test_known_options_sweeps_and_hydra_groups_pass_the_option_check():
 
 @pytest.mark.parametrize("overrides", [[], ["block=8"], ["data.batch_size=16"]])
 def test_token_budget_is_what_the_equal_steps_blockwise_run_spends(overrides):
-    """budget=tokens: batch x block eligible tokens a step for budget=steps' step count (1,843,200 at the default)."""
+    """budget=tokens: batch x block eligible tokens a step for budget=steps' step count (921,600 at the default)."""
     cfg = compose_config(["budget=tokens", *overrides])
     steps = compose_config(["budget=steps"]).budget.value
     assert cfg.budget.value == steps * cfg.data.batch_size * cfg.block.size and isinstance(cfg.budget.value, int)
     if not overrides:
-        assert cfg.budget.value == 1_843_200
+        assert cfg.budget.value == 921_600
 
 
 @pytest.mark.parametrize(("experiment", "type_prefix"), [("paper_gsm8k", "GSM"), ("paper_math", "MATH")])

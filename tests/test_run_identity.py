@@ -118,7 +118,7 @@ def test_eval_takes_labels_from_the_run_and_writes_next_to_it(trained):
     result = train_cli(["mode=eval", f"ckpt_path={run_dir}", "debug=smoke", "decode.block_length=8"])
     assert result.returncode == 0, result.stderr[-3000:]
     [results_path] = (run_dir / "eval").glob("*/results.json")
-    assert results_path.parent.name.startswith("chains-validation16-B8-steps64-")
+    assert results_path.parent.name.startswith("long_chains-validation16-B8-steps64-")
     results = json.loads(results_path.read_text())
     assert (results["mode"], results["strategy"], results["block_size"], results["seed"], results["study"]) == (
         "eval",
@@ -160,7 +160,7 @@ def test_different_configs_get_different_folders_and_the_same_config_the_same_na
     assert len(set(names)) == len(variants), names
     assert names[0] == Path(hydra_folders([])[0]).parent, "the name is a pure function of the config"
     assert names[0].parts[:2] == ("outputs", "runs") and names[1].parts[:3] == ("outputs", "debug", "runs")
-    assert "-jsonl-base-" in names[2].name and names[0].name.startswith("classical-B32-seed0-chains-base-")
+    assert "-jsonl-base-" in names[2].name and names[0].name.startswith("classical-B16-seed0-long_chains-base-")
     # an ad-hoc multirun over a key that is not in the name still gives each job its own folder
     subdirs = {hydra_folders(["optim.optimizer.lr=" + lr])[2] for lr in ("1e-3", "2e-3")}
     assert len(subdirs) == 2

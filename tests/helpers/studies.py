@@ -13,7 +13,7 @@ EXPECTED_JOBS = {
     "main": 30,  # blockwise, classical, classical decoded in one block x 10 seeds
     "main_arms": 10,  # classical with ELBO weighting, classical at equal tokens and updates x 5 seeds
     "budgets": 24,  # 2 arms x 4 step budgets x 3 seeds
-    "block_size_consistency": 25,  # blockwise at 4, 8, 16, 32 + classical, x 5 seeds
+    "block_size_consistency": 20,  # blockwise at 4, 8, 16 + classical, x 5 seeds
     "ablation_prefix": 20,  # 4 rates x 5 seeds
     "ablation_suffix": 9,  # 3 probabilities x 3 seeds
     "ablation_controls": 12,  # 4 variants x 3 seeds
