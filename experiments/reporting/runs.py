@@ -100,6 +100,10 @@ def normalize_run(raw: dict[str, Any] | None, job: str, job_dir: Path, overrides
         "budget_value": as_float(result.budget.get("value")),
         "prefix_mask_rate": as_float(result.masking.get("prefix_mask_rate")),
         "suffix_mask_prob": as_float(result.masking.get("suffix_mask_prob")),
+        # EOS of the padding tail in the loss: "all" (null in the config) or how many
+        "tail_eos_in_loss": "all"
+        if result.masking.get("tail_eos_in_loss") is None
+        else result.masking["tail_eos_in_loss"],
         "accuracy": result.accuracy,
         "accuracy_flexible": result.accuracy_flexible,
         "accuracy_by_decode_block": by_block,

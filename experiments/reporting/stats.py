@@ -24,6 +24,7 @@ ABLATION_KNOBS: tuple[str, ...] = (
     "budget_value",
     "weighting",
     "batch_size",
+    "tail_eos_in_loss",
     "lr",
     "ema_decay",
 )
