@@ -154,11 +154,29 @@ def test_a_token_budget_job_is_the_steps_run_that_spent_that_budget_exactly(tmp_
 
 def test_the_training_fingerprint_ignores_labels_and_decode_settings_only():
     main, _ = view_of(["study=main"])
-    grid, _ = view_of(["study=grid", "+grid=[8,16]", "decode.block_length=[8,16]", "decode.steps=32"])
+    grid, _ = view_of(
+        [
+            "study=grid",
+            "+grid=[8,16]",
+            "decode.block_length=[8,16]",
+            "decode.steps=32",
+            "eval.split=test",
+            "eval.size=8",
+        ]
+    )
     assert training_fingerprint(main) == training_fingerprint(grid)
     assert computation_fingerprint(main) != computation_fingerprint(grid), "decoded otherwise: another run"
     for trained_otherwise in (["seed=3"], ["strategy=classical"], ["block=8"], ["budget.value=11"]):
         assert training_fingerprint(main) != training_fingerprint(view_of(["study=grid", *trained_otherwise])[0])
+
+
+def test_scoring_another_split_or_size_trains_the_same_bytes(tmp_path: Path):
+    """What ``EVALUATION_KEYS`` promises: ``eval`` changes what is scored, never the training (the export)."""
+    common = [*SMOKE, f"paths.root_dir={tmp_path}"]
+    run_in_process(common, tmp_path / "a")
+    run_in_process([*common, "eval.split=test", "eval.size=8", "eval.batch_size=4"], tmp_path / "b")
+    weights = "export/model.safetensors"
+    assert (tmp_path / "a" / weights).read_bytes() == (tmp_path / "b" / weights).read_bytes()
 
 
 def test_a_training_is_found_only_where_its_last_checkpoint_is_kept(tmp_path: Path):

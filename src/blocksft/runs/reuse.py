@@ -7,7 +7,7 @@ differ only in ``LABEL_KEYS`` (``study``, ``strategy.name``), which name where a
 what it computes (a config and seed give the same run: ``experiments/results/
 ablation_controls/RUN.md``). A token-budget job whose steps-budget twin spent that budget exactly is one
 more such case (``job.steps_run_of_token_budget``). A job whose config differs from a completed run's only
-in ``EVALUATION_KEYS`` (how the trained model is decoded) shares that run's training: the block-size grid's
+in ``EVALUATION_KEYS`` (how the trained model is decoded and scored) shares that run's training: the block-size grid's
 ``blockwise_b32`` and ``classical`` arms train what the main study's equal-steps jobs trained.
 
 * ``computation_fingerprint(view)``: the fingerprint of an identity view (``run_identity.job_identity``)
@@ -49,8 +49,11 @@ log = logging.getLogger("blocksft")
 #: ``strategy.masking`` (the controls' ``blockwise_visible_future`` is the suffix ablation's
 #: ``suffix_mask_prob=0.0``).
 LABEL_KEYS: tuple[str, ...] = ("study", "grid", "strategy.name")
-#: Keys that choose how a trained model is decoded, never how it is trained.
-EVALUATION_KEYS: tuple[str, ...] = ("decode",)
+#: Keys that choose how a trained model is decoded and scored (``decode``; ``eval``: the split, how many problems,
+#: in batches of how many), never how it is trained (tests/test_reuse.py: the same training scored otherwise
+#: exports the same bytes). The tuning study (validation) and the main study (test) share no training: their
+#: seeds differ; the grid (512 test problems) decodes the main study's trainings (all 1,000).
+EVALUATION_KEYS: tuple[str, ...] = ("decode", "eval")
 #: What a run folder holds that belongs to its own job, not to the computation: never copied.
 NOT_COPIED = {".hydra", "eval", RUN_RECORD, RESULTS}
 #: What ``adopt_training`` copies: the last checkpoint (weights, average, optimizer, counters) and the
