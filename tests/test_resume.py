@@ -167,13 +167,13 @@ def test_checkpoint_step_does_not_read_the_weights(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "budget", [["budget.value=40"], ["budget=tokens", "budget.value=40960"]], ids=["steps", "tokens"]
+    "budget", [["budget.value=40"], ["budget=tokens", "budget.value=20480"]], ids=["steps", "tokens"]
 )
 def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(trained_run, tmp_path, budget):
     """Killed after its last training step (``last.ckpt`` at the end) but before ``results.json``: the same
     command trains no further step and decodes and exports the same model (here the weight average, which
     lives in the checkpoint beside the last step's weights), with the same results. A token budget of
-    40 steps x 32 rows x 32 eligible tokens: the budget is already spent when the run resumes. (The
+    40 steps x 32 rows x 16 eligible tokens (block 16): the budget is already spent when the run resumes. (The
     folder of a finished run with its results removed is what such a kill leaves.)"""
     run = [*[a for a in RUN if not a.startswith("budget.")], *budget, "optim.ema_decay=0.9"]
     folder = copy_run(trained_run(run), tmp_path / "run")  # steps: the weight-averaging test's uninterrupted run

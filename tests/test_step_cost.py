@@ -71,8 +71,8 @@ def test_exact_decoding_runs_the_configured_schedule(exact):
     evaluation = exact["evaluation"]
     assert evaluation["kind"] == "decoding" and evaluation["rows"] == 4
     assert evaluation["decode"]["prefix_cache"] is False and evaluation["decode"]["confidence_threshold"] is None
-    assert list(evaluation["by_block_length"]) == ["32"]
-    cost = evaluation["by_block_length"]["32"]
+    assert list(evaluation["by_block_length"]) == ["16"]
+    cost = evaluation["by_block_length"]["16"]
     assert cost["nfe_per_problem"] == cost["nfe_min"] == cost["nfe_max"] == 64  # decode.steps
 
 
@@ -108,8 +108,8 @@ def test_a_confidence_threshold_reaches_the_decoder():
         [*SMOKE, "decode=semi_ar_threshold", "decode.confidence_threshold=0.001"], steps=1, warmup=0, problems=2
     )
     assert result["evaluation"]["decode"]["confidence_threshold"] == 0.001
-    cost = result["evaluation"]["by_block_length"]["32"]
-    assert cost["nfe_per_problem"] == cost["nfe_max"] == 64 // 32
+    cost = result["evaluation"]["by_block_length"]["16"]
+    assert cost["nfe_per_problem"] == cost["nfe_max"] == 64 // 16
     assert_consistent(result, steps=1)
 
 
@@ -117,7 +117,7 @@ def test_the_prefix_cache_reaches_the_decoder(exact):
     """Same NFE, fewer positions fed: the cached steps of a block run on the block and what follows it."""
     result = step_cost.step_cost([*SMOKE, "decode=semi_ar_cached"], steps=1, warmup=0, problems=4)
     assert result["evaluation"]["decode"]["prefix_cache"] is True
-    cached, full = result["evaluation"]["by_block_length"]["32"], exact["evaluation"]["by_block_length"]["32"]
+    cached, full = result["evaluation"]["by_block_length"]["16"], exact["evaluation"]["by_block_length"]["16"]
     assert cached["nfe_per_problem"] == full["nfe_per_problem"] == 64
     assert cached["positions_fed_per_problem"] < 0.75 * full["positions_fed_per_problem"]
 

@@ -15,7 +15,7 @@ from experiments.reporting import cli as report
 from helpers.runs import run_train, train_cli
 
 STUDY = "ablation_suffix"  # 3 jobs at one seed: suffix_mask_prob 1.0, 0.5, 0.0 (in this order)
-JOBS = [f"blockwise-B32-suffix{p}-seed0" for p in ("1.0", "0.5", "0.0")]
+JOBS = [f"blockwise-B16-suffix{p}-seed0" for p in ("1.0", "0.5", "0.0")]
 
 
 @pytest.mark.slow

@@ -2,10 +2,10 @@
 
 lm-eval reads a task's rows through its ``custom_dataset`` function (``tasks/utils.py`` names the ones here), so
 nothing is downloaded or written: :func:`eval_rows` composes ``conf/data/<data_config>.yaml`` as ``train.py``
-would (``blocksft_chains`` reads ``data_config: chains``: its generator knobs, seed and sizes), builds its source
-and reads its ``validation`` and ``test`` splits, in order: the rows ``mode=eval`` decodes (``eval.size=N`` is
-``--limit N``). Unlike ``mode=eval``, no row is dropped for its prompt length; rows without a question or a
-reference answer are (they cannot be scored).
+would (``blocksft_chains`` reads ``data_config: null``, the default task: its generator knobs, seed and sizes),
+builds its source and reads its ``validation`` and ``test`` splits, in order: the rows ``mode=eval`` decodes
+(``eval.size=N`` is ``--limit N``). Unlike ``mode=eval``, no row is dropped for its prompt length; rows without a
+question or a reference answer are (they cannot be scored).
 
 * :func:`chains_dataset`: question, answer, ``target`` (the reference answer ``mode=eval`` scores against) and
   ``answer_scheme``; :func:`process_results` scores a generation with ``blocksft.evaluation.answers.score``
@@ -32,10 +32,11 @@ DISTRACTOR_SPREAD = 10  # distractors are drawn from the integers within this di
 
 
 @functools.lru_cache(maxsize=4)
-def eval_rows(data_config: str = "chains") -> tuple[dict[str, list[dict]], int]:
-    """({split: rows} of the eval splits of ``conf/data/<data_config>.yaml``, the data's seed). A row holds
+def eval_rows(data_config: str | None = None) -> tuple[dict[str, list[dict]], int]:
+    """({split: rows} of the eval splits of ``conf/data/<data_config>.yaml`` (None: the default task,
+    ``conf/train.yaml``'s data), the data's seed). A row holds
     ``index`` (its position in the split), ``question``, ``answer``, ``target`` and ``answer_scheme``."""
-    data = compose_config([f"data={data_config}"]).data
+    data = compose_config([f"data={data_config}"] if data_config else []).data
     rows = RowSettings.from_config(data)
     splits = instantiate(data.source).load_splits(rows.fields())
     out: dict[str, list[dict]] = {}
@@ -57,7 +58,7 @@ def eval_rows(data_config: str = "chains") -> tuple[dict[str, list[dict]], int]:
     return out, int(data.source.get("seed", 0) or 0)
 
 
-def chains_dataset(data_config: str = "chains", **_metadata) -> DatasetDict:
+def chains_dataset(data_config: str | None = None, **_metadata) -> DatasetDict:
     """The generation task's rows (``custom_dataset``; lm-eval also passes the task's metadata, not used)."""
     splits, _ = eval_rows(data_config)
     return DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
@@ -77,7 +78,7 @@ def distractors(answer: int, rng: random.Random, count: int = CHOICES - 1) -> li
     return rng.sample(pool, count)
 
 
-def chains_mc_dataset(data_config: str = "chains", **_metadata) -> DatasetDict:
+def chains_mc_dataset(data_config: str | None = None, **_metadata) -> DatasetDict:
     """The multiple-choice task's rows: ``question``, ``choices`` (four ``#### n`` lines) and ``label`` (the
     reference's place). ``ValueError`` when a reference answer is not an integer."""
     splits, seed = eval_rows(data_config)
