@@ -598,7 +598,8 @@ def _block_causal_logits(
     return output.logits, prefix_key_values
 
 
-def _model_device(model) -> torch.device:
+def model_device(model) -> torch.device:
+    """The device of ``model``'s first parameter (CPU for a model without parameters)."""
     try:
         return next(model.parameters()).device
     except (AttributeError, StopIteration, TypeError):
@@ -636,7 +637,7 @@ def generate_batched(
         return ([], DecodeStats(empty, empty)) if return_stats else []
     device = next((p.device for p in prompts if isinstance(p, torch.Tensor)), None)
     if device is None:
-        device = _model_device(model)
+        device = model_device(model)
     rows = [torch.as_tensor(p, dtype=torch.long, device=device).reshape(-1) for p in prompts]
     longest = max(row.numel() for row in rows)
     padded = torch.full((len(rows), longest), pad_id, dtype=torch.long, device=device)

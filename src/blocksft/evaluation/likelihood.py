@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from blocksft.evaluation.decoding import DecodeSettings, decode
+from blocksft.evaluation.decoding import DecodeSettings, decode, model_device
 
 __all__ = ["continuation_masks", "greedy_continuation", "loglikelihood", "mask_counts"]
 
@@ -41,13 +41,6 @@ def continuation_masks(length: int, samples: int, generator: torch.Generator) ->
     counts = mask_counts(length, samples, generator)
     ranks = torch.rand(samples, length, generator=generator).argsort(dim=1)  # a random permutation per row
     return ranks < counts[:, None]
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration, TypeError):
-        return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -69,7 +62,7 @@ def loglikelihood(
         raise ValueError("loglikelihood: empty continuation")
     if mc_num < 1 or batch_size < 1:
         raise ValueError(f"loglikelihood: mc_num={mc_num} and batch_size={batch_size} must be positive")
-    device = _model_device(model)
+    device = model_device(model)
     prompt_len, length = len(prompt_ids), len(continuation_ids)
     # 1. every sample's mask, drawn before any forward (batch_size only cuts them into forwards)
     masks = continuation_masks(length, mc_num, generator).to(device)
@@ -99,6 +92,6 @@ def greedy_continuation(model, prompt_ids: Sequence[int], continuation_ids: Sequ
     one token per step, temperature 0: LLaDA's ``suffix_greedy_prediction``) gives exactly the continuation."""
     length = len(continuation_ids)
     settings = DecodeSettings(gen_length=length, block_length=length, steps=length)
-    prompt = torch.as_tensor([list(prompt_ids)], dtype=torch.long, device=_model_device(model))
+    prompt = torch.as_tensor([list(prompt_ids)], dtype=torch.long, device=model_device(model))
     generated = decode(model, prompt, settings, mask_id=mask_id)[0, prompt.shape[1] :]
     return generated.tolist() == list(continuation_ids)
