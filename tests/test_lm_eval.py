@@ -101,24 +101,27 @@ def test_lm_eval_canvases_equal_mode_evals_batch_token_for_token(smoke_run, smok
         attention_mask=batch["attention_mask"],
     )  # fmt: skip
     expected = output[:, batch["prompt_ids"].shape[1] :]
-    prompts = [scorer.prompt_ids(row["question"]) for row in eval_rows("chains")[0]["validation"][:ROWS]]
+    prompts = [scorer.prompt_ids(row["question"]) for row in eval_rows()[0]["validation"][:ROWS]]
     alone = torch.cat([scorer.decode_canvases([prompt], "") for prompt in prompts])
     together = torch.cat([scorer.decode_canvases(prompts[i : i + 4], "") for i in range(0, ROWS, 4)])
     assert torch.equal(alone, expected)
     assert torch.equal(together, expected)
 
 
-def test_the_task_rows_follow_conf_data_chains(smoke_run):
-    """The rows are the generator's at conf/data/chains.yaml's knobs, seed and sizes (read, not restated)."""
-    source = compose_config(["data=chains"]).data.source
+def test_the_task_rows_follow_the_default_data_config(smoke_run):
+    """The rows are the generator's at the default data config's knobs, seed and sizes (read, not restated); a
+    task may name another config (``data_config``)."""
+    source = compose_config([]).data.source
     knobs = {key: source[key] for key in ("max_operand", "min_ops", "max_ops", "max_result")}
     config = ArithmeticConfig(**knobs, operations=tuple(source.operations))
     expected = generate_splits(config, dict(source.sizes), source.seed)
-    splits, seed = eval_rows("chains")
+    splits, seed = eval_rows()
     assert seed == source.seed
     for split in ("validation", "test"):
         assert [row["question"] for row in splits[split]] == [row["question"] for row in expected[split]]
         assert [row["answer"] for row in splits[split]] == [row["answer"] for row in expected[split]]
+    chains = compose_config(["data=chains"]).data.source
+    assert eval_rows("chains")[0]["test"][0]["question"] != splits["test"][0]["question"] and chains.max_result == 20
 
 
 def test_a_peft_adapter_export_is_scored_without_merging(tmp_path):
@@ -145,7 +148,7 @@ def test_the_test_task_reads_the_test_split():
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
     task = get_task_dict(["blocksft_chains_test"], manager)["blocksft_chains_test"]
     questions = [doc["question"] for doc in task.eval_docs]
-    assert questions == [row["question"] for row in eval_rows("chains")[0]["test"]] and len(questions) == 1000
+    assert questions == [row["question"] for row in eval_rows()[0]["test"]] and len(questions) == 1000
 
 
 # ----------------------------------------------------------------------------------------- batch size, seeds
@@ -174,7 +177,7 @@ def test_loglikelihood_is_seeded_per_request(smoke_lm):
 
 
 def test_sampled_generation_is_seeded_per_request_whatever_the_batch_size(smoke_lm):
-    requests = [(row["question"], {"until": []}) for row in eval_rows("chains")[0]["validation"][:3]]
+    requests = [(row["question"], {"until": []}) for row in eval_rows()[0]["validation"][:3]]
     one = smoke_lm(batch_size=1, temperature=1.0).scorer.generate(requests)
     assert smoke_lm(batch_size=4, temperature=1.0).scorer.generate(requests[::-1]) == one[::-1]
 

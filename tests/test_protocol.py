@@ -202,3 +202,12 @@ def test_selection_names_each_arms_best_setting_with_every_seed():
     assert arm["best"] == {"lr": 1e-3, "ema_decay": 0.0, "mean": pytest.approx(0.52), "n": 2}
     assert not arm["complete"] and arm["settings"][0]["lr"] == 2e-3
     assert selection([r for r in runs if r["lr"] == 1e-3]) == []  # nothing tuned
+
+
+def test_a_protocol_without_comparisons_says_so_and_gives_no_verdict():
+    empty = {**PROTOCOL, "family": {}}
+    runs = [r | {"protocol": empty} for r in study()]
+    summary = summarize(runs, "tuning")
+    assert summary["family"] == [] and summary["claims"] == []
+    text = render_markdown(summary, runs, [])
+    assert "## Declared protocol" in text and "no comparison" in text and "## Declared comparisons" not in text

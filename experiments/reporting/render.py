@@ -111,6 +111,15 @@ def declared_family(s: Summary) -> list[str]:
     if not s.get("protocol"):
         return []
     p = s["protocol"]
+    if not s["family"]:
+        return [
+            "## Declared protocol",
+            "",
+            f"Declared before running (the sweep file's `protocol`): seeds {','.join(map(str, p['seeds']))}, the "
+            f"{p['split']} split, at least {p['min_eval_size']} problems a job, and no comparison: this study "
+            "gives no verdicts (a tuning study selects on validation; budget curves describe).",
+            "",
+        ]
     lines = [
         "## Declared comparisons",
         "",
