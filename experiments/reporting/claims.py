@@ -16,7 +16,7 @@ from experiments.reporting.stats import (
     paired_difference,
     verdict_from_ci,
 )
-from experiments.reporting.text import pct, pct_pm, signed
+from experiments.reporting.text import p_value, pct, pct_pm, signed
 
 #: Numbers reported by the paper (accuracy %, LLaDA-8B-Instruct + LoRA).
 PAPER = {
@@ -198,17 +198,13 @@ def family_claims(family: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             "verdict": row["verdict"],
             "evidence": (
                 f"Δ = {signed(row['mean'])} pts, 95% CI [{pct(row['ci_low'])}, {pct(row['ci_high'])}], family-wise "
-                f"[{pct(row['family_ci_low'])}, {pct(row['family_ci_high'])}], p = {_p(row['p_value'])}, "
-                f"Holm p = {_p(row['holm_p'])}, n={row['n_pairs']} of {len(row['declared_seeds'])} declared pairs"
+                f"[{pct(row['family_ci_low'])}, {pct(row['family_ci_high'])}], p = {p_value(row['p_value'])}, "
+                f"Holm p = {p_value(row['holm_p'])}, n={row['n_pairs']} of {len(row['declared_seeds'])} declared pairs"
                 + (f", {len(row['cross_isa_seeds'])} across CPU kernels" if row["cross_isa_seeds"] else "")
             ),
         }
         for row in family
     ]
-
-
-def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
 
 
 def _diff_evidence(diff: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import csv
 import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +40,26 @@ def load_loss_curve(job_dir: str | Path) -> dict[int, float]:
     return {step: statistics.fmean(v) for step, v in sorted(per_step.items())}
 
 
-def mean_loss_curves(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, tuple[list[int], list[float], int]]:
-    """label -> (steps, loss averaged over the jobs that logged that step, number of jobs)."""
-    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+def _mean_curves(labelled: Iterable[tuple[str, dict[int, float]]]) -> dict[str, tuple[list[int], list[float], int]]:
+    """label -> (steps, value averaged over the jobs that logged that step, number of jobs) from (label, step ->
+    value) per job; a job with an empty curve does not count."""
+    values: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     jobs: Counter = Counter()
-    for run in completed(runs):
-        curve = load_loss_curve(run["dir"])
+    for label, curve in labelled:
         if not curve:
             continue
-        label = key_label(run, keys)
         jobs[label] += 1
-        for step, loss in curve.items():
-            curves[label][step].append(loss)
+        for step, value in curve.items():
+            values[label][step].append(value)
     return {
         label: (sorted(c), [statistics.fmean(c[s]) for s in sorted(c)], jobs[label])
-        for label, c in sorted(curves.items())
+        for label, c in sorted(values.items())
     }
+
+
+def mean_loss_curves(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, tuple[list[int], list[float], int]]:
+    """label -> (steps, loss averaged over the jobs that logged that step, number of jobs)."""
+    return _mean_curves((key_label(run, keys), load_loss_curve(run["dir"])) for run in completed(runs))
 
 
 def _pyplot():
@@ -261,21 +265,9 @@ def load_decode_view_curves(job_dir: str | Path) -> dict[int, dict[int, float]]:
 
 def mean_decode_view_curves(runs: Sequence[Run], keys: Sequence[str]) -> dict[int, Curves]:
     """block index -> label -> (steps, decode-view loss averaged over the jobs that logged that step, jobs)."""
-    values: dict[int, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    jobs: dict[int, Counter] = defaultdict(Counter)
-    for run in completed(runs):
-        label = key_label(run, keys)
-        for block, curve in load_decode_view_curves(run["dir"]).items():
-            jobs[block][label] += 1
-            for step, loss in curve.items():
-                values[block][label][step].append(loss)
-    return {
-        block: {
-            label: (sorted(c), [statistics.fmean(c[s]) for s in sorted(c)], jobs[block][label])
-            for label, c in sorted(by_label.items())
-        }
-        for block, by_label in sorted(values.items())
-    }
+    per_job = [(key_label(run, keys), load_decode_view_curves(run["dir"])) for run in completed(runs)]
+    blocks = sorted({block for _, curves in per_job for block in curves})
+    return {block: _mean_curves((label, curves.get(block, {})) for label, curves in per_job) for block in blocks}
 
 
 def final_decode_view_losses(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from experiments.reporting.claims import PAPER, SCALE_NOTE
 from experiments.reporting.runs import Run
-from experiments.reporting.text import duration, fmt_key, pct, pct_pm, signed, table
+from experiments.reporting.text import duration, fmt_key, p_value, pct, pct_pm, signed, table
 
 Summary = dict[str, Any]
 
@@ -140,8 +140,8 @@ def declared_family(s: Summary) -> list[str]:
             signed(d["mean"], 2),
             _ci(d),
             _ci({"ci_low": d["family_ci_low"], "ci_high": d["family_ci_high"]}),
-            _p(d["p_value"]),
-            _p(d["holm_p"]),
+            p_value(d["p_value"]),
+            p_value(d["holm_p"]),
             f"{d['n_pairs']} / {len(d['declared_seeds'])}",
             len(d["cross_isa_seeds"]) or "—",
             f"**{d['verdict']}**",
@@ -179,10 +179,6 @@ def selection(s: Summary) -> list[str]:
         ]
         lines += table([*arm["knobs"], "accuracy", "n", "seeds"], rows)
     return lines
-
-
-def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
 
 
 def termination(s: Summary) -> list[str]:

@@ -17,6 +17,11 @@ def signed(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{100 * value:+.{digits}f}"
 
 
+def p_value(value: float | None) -> str:
+    """A p-value in two significant digits (scientific below 0.001)."""
+    return "n/a" if value is None else f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
 def pct_pm(group: dict[str, Any] | None) -> str:
     if not group or group.get("mean") is None:
         return "—"
