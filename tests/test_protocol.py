@@ -173,9 +173,13 @@ def test_the_report_shows_the_family_and_its_verdicts():
     assert "Holm p" in summary["claims"][0]["evidence"]
     text = render_markdown(summary, runs, [])
     assert "## Declared comparisons" in text and "**treatment better**" in text and "family-wise" in text
+    # the family is the only verdict table: no unadjusted blockwise − classical pairs beside it
+    assert summary["paired"] == [] and "## Main comparison" not in text
+    assert "synthetic arithmetic (ours, equal_steps)" in text and "Holm p = " in text
 
 
 def test_selection_names_each_arms_best_setting_with_every_seed():
+    from experiments.reporting.render import selection as selection_section
     from experiments.reporting.selection import selection
 
     def tuned(strategy, seed, lr, ema, accuracy):
@@ -201,7 +205,13 @@ def test_selection_names_each_arms_best_setting_with_every_seed():
     assert arm["knobs"] == ["lr", "ema_decay"]
     assert arm["best"] == {"lr": 1e-3, "ema_decay": 0.0, "mean": pytest.approx(0.52), "n": 2}
     assert not arm["complete"] and arm["settings"][0]["lr"] == 2e-3
+    assert arm["edges"] == []  # 1e-3 lies inside the learning rates tried
     assert selection([r for r in runs if r["lr"] == 1e-3]) == []  # nothing tuned
+    higher = [*runs, tuned("classical", 0, 4e-3, None, 0.3), tuned("classical", 1, 4e-3, None, 0.3)]
+    (arm,) = selection([r for r in higher if r["lr"] != 5e-4], seeds=[0, 1])
+    assert arm["best"]["lr"] == 1e-3 and arm["edges"] == [{"knob": "lr", "value": 1e-3, "side": "lowest"}]
+    summary = {"selection": [arm]}
+    assert "lr=0.001 is the lowest value tried: the grid should be extended" in "\n".join(selection_section(summary))
 
 
 def test_a_protocol_without_comparisons_says_so_and_gives_no_verdict():

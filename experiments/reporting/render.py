@@ -172,7 +172,12 @@ def selection(s: Summary) -> list[str]:
         best = arm["best"]
         chosen = ", ".join(f"{k}={fmt_key(k, best[k])}" for k in arm["knobs"]) if best else "none yet"
         status = "" if arm["complete"] else " (provisional: a setting lacks a seed)"
-        lines += [f"**{arm['strategy']}**: best {chosen}{status}", ""]
+        edges = "".join(
+            f"; {e['knob']}={fmt_key(e['knob'], e['value'])} is the {e['side']} value tried: the grid should be "
+            "extended past it"
+            for e in arm.get("edges") or []
+        )
+        lines += [f"**{arm['strategy']}**: best {chosen}{status}{edges}", ""]
         rows = [
             [*(fmt_key(k, g[k]) for k in arm["knobs"]), pct_pm(g), g["n"], ",".join(map(str, g["seeds"]))]
             for g in arm["settings"]
@@ -215,7 +220,7 @@ def _ci(diff: dict[str, Any], digits: int = 2) -> str:
 
 
 def main_comparison(s: Summary) -> list[str]:
-    if "main" not in s["kinds"]:
+    if "main" not in s["kinds"] or not s["paired"]:  # a declared protocol's family table replaces this one
         return []
     by_model = any("model" in d for d in s["paired"])  # several models: pairs are formed within each
     lines = [
@@ -562,6 +567,19 @@ def _our_comparison_rows(s: Summary) -> list[list[Any]]:
     """Our blockwise vs classical numbers for the paper-comparison table."""
     n_seeds = lambda n: f"this sweep, n={n} seeds"  # noqa: E731
     rows = []
+    for d in s.get("family") or []:
+        if d["treatment_mean"] is None or d["control_mean"] is None:
+            continue
+        rows.append(
+            [
+                f"synthetic arithmetic (ours, {d['name']})",
+                f"{pct(d['treatment_mean'])} ({d['treatment']})",
+                f"{pct(d['control_mean'])} ({d['control']})",
+                signed(d["mean"]),
+                _ci(d, 1),
+                f"this sweep, n={d['n_pairs']} pairs, Holm p = {p_value(d['holm_p'])}",
+            ]
+        )
     for d in s.get("paired") or []:
         if d["treatment_mean"] is None or d["control_mean"] is None:
             continue

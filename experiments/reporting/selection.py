@@ -40,6 +40,19 @@ def selection(runs: Sequence[Run], seeds: Sequence[int] | None = None) -> list[d
                 "settings": ranked,
                 "best": None if best is None else {k: best[k] for k in knobs} | {"mean": best["mean"], "n": best["n"]},
                 "complete": len(full) == len(groups),
+                "edges": [] if best is None else grid_edges(best, groups, knobs),
             }
         )
     return out
+
+
+def grid_edges(best: dict[str, Any], groups: Sequence[dict[str, Any]], knobs: Sequence[str]) -> list[dict[str, Any]]:
+    """The knobs, tried at three values or more, whose best value is the lowest or the highest tried: there the
+    optimum may lie outside the grid, which should be extended before the setting is used."""
+    edges = []
+    for knob in knobs:
+        values = sorted({g[knob] for g in groups})
+        if len(values) >= 3 and best[knob] in (values[0], values[-1]):
+            side = "lowest" if best[knob] == values[0] else "highest"
+            edges.append({"knob": knob, "value": best[knob], "side": side})
+    return edges

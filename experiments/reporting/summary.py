@@ -100,6 +100,7 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
     unfinished = [r for r in runs if r["status"] == UNFINISHED]
     walls = {r["job"]: r["wall_seconds"] for r in runs if r.get("wall_seconds") is not None}
     kinds = study_kinds(study, runs)
+    protocol = study_protocol(runs)
     keys = default_keys(runs)
     summary: dict[str, Any] = {
         "study": study,
@@ -122,7 +123,8 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "groups": aggregate(runs, keys),
         "groups_flexible": aggregate(runs, keys, metric="accuracy_flexible"),
         "termination": termination_groups(runs, keys, ("parse_failure_rate", *TERMINATION_FIELDS)),
-        "paired": paired_difference(runs, by=pairing_keys(runs)) if "main" in kinds else [],
+        # A declared protocol's family is the only verdict table; without one, blockwise − classical by seed.
+        "paired": paired_difference(runs, by=pairing_keys(runs)) if "main" in kinds and protocol is None else [],
         "grid": block_grid(runs) if "block_size_consistency" in kinds else None,
         "prefix": aggregate([r for r in done if r["prefix_mask_rate"] is not None], ["prefix_mask_rate"])
         if "prefix" in kinds
@@ -140,7 +142,6 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "paper": PAPER,
     }
     summary["pareto"] = scheme_pareto(summary["schemes"]) if summary["schemes"] else None
-    protocol = study_protocol(runs)
     summary["protocol"] = None if protocol is None else _declared(protocol)
     summary["family"] = family_verdicts(runs, protocol) if protocol is not None else []
     summary["claims"] = family_claims(summary["family"]) if protocol is not None else claims(summary)
