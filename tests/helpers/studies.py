@@ -21,7 +21,7 @@ EXPECTED_JOBS = {
     "corruption_schemes": 50,  # 5 schemes x 2 budgets x 5 seeds
     "scratch_vs_base": 20,  # 2 strategies x 2 models (base, base_scratch) x 5 seeds
     "eos_supervision": 18,  # 2 arms x tail_eos_in_loss in {all, 0, 1} x 3 seeds
-    "tuning": 24,  # 2 strategies x 3 learning rates x 2 weight averages x 2 seeds
+    "tuning": 32,  # 2 strategies x 4 learning rates x 2 weight averages x 2 seeds
 }
 EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
 
