@@ -14,7 +14,7 @@ import torch
 
 from blocksft.data.order import ShuffledBatchStream
 from blocksft.folders import checkpoint_step
-from blocksft.runs.checkpointing import AtomicCheckpointIO, read_csv_rows
+from blocksft.runs.checkpointing import AtomicCheckpointIO, TrainingClock, read_csv_rows
 from helpers.runs import copy_run, run_in_process, run_train
 
 # Blockwise (block-sampler pools), dropout (global RNG), several passes over 256 rows (data order).
@@ -54,9 +54,15 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(trained_run, tmp_path
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (crashed / "results.json").exists()
     assert (crashed / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(crashed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    killed_attempt = checkpoint["callbacks"]["TrainingClock"]["train_seconds"]
+    assert killed_attempt > 0
 
     resumed = run_in_process(RUN, crashed)
     assert "resuming from" in resumed.log
+    result = json.loads((crashed / "results.json").read_text())
+    assert result["train_seconds"] > killed_attempt  # the killed attempt's training is counted
+    assert result["wall_seconds"] > result["train_seconds"]
 
     weights = [(d / "export" / "model.safetensors").read_bytes() for d in (straight, crashed)]
     assert weights[0] == weights[1], "final weights differ from the uninterrupted run"
@@ -190,3 +196,19 @@ def test_a_run_killed_while_decoding_decodes_what_it_would_have_decoded(trained_
     assert (folder / "export" / "model.safetensors").read_bytes() == weights, "not the model the run had trained"
     assert (folder / "generations.jsonl").read_text() == generations
     assert {k: second[k] for k in SAME_RESULTS} == {k: first[k] for k in SAME_RESULTS}
+
+
+def test_the_training_clock_carries_earlier_attempts_through_the_checkpoint():
+    first = TrainingClock()
+    assert first.seconds() == 0.0  # not started
+    first.on_train_start(None, None)
+    state = first.state_dict()
+    assert state["train_seconds"] >= 0.0
+    second = TrainingClock()
+    second.load_state_dict({"train_seconds": 12.5})
+    assert second.earlier == 12.5 and second.seconds() == 12.5
+    second.on_train_start(None, None)
+    assert second.state_dict()["train_seconds"] >= 12.5
+    third = TrainingClock()
+    third.load_state_dict({})  # a checkpoint written before the clock existed
+    assert third.earlier == 0.0

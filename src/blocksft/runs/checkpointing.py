@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,28 @@ class FlushLoggersOnCheckpoint(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         for logger in trainer.loggers:
             logger.save()
+
+
+class TrainingClock(Callback):
+    """Training seconds over every attempt of a run: the seconds the checkpoint this attempt resumed from had
+    counted (``earlier``) plus this attempt's, kept in each checkpoint. So a run killed and resumed reports the
+    training time of all its attempts (not the steps an attempt lost after its last checkpoint)."""
+
+    def __init__(self) -> None:
+        self.earlier = 0.0
+        self.started: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.earlier + (0.0 if self.started is None else time.perf_counter() - self.started)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"train_seconds": self.seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.earlier = float(state_dict.get("train_seconds", 0.0))
 
 
 def resume_checkpoint(output_dir: str | Path) -> Path | None:

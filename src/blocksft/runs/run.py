@@ -37,6 +37,7 @@ from blocksft.models.loader import load_initial_model
 from blocksft.runs.checkpointing import (
     AtomicCheckpointIO,
     FlushLoggersOnCheckpoint,
+    TrainingClock,
     keep_csv_rows_on_resume,
     resume_checkpoint,
 )
@@ -135,13 +136,14 @@ def run(cfg: DictConfig, trained_by: AdoptedTraining | None = None) -> RunResult
     job = build(cfg, output_dir, logged_config, trained_by)
     if job.trainer.is_global_zero:  # the folder belongs to this config from here on
         write_run_record(output_dir, logged_config, digest, commit)
-    train_seconds, final_train_loss = fit(cfg, job, output_dir, trained_by)
+    train_seconds, earlier_seconds, final_train_loss = fit(cfg, job, output_dir, trained_by)
     eval_started = time.perf_counter()
     job.trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     seconds = {
         "train": train_seconds,
         "eval": time.perf_counter() - eval_started,
-        "wall": time.perf_counter() - started,
+        # with the training of earlier attempts (an adopted training's time is added by ``record``)
+        "wall": time.perf_counter() - started + (earlier_seconds if trained_by is None else 0.0),
     }
     return record(cfg, job, output_dir, logged_config, digest, commit, seconds, final_train_loss, trained_by)
 
@@ -246,6 +248,7 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
             every_n_train_steps=cfg.checkpoint.every_n_train_steps,
         ),
         FlushLoggersOnCheckpoint(),
+        TrainingClock(),
         *(instantiate(callback) for callback in (cfg.get("callbacks") or {}).values() if callback is not None),
     ]
     if (ema_decay := cfg.optim.get("ema_decay")) is not None:
@@ -260,14 +263,16 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, loggers: list) -> list:
 
 def fit(
     cfg: DictConfig, job: BuiltJob, output_dir: Path, trained_by: AdoptedTraining | None
-) -> tuple[float, float | None]:
-    """Train (``mode=train``) and export the model; (training seconds, the last step's loss)."""
+) -> tuple[float, float, float | None]:
+    """Train (``mode=train``) and export the model; (training seconds of every attempt, of the attempts before
+    this one (``TrainingClock``), the last step's loss)."""
     if cfg.mode != "train":
-        return 0.0, None
+        return 0.0, 0.0, None
     module, trainer, resume_from = job.module, job.trainer, job.resume_from
     fit_started = time.perf_counter()
     trainer.fit(module, datamodule=job.datamodule, ckpt_path=resume_from)
-    train_seconds = time.perf_counter() - fit_started
+    clock = next(c for c in trainer.callbacks if isinstance(c, TrainingClock))
+    train_seconds = time.perf_counter() - fit_started + clock.earlier  # earlier attempts' training included
     if resume_from is not None and trainer.global_step == checkpoint_step(resume_from):
         finish_resumed_at_the_end(module, resume_from, ema=job.ema)
     final_train_loss = None
@@ -277,7 +282,7 @@ def fit(
         final_train_loss = trained_by.final_train_loss
     if trainer.is_global_zero:
         export_model(module.model, job.tokenizer, output_dir / "export", job.model_cfg)
-    return train_seconds, final_train_loss
+    return train_seconds, clock.earlier, final_train_loss
 
 
 def record(
