@@ -293,6 +293,14 @@ GRID_SEEDS = {
 }
 
 
+def test_under_a_protocol_the_grid_describes_and_the_family_decides(grid_sweep: Path):
+    protocol = {"seeds": [0], "split": "validation", "min_eval_size": 1, "family": {}}
+    runs = [r | {"protocol": protocol} for r in rep.load_runs(grid_sweep)]
+    text = render_markdown(rep.summarize(runs, "block_size_consistency"), runs, [])
+    assert "## Block-size consistency" in text and "the declared comparisons above" in text
+    assert "vs longer decode blocks" not in text  # no unadjusted verdict table beside the family
+
+
 def test_block_grid_pairs_each_row_by_seed_against_its_matched_decode_length(tmp_path: Path):
     for block, row in GRID_SEEDS.items():
         for seed in range(3):
@@ -858,6 +866,20 @@ def test_scratch_vs_base_pairs_within_each_model_and_tests_the_interaction(scrat
     assert interaction["diffs"] == pytest.approx([0.40, 0.49, 0.58]) and interaction["std"] == pytest.approx(0.09)
     assert interaction["ci_low"] == pytest.approx(0.49 - T2 * 0.09 / math.sqrt(3))
     assert interaction["verdict"] == "supports"
+
+
+def test_under_a_protocol_the_pretraining_rows_describe_and_the_family_decides(scratch_sweep: Path):
+    family = {"from_base": {"treatment": {"strategy": "blockwise", "model": "base"},
+                            "control": {"strategy": "classical", "model": "base"}}}  # fmt: skip
+    protocol = {"seeds": [0, 1, 2], "split": "validation", "min_eval_size": 1, "family": family}
+    runs = [r | {"protocol": protocol} for r in rep.load_runs(scratch_sweep)]
+    summary = rep.summarize(runs, "scratch_vs_base")
+    text = render_markdown(summary, runs, [])
+    section = text.split("## Pretraining")[1].split("\n## ")[0]
+    assert "unadjusted: the verdicts are the declared comparisons'" in section
+    table_rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert table_rows and not any("verdict" in line or "supports" in line for line in table_rows)
+    assert [c["claim"].split(":")[0] for c in summary["claims"]] == ["from_base"]  # the family's only
 
 
 def test_write_report_scratch_vs_base(scratch_sweep: Path, tmp_path: Path):
