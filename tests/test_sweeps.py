@@ -213,5 +213,6 @@ def test_classical_arms_share_the_classical_tuned_setting():
 def test_tuning_sweeps_both_arms_over_learning_rate_and_weight_average_on_validation():
     configs = study_configs("tuning")
     grid = {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in configs}
-    assert len(grid) == 24 and {c.eval.split for c in configs} == {"validation"}
+    assert len(grid) == 32 and {c.eval.split for c in configs} == {"validation"}
+    assert {g[1] for g in grid} == {5e-4, 1e-3, 2e-3, 4e-3}  # 2e-3, seed 100's best for both arms, is inside
     assert {g[0] for g in grid} == {"classical", "blockwise"} and {g[2] for g in grid} == {None, 0.995}
