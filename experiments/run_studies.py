@@ -62,10 +62,9 @@ def untuned_arms(summary: dict, arms: Path = ROOT / "conf" / "arm") -> list[str]
             problems.append(f"{strategy}: the best setting lies at the edge of the grid: {knobs}; extend the grid")
             continue
         best = {k: float(arm["best"][k] or 0.0) for k in ("lr", "ema_decay")}
-        if arm_setting(strategy, arms) != best:
-            problems.append(
-                f"{strategy}: conf/arm/{strategy}.yaml sets {arm_setting(strategy, arms)}, the Selection {best}"
-            )
+        current = arm_setting(strategy, arms)
+        if current != best:
+            problems.append(f"{strategy}: conf/arm/{strategy}.yaml sets {current}, the Selection {best}")
     return problems
 
 
