@@ -23,7 +23,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
+from blocksft.folders import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
 RESULTS = ROOT / "experiments" / "results"
 
 #: Study -> its sweep files (multirun_sweeps/<file>.yaml), in the order they run. The later studies reuse the
