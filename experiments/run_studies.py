@@ -31,7 +31,7 @@ RESULTS = ROOT / "experiments" / "results"
 #: Study -> its sweep files (multirun_sweeps/<file>.yaml), in the order they run. The later studies reuse the
 #: main study's trainings (``reuse_runs``), so main comes before them.
 CAMPAIGN: dict[str, tuple[str, ...]] = {
-    "tuning": ("tuning",),
+    "tuning": ("tuning", "tuning_classical_edge"),
     "main": ("main", "main_arms"),
     "budgets": ("budgets",),
     "eos_supervision": ("eos_supervision",),

@@ -95,7 +95,9 @@ def test_each_study_restores_sweeps_keeps_and_reports_and_keeps_them_when_a_swee
 
 
 def test_every_campaign_sweep_file_exists_and_names_its_study():
+    from blocksft.runs.compose import compose_config
+
     for study, sweeps in CAMPAIGN.items():
         for sweep in sweeps:
-            text = (ROOT / "multirun_sweeps" / f"{sweep}.yaml").read_text()
-            assert f"study: {study}" in text or "- main" in text, sweep  # main_arms takes main's study
+            assert (ROOT / "multirun_sweeps" / f"{sweep}.yaml").is_file(), sweep
+            assert compose_config([f"+sweep={sweep}"]).study == study, sweep  # main_arms takes main's study

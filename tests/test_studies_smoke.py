@@ -13,7 +13,7 @@ from helpers.runs import run_train
 from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
 
 #: Sweep files that add jobs to another file's study.
-STUDY_OF = {"main_arms": "main"}
+STUDY_OF = {"main_arms": "main", "tuning_classical_edge": "tuning"}
 #: Extra overrides of a study's smoke run, and its job count then: the budget curves at 5 and 10 steps, not 3,600;
 #: tuning at one learning rate and the EOS study at two of its values (the sweep's shape, at a third of the jobs).
 SMOKE_SWEEPS = {

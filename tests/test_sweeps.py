@@ -25,7 +25,7 @@ def composed_job(study: str, job: tuple[str, ...]):
 
 
 #: Sweep files that add jobs to another file's study (its protocol, its folder).
-STUDY_OF = {"main_arms": "main"}
+STUDY_OF = {"main_arms": "main", "tuning_classical_edge": "tuning"}
 
 
 def job_config(study: str, job: tuple[str, ...]):
@@ -216,3 +216,18 @@ def test_tuning_sweeps_both_arms_over_learning_rate_and_weight_average_on_valida
     assert len(grid) == 32 and {c.eval.split for c in configs} == {"validation"}
     assert {g[1] for g in grid} == {5e-4, 1e-3, 2e-3, 4e-3}  # 2e-3, seed 100's best for both arms, is inside
     assert {g[0] for g in grid} == {"classical", "blockwise"} and {g[2] for g in grid} == {None, 0.995}
+
+
+def test_the_classical_edge_extends_only_classical_one_learning_rate_past_the_tuning_grid():
+    """tuning_classical_edge.yaml is part of the tuning study: classical's grid gains 8e-3 (its best, 4e-3, was
+    the highest tried), with the same weight averages, seeds, split and protocol; blockwise's grid is unchanged."""
+    base, edge = study_configs("tuning"), study_configs("tuning_classical_edge")
+    assert {c.study for c in edge} == {"tuning"} and {c.eval.split for c in edge} == {"validation"}
+    assert {json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in base + edge} == {
+        json.dumps(OmegaConf.to_container(base[0].protocol), sort_keys=True)
+    }
+    lrs = {c.optim.optimizer.lr for c in base}
+    assert {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in edge} == {
+        ("classical", 8e-3, ema, seed) for ema in (None, 0.995) for seed in (100, 101)
+    }
+    assert max(lrs) < 8e-3 and {c.run_name for c in edge}.isdisjoint({c.run_name for c in base})

@@ -22,6 +22,7 @@ EXPECTED_JOBS = {
     "scratch_vs_base": 20,  # 2 strategies x 2 models (base, base_scratch) x 5 seeds
     "eos_supervision": 18,  # 2 arms x tail_eos_in_loss in {all, 0, 1} x 3 seeds
     "tuning": 32,  # 2 strategies x 4 learning rates x 2 weight averages x 2 seeds
+    "tuning_classical_edge": 4,  # classical at lr 8e-3 x 2 weight averages x 2 seeds
 }
 EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
 
