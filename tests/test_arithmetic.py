@@ -72,8 +72,8 @@ def template_index(question: str) -> int:
 
 @pytest.fixture(scope="module")
 def default_splits():
-    # CPU seconds of this process, not wall time: a job sharing the cores must not fail the bound (about 0.4 s;
-    # the bound catches a generator that turned quadratic, the benchmark measures speed).
+    # CPU seconds of this process, not wall time: a job sharing the cores must not fail the bound (it takes about
+    # 0.4 s; the bound catches a generator that turned quadratic, it is not a speed figure).
     t0 = time.process_time()
     splits = generate_splits(ArithmeticConfig(), {"train": 50_000, "validation": 500, "test": 500}, seed=0)
     elapsed = time.process_time() - t0

@@ -10,10 +10,8 @@ import pytest
 from experiments.bench import threshold as bench_threshold
 from experiments.reporting import cli as report
 from helpers.runs import run_train
-from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
+from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, STUDY_OF, sweep_jobs
 
-#: Sweep files that add jobs to another file's study.
-STUDY_OF = {"main_arms": "main", "tuning_classical_edge": "tuning"}
 #: Extra overrides of a study's smoke run, and its job count then: the budget curves at 5 and 10 steps, not 3,600;
 #: tuning at one learning rate and the EOS study at two of its values (the sweep's shape, at a third of the jobs).
 SMOKE_SWEEPS = {

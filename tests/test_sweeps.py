@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from blocksft.config.validation import decode_block_lengths, validate_config
 from blocksft.runs.compose import compose_config
 from helpers.project import ROOT
-from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, sweep_jobs
+from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, STUDY_OF, sweep_jobs
 
 
 @functools.cache
@@ -22,10 +22,6 @@ def composed_job(study: str, job: tuple[str, ...]):
     """The composed config of one job of ``study`` (``+sweep=<study>`` and the job's overrides), composed once
     per module: composition is most of these tests' time, and several tests read the same jobs."""
     return compose_config([f"+sweep={study}", *job])
-
-
-#: Sweep files that add jobs to another file's study (its protocol, its folder).
-STUDY_OF = {"main_arms": "main", "tuning_classical_edge": "tuning"}
 
 
 def job_config(study: str, job: tuple[str, ...]):

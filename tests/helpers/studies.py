@@ -25,6 +25,8 @@ EXPECTED_JOBS = {
     "tuning_classical_edge": 4,  # classical at lr 8e-3 x 2 weight averages x 2 seeds
 }
 EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
+#: Sweep files that add jobs to another file's study (its protocol, its folder).
+STUDY_OF = {"main_arms": "main", "tuning_classical_edge": "tuning"}
 
 
 def sweep_jobs(study: str) -> list[list[str]]:
