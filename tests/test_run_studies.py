@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from blocksft.runs.compose import compose_config
 from experiments import run_studies
 from experiments.run_studies import CAMPAIGN, TUNED_ARMS, arm_setting, untuned_arms
 from helpers.project import ROOT
@@ -95,8 +96,6 @@ def test_each_study_restores_sweeps_keeps_and_reports_and_keeps_them_when_a_swee
 
 
 def test_every_campaign_sweep_file_exists_and_names_its_study():
-    from blocksft.runs.compose import compose_config
-
     for study, sweeps in CAMPAIGN.items():
         for sweep in sweeps:
             assert (ROOT / "multirun_sweeps" / f"{sweep}.yaml").is_file(), sweep

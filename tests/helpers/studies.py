@@ -7,6 +7,7 @@ import itertools
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from experiments.run_studies import CAMPAIGN
 from helpers.project import ROOT
 
 EXPECTED_JOBS = {
@@ -25,8 +26,8 @@ EXPECTED_JOBS = {
     "tuning_classical_edge": 4,  # classical at lr 8e-3 x 2 weight averages x 2 seeds
 }
 EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
-#: Sweep files that add jobs to another file's study (its protocol, its folder).
-STUDY_OF = {"main_arms": "main", "tuning_classical_edge": "tuning"}
+#: Sweep files that add jobs to another file's study (its protocol, its folder): the campaign's extra files.
+STUDY_OF = {sweep: study for study, sweeps in CAMPAIGN.items() for sweep in sweeps if sweep != study}
 
 
 def sweep_jobs(study: str) -> list[list[str]]:
