@@ -178,6 +178,20 @@ def test_the_report_shows_the_family_and_its_verdicts():
     assert "synthetic arithmetic (ours, equal_steps)" in text and "Holm p = " in text
 
 
+def test_the_paper_table_holds_only_comparisons_of_blockwise_against_another_strategy():
+    within = {"treatment": {"strategy": "blockwise"}, "control": {"strategy": "blockwise", "decode": 64}}
+    declared = {**PROTOCOL, "family": {**PROTOCOL["family"], "blockwise_decode_64": within}}
+    runs = [run("blockwise", s, a, at_64=a - 0.2, protocol=declared) for s, a in enumerate(BLOCKWISE)] + [
+        run("classical", s, a, at_64=b, protocol=declared)
+        for s, (a, b) in enumerate(zip(CLASSICAL, CLASSICAL_64, strict=True))
+    ]
+    text = render_markdown(summarize(runs, "main"), runs, [])
+    paper_table, claims = text.split("## Paper comparison")[1].split("### Claims")
+    assert "(ours, equal_steps)" in paper_table and "(ours, matched_decode)" in paper_table
+    assert "blockwise_decode_64" not in paper_table  # one strategy against itself: not Blockwise SFT vs a baseline
+    assert "blockwise_decode_64: strategy=blockwise beats strategy=blockwise, decode 64" in claims
+
+
 def test_selection_names_each_arms_best_setting_with_every_seed():
     from experiments.reporting.render import selection as selection_section
     from experiments.reporting.selection import selection
@@ -207,6 +221,9 @@ def test_selection_names_each_arms_best_setting_with_every_seed():
     assert not arm["complete"] and arm["settings"][0]["lr"] == 2e-3
     assert arm["edges"] == []  # 1e-3 lies inside the learning rates tried
     assert selection([r for r in runs if r["lr"] == 1e-3]) == []  # nothing tuned
+    # arms at their own tuned settings (a study after tuning): the learning rate differs only between strategies
+    arms = [tuned("classical", 0, 4e-3, 0.995, 0.6), tuned("blockwise", 0, 2e-3, 0.995, 0.8)]
+    assert selection(arms) == []
     higher = [*runs, tuned("classical", 0, 4e-3, None, 0.3), tuned("classical", 1, 4e-3, None, 0.3)]
     (arm,) = selection([r for r in higher if r["lr"] != 5e-4], seeds=[0, 1])
     assert arm["best"]["lr"] == 1e-3 and arm["edges"] == [{"knob": "lr", "value": 1e-3, "side": "lowest"}]

@@ -180,6 +180,8 @@ def compare(runs: Sequence[Run], comparison: Comparison, family_size: int) -> di
         "name": comparison.name,
         "treatment": comparison.treatment.label(),
         "control": comparison.control.label(),
+        "treatment_strategy": dict(comparison.treatment.filters).get("strategy"),
+        "control_strategy": dict(comparison.control.filters).get("strategy"),
         "declared_seeds": list(comparison.seeds),
         "seeds": seeds,
         "n_pairs": len(seeds),

@@ -573,12 +573,19 @@ def paper_comparison(s: Summary) -> list[str]:
     return lines + [""]
 
 
+def _blockwise_against_baseline(comparison: dict[str, Any]) -> bool:
+    """Whether a declared comparison sets a blockwise strategy against another strategy, as the paper's table does
+    (a comparison within one strategy, such as a knob's values, is not one)."""
+    treatment, control = comparison.get("treatment_strategy"), comparison.get("control_strategy")
+    return str(treatment).startswith("blockwise") and control is not None and control != treatment
+
+
 def _our_comparison_rows(s: Summary) -> list[list[Any]]:
     """Our blockwise vs classical numbers for the paper-comparison table."""
     n_seeds = lambda n: f"this sweep, n={n} seeds"  # noqa: E731
     rows = []
     for d in s.get("family") or []:
-        if d["treatment_mean"] is None or d["control_mean"] is None:
+        if d["treatment_mean"] is None or d["control_mean"] is None or not _blockwise_against_baseline(d):
             continue
         rows.append(
             [

@@ -14,9 +14,14 @@ TUNED_KNOBS: tuple[str, ...] = ("lr", "ema_decay")
 
 
 def tuned_knobs(runs: Sequence[Run]) -> list[str]:
-    """The ``TUNED_KNOBS`` that take more than one value among the completed runs."""
+    """The ``TUNED_KNOBS`` that take more than one value among one strategy's completed runs. Arms that each run
+    at their own tuned setting (a study after tuning) differ between strategies only: nothing is tuned there."""
     done = completed(runs)
-    return [knob for knob in TUNED_KNOBS if len({r.get(knob) for r in done}) > 1]
+    return [
+        knob
+        for knob in TUNED_KNOBS
+        if any(len({r.get(knob) for r in done if r["strategy"] == s}) > 1 for s in {r["strategy"] for r in done})
+    ]
 
 
 def selection(runs: Sequence[Run], seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
