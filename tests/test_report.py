@@ -934,6 +934,7 @@ def test_termination_section_means_each_arm_over_seeds_at_its_primary_block(tmp_
         job = write_job(root, f"{strategy}-seed{seed}", strategy=strategy, seed=seed, by_block={4: 0.1, 8: 0.3})
         results = json.loads((job / "results.json").read_text())
         at_8 = {"early_eos_rate": early, "no_eos_rate": no_eos, "answer_tokens_p50": median}
+        at_8["eos_share_by_block"] = [0.0, 2 * early] if strategy == "blockwise" else [0.0, 0.5, 1.0]
         results.update(
             parse_failure_rate=1.0,  # at decode_block_length 4: the report counts the run at its training block
             parse_failure_rate_by_decode_block={"4": 1.0, "8": failures},
@@ -953,6 +954,14 @@ def test_termination_section_means_each_arm_over_seeds_at_its_primary_block(tmp_
     assert "## Termination" in text
     assert "| blockwise | 8 | 50.0 | 25.0 | 12.5 | 25.5 | 2 |" in text
     assert "| classical | 8 | 50.0 | 50.0 | 0.0 | 9.0 | 1 |" in text
+    # the EOS share of each answer block: element-wise means over seeds, a shorter list padded with a dash
+    assert blockwise["eos_share_by_block"] == pytest.approx([0.0, 0.5]) and classical["eos_share_by_block"] == [
+        0,
+        0.5,
+        1,
+    ]
+    assert "| strategy | block_size | block 0 | block 1 | block 2 |" in text
+    assert "| blockwise | 8 | 0.0 | 50.0 | — |" in text and "| classical | 8 | 0.0 | 50.0 | 100.0 |" in text
 
 
 def test_a_sweep_recorded_before_termination_has_no_such_section(main_sweep: Path):

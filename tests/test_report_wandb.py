@@ -129,7 +129,7 @@ def test_decode_view_loss_and_termination_become_tables_and_charts():
         },
         "termination": [
             {"strategy": "blockwise", "block_size": 16, "n": 5, "parse_failure_rate": 0.0}
-            | {"early_eos_rate": 0.1, "no_eos_rate": None},
+            | {"early_eos_rate": 0.1, "no_eos_rate": None, "eos_share_by_block": [0.0, 0.25]},
         ],
     }
     curves = {0: {"blockwise": ([199, 399], [2.0, 1.5], 2), "classical": ([199], [3.0], 1)}}
@@ -152,8 +152,10 @@ def test_decode_view_loss_and_termination_become_tables_and_charts():
         "parse_failure_rate",
         "early_eos_rate",
         "no_eos_rate",
+        "eos_share_block0",
+        "eos_share_block1",
     ]
-    assert termination["data"] == [["blockwise, block_size=16", "blockwise", 16, 5, 0.0, 0.1, None]]
+    assert termination["data"] == [["blockwise, block_size=16", "blockwise", 16, 5, 0.0, 0.1, None, 0.0, 0.25]]
 
 
 def test_the_default_project_is_the_training_runs_one():

@@ -199,7 +199,7 @@ def termination(s: Summary) -> list[str]:
         "median tokens before the first EOS.",
         "",
     ]
-    return lines + table(
+    lines += table(
         [*keys, "parse failures", "early EOS", "no EOS", "median tokens", "n"],
         [
             [
@@ -213,6 +213,27 @@ def termination(s: Summary) -> list[str]:
             for g in s["termination"]
         ],
     )
+    return lines + _eos_share_table(s["termination"], keys)
+
+
+def _eos_share_table(groups: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """The share of EOS among the committed tokens of each answer block, per configuration (none recorded: [])."""
+    shared = [g for g in groups if g.get("eos_share_by_block")]
+    if not shared:
+        return []
+    width = max(len(g["eos_share_by_block"]) for g in shared)
+    rows = [
+        [*(fmt_key(k, g.get(k)) for k in keys), *(pct(v) for v in g["eos_share_by_block"])]
+        + ["—"] * (width - len(g["eos_share_by_block"]))
+        for g in shared
+    ]
+    return [
+        "",
+        "EOS among the committed tokens of each answer block of `gen_length` (block length = the run's decoding "
+        "block), in %, mean over seeds: where the model writes its padding.",
+        "",
+        *table([*keys, *(f"block {i}" for i in range(width))], rows),
+    ]
 
 
 def _ci(diff: dict[str, Any], digits: int = 2) -> str:

@@ -145,14 +145,20 @@ TERMINATION_FIELDS = ("early_eos_rate", "no_eos_rate", "answer_tokens_p50")
 
 
 def _termination_at(result: RunResult, length: int | None) -> dict[str, float | None]:
-    """The parse-failure rate and ``TERMINATION_FIELDS`` at decoding block ``length`` (the run's primary); None
-    each in records written before they were (or of runs that decoded nothing)."""
+    """The parse-failure rate, ``TERMINATION_FIELDS`` and ``eos_share_by_block`` (the share of EOS among the
+    committed tokens of each answer block, a list) at decoding block ``length`` (the run's primary); None each in
+    records written before they were (or of runs that decoded nothing)."""
     key = str(length)
     at_primary = length == result.decode_block_length
     ends = result.termination_by_decode_block.get(key)
     ends = ends if isinstance(ends, dict) else result.termination if at_primary else {}
     failures = result.parse_failure_rate_by_decode_block.get(key, result.parse_failure_rate if at_primary else None)
-    return {"parse_failure_rate": failures, **{name: as_float(ends.get(name)) for name in TERMINATION_FIELDS}}
+    shares = ends.get("eos_share_by_block")
+    return {
+        "parse_failure_rate": failures,
+        **{name: as_float(ends.get(name)) for name in TERMINATION_FIELDS},
+        "eos_share_by_block": [float(v) for v in shares] if isinstance(shares, list) and shares else None,
+    }
 
 
 def _count_at_primary_length(run: Run, result: RunResult, by_block: dict[int, float], primary: int) -> None:

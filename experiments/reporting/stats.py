@@ -181,16 +181,30 @@ def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None, metric: st
     return groups
 
 
-def termination_groups(runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
+def termination_groups(
+    runs: Sequence[Run], keys: Sequence[str], metrics: Sequence[str], series: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Per group of ``keys`` (as :func:`aggregate`), the mean over seeds of each of ``metrics`` (None where
-    none of its runs recorded it); only groups with at least one of them, so [] for records before them."""
+    none of its runs recorded it) and the element-wise mean of each list field of ``series`` over the runs that
+    recorded it with the group's most common length (None where none did); only groups with at least one metric,
+    so [] for records before them."""
     rows: dict[tuple, dict[str, Any]] = {}
     for metric in metrics:
         for group in aggregate(runs, keys, metric=metric):
             key = tuple(group.get(k) for k in keys)
             rows.setdefault(key, {**{k: group.get(k) for k in keys}, "n": group["n"]})[metric] = group["mean"]
+    for name in series:
+        lists: dict[tuple, list[list[float]]] = defaultdict(list)
+        for run in completed(runs):
+            if run.get(name):
+                lists[tuple(run.get(k) for k in keys)].append([float(v) for v in run[name]])
+        for key, values in lists.items():
+            if key in rows:
+                length = max({len(v) for v in values}, key=[len(v) for v in values].count)
+                same = [v for v in values if len(v) == length]
+                rows[key][name] = [statistics.fmean(column) for column in zip(*same, strict=True)]
     ordered = sorted(rows, key=lambda t: tuple(sort_key(v) for v in t))
-    return [{**dict.fromkeys(metrics), **rows[key]} for key in ordered]
+    return [{**dict.fromkeys([*metrics, *series]), **rows[key]} for key in ordered]
 
 
 def pairing_keys(runs: Sequence[Run], by: Sequence[str] = ("budget_kind",)) -> tuple[str, ...]:

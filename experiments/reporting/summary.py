@@ -122,7 +122,9 @@ def summarize(runs: Sequence[Run], study: str, sweep_dir: str | Path = "") -> di
         "group_keys": keys,
         "groups": aggregate(runs, keys),
         "groups_flexible": aggregate(runs, keys, metric="accuracy_flexible"),
-        "termination": termination_groups(runs, keys, ("parse_failure_rate", *TERMINATION_FIELDS)),
+        "termination": termination_groups(
+            runs, keys, ("parse_failure_rate", *TERMINATION_FIELDS), series=("eos_share_by_block",)
+        ),
         # A declared protocol's family is the only verdict table; without one, blockwise − classical by seed.
         "paired": paired_difference(runs, by=pairing_keys(runs)) if "main" in kinds and protocol is None else [],
         "grid": block_grid(runs) if "block_size_consistency" in kinds else None,

@@ -165,12 +165,20 @@ def claims_table(claims: Sequence[dict[str, Any]]) -> Table:
 
 
 def termination_table(summary: dict[str, Any]) -> Table:
-    """Per configuration, how its generations ended (``stats.termination_groups``: the columns as recorded)."""
+    """Per configuration, how its generations ended (``stats.termination_groups``: the scalar columns as recorded,
+    then the EOS share of each answer block as ``eos_share_block<k>``)."""
     rows = summary.get("termination") or []
     keys = list(summary["group_keys"])
-    metrics = [k for k in rows[0] if k not in keys and k != "n"] if rows else []
+    shares = "eos_share_by_block"
+    metrics = [k for k in rows[0] if k not in keys and k not in ("n", shares)] if rows else []
+    blocks = max((len(r.get(shares) or []) for r in rows), default=0)
     return _table(
-        ["arm", *keys, "n", *metrics], [[key_label(r, keys), *(r.get(k) for k in [*keys, "n", *metrics])] for r in rows]
+        ["arm", *keys, "n", *metrics, *(f"eos_share_block{k}" for k in range(blocks))],
+        [
+            [key_label(r, keys), *(r.get(k) for k in [*keys, "n", *metrics])]
+            + [*(r.get(shares) or []), *[None] * (blocks - len(r.get(shares) or []))]
+            for r in rows
+        ],
     )
 
 
