@@ -190,6 +190,11 @@ def test_the_paper_table_holds_only_comparisons_of_blockwise_against_another_str
     assert "(ours, equal_steps)" in paper_table and "(ours, matched_decode)" in paper_table
     assert "blockwise_decode_64" not in paper_table  # one strategy against itself: not Blockwise SFT vs a baseline
     assert "blockwise_decode_64: strategy=blockwise beats strategy=blockwise, decode 64" in claims
+    # a family with no such comparison (an EOS study): no undeclared best-against-best row either
+    only = {**PROTOCOL, "family": {"blockwise_decode_64": within}}
+    runs = [r | {"protocol": only} for r in runs]
+    paper_table = render_markdown(summarize(runs, "main"), runs, []).split("## Paper comparison")[1].split("###")[0]
+    assert "(ours" not in paper_table and "GSM8K (paper)" in paper_table
 
 
 def test_selection_names_each_arms_best_setting_with_every_seed():

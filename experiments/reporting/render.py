@@ -632,7 +632,7 @@ def _our_comparison_rows(s: Summary) -> list[list[Any]]:
                 n_seeds(d["n_pairs"]),
             ]
         )
-    if rows:
+    if rows or s.get("protocol") is not None:  # a declared family: no undeclared best-against-best row
         return rows
     blockwise = [g for g in s["groups"] if g.get("strategy") == "blockwise"]
     classical = [g for g in s["groups"] if g.get("strategy") == "classical"]
