@@ -121,6 +121,17 @@ def test_knob_and_grid_differences_name_their_arms():
     ]
 
 
+def test_a_column_mixing_text_and_numbers_becomes_text_that_a_wandb_table_accepts():
+    import wandb
+
+    from experiments.reporting.wandb_report import _table
+
+    table = _table(["tail", "mean"], [[0, 0.0], [1, 0.0], ["all", 0.78], [None, 0.5]])
+    assert table["data"] == [["0", 0.0], ["1", 0.0], ["all", 0.78], [None, 0.5]]
+    wandb.Table(columns=table["columns"], data=table["data"])  # raised "incompatible types" before
+    assert _table(["n"], [[1], [2.5]])["data"] == [[1], [2.5]]  # numbers alone stay numbers
+
+
 def test_decode_view_loss_and_termination_become_tables_and_charts():
     summary = summarize(study(), "main") | {
         "decode_view_final": {

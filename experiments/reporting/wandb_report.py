@@ -83,7 +83,15 @@ def default_project() -> str:
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    return {"columns": list(columns), "data": [list(row) for row in rows]}
+    """A W&B table's columns and rows. A column that mixes text with numbers (a knob's values 0, 1 and "all")
+    becomes text throughout, since a ``wandb.Table`` column holds one type (None aside)."""
+    data = [list(row) for row in rows]
+    for j in range(len(columns)):
+        kinds = {isinstance(row[j], str) for row in data if row[j] is not None}
+        if kinds == {True, False}:
+            for row in data:
+                row[j] = None if row[j] is None else str(row[j])
+    return {"columns": list(columns), "data": data}
 
 
 def arms_table(summary: dict[str, Any]) -> Table:
