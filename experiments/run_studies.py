@@ -11,6 +11,9 @@ The records and the report are kept even when the sweep fails or is interrupted.
 continues where the campaign stopped. A study that comes after tuning refuses to start until ``conf/arm/`` holds
 the tuning report's complete Selection, and while that Selection lies at the edge of its grid: no arm runs at an
 untuned setting.
+
+``--status`` runs nothing: it prints each study's jobs done and left, failed and interrupted jobs, and a rough time
+left (``experiments/campaign_status.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from blocksft.folders import PROJECT_ROOT
+from experiments.campaign_status import format_progress, study_progress
 
 ROOT = PROJECT_ROOT
 RESULTS = ROOT / "experiments" / "results"
+RECORDS = ROOT / "experiments" / "records"
 
 #: Study -> its sweep files (multirun_sweeps/<file>.yaml), in the order they run. The later studies reuse the
 #: main study's trainings (``reuse_runs``), so main comes before them.
@@ -94,9 +99,15 @@ def run_study(study: str, sweeps: tuple[str, ...]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.run_studies", description=__doc__.split("\n\n")[0])
     parser.add_argument("studies", nargs="*", help=f"default: every study, in order ({', '.join(CAMPAIGN)})")
-    studies = parser.parse_args(argv).studies or list(CAMPAIGN)
+    parser.add_argument("--status", action="store_true", help="run nothing: print each study's jobs done and left")
+    args = parser.parse_args(argv)
+    studies = args.studies or list(CAMPAIGN)
     if unknown := [s for s in studies if s not in CAMPAIGN]:
         parser.error(f"unknown study {', '.join(unknown)}; the campaign's studies: {', '.join(CAMPAIGN)}")
+    if args.status:
+        rows = [study_progress(s, CAMPAIGN[s], ROOT / "outputs" / "studies", RECORDS) for s in studies]
+        print(format_progress(rows))
+        return 0
     for study in studies:
         if study != "tuning":
             summary = RESULTS / "tuning" / "summary.json"

@@ -25,8 +25,8 @@ def test_the_site_builds_strictly_with_the_findings_and_their_figures(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     findings = (site / "experiments" / "results" / "FINDINGS" / "index.html").read_text()
-    assert 'src="../block_size_consistency/heatmap.png"' in findings
-    assert (site / "experiments" / "results" / "block_size_consistency" / "heatmap.png").is_file()
+    assert 'src="../block_size_consistency_chains/heatmap.png"' in findings
+    assert (site / "experiments" / "results" / "block_size_consistency_chains" / "heatmap.png").is_file()
     assert (site / "experiments" / "results" / "main" / "report" / "index.html").is_file()
     # a page of docs/ links to a report as on GitHub (../experiments/...); the hook points it at the site's copy
     configuration = (site / "configuration" / "index.html").read_text()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from blocksft.runs.compose import compose_config
-from experiments import run_studies
+from experiments import campaign_status, run_studies
+from experiments.campaign_status import StudyProgress, format_progress, planned_jobs, study_progress
 from experiments.run_studies import CAMPAIGN, TUNED_ARMS, arm_setting, untuned_arms
 from helpers.project import ROOT
 
@@ -100,3 +101,57 @@ def test_every_campaign_sweep_file_exists_and_names_its_study():
         for sweep in sweeps:
             assert (ROOT / "multirun_sweeps" / f"{sweep}.yaml").is_file(), sweep
             assert compose_config([f"+sweep={sweep}"]).study == study, sweep  # main_arms takes main's study
+
+
+def test_a_campaign_study_holds_only_records_of_the_current_default_task():
+    # the campaign restores experiments/records/<study> into the folder its sweep writes; a record of another
+    # task there would claim a job's folder for another config and stop the sweep (check_folder)
+    default_data = compose_config([]).data.name
+    for study in CAMPAIGN:
+        for record in sorted((ROOT / "experiments" / "records" / study).glob("*/run_config.json")):
+            assert json.loads(record.read_text())["config"]["data"]["name"] == default_data, record
+
+
+def test_the_planned_jobs_are_the_ones_hydra_launches():
+    study, names = planned_jobs("main_arms")
+    assert study == "main"
+    expected = [f"{arm}-B16-seed{s}" for s in range(5) for arm in ("classical_elbo", "classical_equal_updates")]
+    assert list(names) == expected
+
+
+def write_result(folder: Path, **fields) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(fields))
+
+
+def test_progress_counts_finished_failed_and_interrupted_jobs(tmp_path, monkeypatch):
+    names = ("a", "b", "copied", "failed", "interrupted", "not_started")
+    monkeypatch.setattr(campaign_status, "planned_jobs", lambda sweep: ("s", names))
+    studies, records = tmp_path / "studies", tmp_path / "records"
+    write_result(studies / "s" / "a", status="completed", wall_seconds=600.0, reused_from=None)
+    write_result(records / "s" / "b", status="completed", wall_seconds=720.0)  # kept, not restored yet
+    write_result(studies / "s" / "copied", status="completed", wall_seconds=50.0, reused_from={"run": "x"})
+    write_result(studies / "s" / "failed", status="failed", error="RuntimeError: boom")
+    (studies / "s" / "interrupted" / "checkpoints").mkdir(parents=True)
+    (studies / "s" / "interrupted" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    write_result(studies / "s" / "unplanned", status="completed", wall_seconds=1.0)
+    row = study_progress("s", ("s", "s"), studies, records)  # a job named by two sweep files counts once
+    assert row.planned == names
+    assert row.finished == ("a", "b", "copied")
+    assert (row.failed, row.interrupted) == (("failed",), ("interrupted",))
+    assert row.median_job_seconds == 660.0  # the copied job's wall time is another study's
+    assert (row.left, row.seconds_left) == (3, 1980.0)
+    text = format_progress([row, StudyProgress("t", ("x",), (), (), (), None)])
+    lines = {line.split()[0]: line.split()[1:] for line in text.splitlines()}
+    assert lines["s"] == ["6", "3", "3", "11m", "33m"]  # 660 s a job, 3 jobs left
+    assert lines["t"] == ["1", "0", "1", "-", "-"]
+    assert "t: no job finished yet" not in text and "+ t (no job finished yet)" in text
+    assert "s: failed: failed" in text and "s: interrupted: interrupted (resumes from its last.ckpt)" in text
+
+
+def test_status_runs_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(run_studies, "run", lambda *command: pytest.fail(f"ran {command}"))
+    row = StudyProgress("main", ("j",), ("j",), (), (), 60.0)
+    monkeypatch.setattr(run_studies, "study_progress", lambda study, sweeps, studies, records: row)
+    assert run_studies.main(["--status", "main"]) == 0
+    assert "main" in capsys.readouterr().out
