@@ -218,7 +218,12 @@ def family_verdicts(runs: Sequence[Run], protocol: Protocol) -> list[dict[str, A
 
 def _verdict(row: dict[str, Any], complete: bool, why_not: str | None) -> str:
     if not complete:
-        return f"{PENDING}: {row['n_pairs']} of {len(row['declared_seeds'])} declared seeds"
+        seeds = f"{row['n_pairs']} of {len(row['declared_seeds'])} declared seeds"
+        return (
+            f"{PENDING}: {seeds}"
+            if row["n_pairs"] < len(row["declared_seeds"])
+            else f"{PENDING}: {seeds}, not the family's"
+        )
     if why_not is not None:
         return why_not
     if row["holm_p"] is None or row["holm_p"] >= ALPHA:
