@@ -2,8 +2,9 @@
 
 For each study, the jobs its sweep files launch (Hydra's basic sweeper expands each file's
 ``hydra.sweeper.params``; a job's folder is its composed ``run_name``), and of those: finished (a completed
-``results.json`` in ``outputs/studies/<study>`` or in ``experiments/records/<study>``), failed, and interrupted (a
-folder holding ``checkpoints/last.ckpt`` and no completed result: the same campaign command resumes it). The time
+``results.json`` in ``outputs/studies/<study>`` or in ``experiments/records/<study>``), failed, and unfinished (a
+folder holding ``checkpoints/last.ckpt`` and no completed result: running now, or interrupted, and then the same
+campaign command resumes it). The time
 left is rough: the jobs left times the median wall time of the study's finished jobs that it ran itself (not
 copied from another study). Jobs another study supplies (``reuse_runs``) take less, so it is an upper bound there.
 Nothing is run or written.
@@ -30,7 +31,7 @@ class StudyProgress:
     planned: tuple[str, ...]
     finished: tuple[str, ...]
     failed: tuple[str, ...]
-    interrupted: tuple[str, ...]
+    interrupted: tuple[str, ...]  # a last.ckpt and no result: running now, or interrupted
     median_job_seconds: float | None  # over the finished jobs this study ran itself; None when there are none
 
     @property
@@ -104,7 +105,9 @@ def format_progress(rows: list[StudyProgress]) -> str:
     )
     for row in rows:
         lines += [f"{row.study}: failed: {name} (its results.json says why)" for name in row.failed]
-        lines += [f"{row.study}: interrupted: {name} (resumes from its last.ckpt)" for name in row.interrupted]
+        lines += [
+            f"{row.study}: unfinished: {name} (running now, or resumes from its last.ckpt)" for name in row.interrupted
+        ]
     lines.append(
         "time left: jobs left x the median finished job the study ran itself; rough, an upper bound where "
         "jobs are copied from another study"

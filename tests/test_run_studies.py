@@ -146,7 +146,10 @@ def test_progress_counts_finished_failed_and_interrupted_jobs(tmp_path, monkeypa
     assert lines["s"] == ["6", "3", "3", "11m", "33m"]  # 660 s a job, 3 jobs left
     assert lines["t"] == ["1", "0", "1", "-", "-"]
     assert "t: no job finished yet" not in text and "+ t (no job finished yet)" in text
-    assert "s: failed: failed" in text and "s: interrupted: interrupted (resumes from its last.ckpt)" in text
+    assert (
+        "s: failed: failed" in text
+        and "s: unfinished: interrupted (running now, or resumes from its last.ckpt)" in text
+    )
 
 
 def test_status_runs_nothing(monkeypatch, capsys):
