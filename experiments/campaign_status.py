@@ -4,10 +4,9 @@ For each study, the jobs its sweep files launch (Hydra's basic sweeper expands e
 ``hydra.sweeper.params``; a job's folder is its composed ``run_name``), and of those: finished (a completed
 ``results.json`` in ``outputs/studies/<study>`` or in ``experiments/records/<study>``), failed, and unfinished (a
 folder holding ``checkpoints/last.ckpt`` and no completed result: running now, or interrupted, and then the same
-campaign command resumes it). The time
-left is rough: the jobs left times the median wall time of the study's finished jobs that it ran itself (not
-copied from another study). Jobs another study supplies (``reuse_runs``) take less, so it is an upper bound there.
-Nothing is run or written.
+campaign command resumes it). The time left is rough: the jobs left times the median wall time of the study's
+finished jobs that it ran itself (not copied from another study). Jobs another study supplies (``reuse_runs``) take
+less, so it is an upper bound there. Nothing is run or written.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ class StudyProgress:
     planned: tuple[str, ...]
     finished: tuple[str, ...]
     failed: tuple[str, ...]
-    interrupted: tuple[str, ...]  # a last.ckpt and no result: running now, or interrupted
+    unfinished: tuple[str, ...]  # a last.ckpt and no result: running now, or interrupted
     median_job_seconds: float | None  # over the finished jobs this study ran itself; None when there are none
 
     @property
@@ -64,7 +63,7 @@ def study_progress(study: str, sweeps: tuple[str, ...], studies_dir: Path, recor
     planned: list[str] = []
     for sweep in sweeps:
         planned += [name for name in planned_jobs(sweep)[1] if name not in planned]
-    finished, failed, interrupted, seconds = [], [], [], []
+    finished, failed, unfinished, seconds = [], [], [], []
     for name in planned:
         folder = studies_dir / study / name
         result = _completed(folder) or _completed(records_dir / study / name)
@@ -75,9 +74,9 @@ def study_progress(study: str, sweeps: tuple[str, ...], studies_dir: Path, recor
         elif (read_json(folder / RESULTS) or {}).get("status"):
             failed.append(name)
         elif (folder / "checkpoints" / "last.ckpt").is_file():
-            interrupted.append(name)
+            unfinished.append(name)
     median = statistics.median(seconds) if seconds else None
-    return StudyProgress(study, tuple(planned), tuple(finished), tuple(failed), tuple(interrupted), median)
+    return StudyProgress(study, tuple(planned), tuple(finished), tuple(failed), tuple(unfinished), median)
 
 
 def _duration(seconds: float | None) -> str:
@@ -88,7 +87,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def format_progress(rows: list[StudyProgress]) -> str:
-    """A table (one line a study, then a total) and one line for each failed or interrupted job."""
+    """A table (one line a study, then a total) and one line for each failed or unfinished job."""
     header = f"{'study':<24} {'jobs':>5} {'done':>5} {'left':>5} {'median job':>11} {'time left':>10}"
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -106,7 +105,7 @@ def format_progress(rows: list[StudyProgress]) -> str:
     for row in rows:
         lines += [f"{row.study}: failed: {name} (its results.json says why)" for name in row.failed]
         lines += [
-            f"{row.study}: unfinished: {name} (running now, or resumes from its last.ckpt)" for name in row.interrupted
+            f"{row.study}: unfinished: {name} (running now, or resumes from its last.ckpt)" for name in row.unfinished
         ]
     lines.append(
         "time left: jobs left x the median finished job the study ran itself; rough, an upper bound where "

@@ -12,7 +12,7 @@ continues where the campaign stopped. A study that comes after tuning refuses to
 the tuning report's complete Selection, and while that Selection lies at the edge of its grid: no arm runs at an
 untuned setting.
 
-``--status`` runs nothing: it prints each study's jobs done and left, failed and interrupted jobs, and a rough time
+``--status`` runs nothing: it prints each study's jobs done and left, failed and unfinished jobs, and a rough time
 left (``experiments/campaign_status.py``).
 """
 

@@ -138,7 +138,7 @@ def test_progress_counts_finished_failed_and_interrupted_jobs(tmp_path, monkeypa
     row = study_progress("s", ("s", "s"), studies, records)  # a job named by two sweep files counts once
     assert row.planned == names
     assert row.finished == ("a", "b", "copied")
-    assert (row.failed, row.interrupted) == (("failed",), ("interrupted",))
+    assert (row.failed, row.unfinished) == (("failed",), ("interrupted",))
     assert row.median_job_seconds == 660.0  # the copied job's wall time is another study's
     assert (row.left, row.seconds_left) == (3, 1980.0)
     text = format_progress([row, StudyProgress("t", ("x",), (), (), (), None)])
