@@ -149,7 +149,7 @@ def test_the_studies_table_quotes_effects_of_the_committed_reports():
 
 def test_the_readme_results_quote_effects_of_the_committed_reports():
     """The README's results (its table and the line below it) quote effects a committed summary.json holds."""
-    quoted = quoted_effects(section(README.read_text(), "Results"))
+    quoted = quoted_effects(section(README.read_text(), "What the studies found"))
     assert len(quoted) >= 6, "the README's results quote no effects"
     missing = set(quoted) - committed_intervals()
     assert not missing, f"effects in the README's results that no committed summary.json holds: {sorted(missing)}"
