@@ -246,3 +246,6 @@ def test_a_protocol_without_comparisons_says_so_and_gives_no_verdict():
     assert summary["family"] == [] and summary["claims"] == []
     text = render_markdown(summary, runs, [])
     assert "## Declared protocol" in text and "no comparison" in text and "## Declared comparisons" not in text
+    assert "Every configuration has all its declared seeds." in text
+    partial = summarize([r for r in runs if not (r["strategy"] == "classical" and r["seed"] == 4)], "tuning")
+    assert "**Partial: 1 of 2 configurations have all declared seeds**" in render_markdown(partial, runs, [])

@@ -112,12 +112,20 @@ def declared_family(s: Summary) -> list[str]:
         return []
     p = s["protocol"]
     if not s["family"]:
+        declared = set(p["seeds"])
+        complete = sum(declared <= set(g["seeds"]) for g in s["groups"])
+        progress = (
+            "Every configuration has all its declared seeds."
+            if complete == len(s["groups"])
+            else f"**Partial: {complete} of {len(s['groups'])} configurations have all declared seeds**; the "
+            "figures above are means over the seeds finished so far."
+        )
         return [
             "## Declared protocol",
             "",
             f"Declared before running (the sweep file's `protocol`): seeds {','.join(map(str, p['seeds']))}, the "
             f"{p['split']} split, at least {p['min_eval_size']} problems a job, and no comparison: this study "
-            "gives no verdicts (a tuning study selects on validation; budget curves describe).",
+            "gives no verdicts (a tuning study selects on validation; budget curves describe). " + progress,
             "",
         ]
     lines = [
