@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from experiments import reporting as rep
+from experiments.reporting.plots import budget_axis_label, plot_budget_curves
 from experiments.reporting.render import render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def write_job(
     seed: int = 0,
     accuracy: float = 0.3,
     budget: str = "steps",
+    budget_value: float | None = None,
     by_block: dict[int, float] | None = None,
     prefix: float = 0.0,
     suffix: float = 1.0,
@@ -57,7 +59,11 @@ def write_job(
         "block_size": block,
         "decode_block_length": next(iter(by_block)),
         "seed": seed,
-        "budget": {"kind": budget, "value": 2000 if budget == "steps" else 500000, "count": "eligible"},
+        "budget": {
+            "kind": budget,
+            "value": budget_value if budget_value is not None else 2000 if budget == "steps" else 500000,
+            "count": "eligible",
+        },
         "steps": steps,
         "supervised_tokens": supervised,
         "eligible_tokens": eligible,
@@ -969,3 +975,50 @@ def test_a_sweep_recorded_before_termination_has_no_such_section(main_sweep: Pat
     assert all(r["parse_failure_rate"] is None and r["early_eos_rate"] is None for r in runs)
     summary = rep.summarize(runs, "main", main_sweep)
     assert summary["termination"] == [] and "## Termination" not in render_markdown(summary, runs, [])
+
+
+# budget curves: two arms x two step budgets x two seeds, no comparisons
+BUDGETS = {
+    ("blockwise", 900): [0.20, 0.30],
+    ("blockwise", 1800): [0.70, 0.80],
+    ("classical", 900): [0.10, 0.20],
+    ("classical", 1800): [0.50, 0.70],
+}
+
+
+def test_write_report_budget_curves_plots_each_arm_against_its_budget(tmp_path: Path):
+    root = tmp_path / "budgets"
+    for (strategy, steps), values in BUDGETS.items():
+        for seed, accuracy in enumerate(values):
+            write_job(
+                root,
+                f"{strategy}-steps{steps}-seed{seed}",
+                strategy=strategy,
+                seed=seed,
+                accuracy=accuracy,
+                budget_value=steps,
+                study="budgets",
+                overrides=[f"+arm={strategy}", f"budget.value={steps}", f"seed={seed}", "study=budgets"],
+            )
+    out = tmp_path / "out"
+    summary = rep.write_report(root, out)
+    assert "budget_value" in summary["group_keys"] and "budget_curves.png" in summary["plots"]
+    assert _png_ok(out / "budget_curves.png")
+    means = {(g["strategy"], g["budget_value"]): round(g["mean"], 6) for g in summary["groups"]}
+    assert means == {
+        ("blockwise", 900): 0.25,
+        ("blockwise", 1800): 0.75,
+        ("classical", 900): 0.15,
+        ("classical", 1800): 0.6,
+    }
+
+
+def test_budget_curves_need_two_budgets_of_one_arm(tmp_path: Path):
+    one_each = [{"strategy": s, "budget_value": 900.0, "mean": 0.5, "std": 0.1, "n": 2} for s in ("a", "b")]
+    assert not plot_budget_curves(one_each, tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+
+
+def test_budget_axis_names_the_unit_of_each_budget_kind():
+    assert budget_axis_label(["steps", "steps"]) == "optimizer steps"
+    assert budget_axis_label(["tokens", "steps"]) == "eligible tokens, optimizer steps"
+    assert budget_axis_label([None]) == "budget" and budget_axis_label([]) == "budget"

@@ -65,7 +65,7 @@ def write_report(
     ):
         plots.append("bars.png")
     if "budget_value" in summary["group_keys"] and plot_budget_curves(
-        summary["groups"], out / "budget_curves.png", title=f"{name}: accuracy against budget"
+        summary["groups"], out / "budget_curves.png", title=f"{name}: accuracy against budget", runs=runs
     ):
         plots.append("budget_curves.png")
     if plot_pareto(summary["pareto"], out / "pareto.png", title=f"{name}: accuracy vs training cost"):

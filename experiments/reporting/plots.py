@@ -145,20 +145,31 @@ def plot_bars(groups: Sequence[Group], keys: Sequence[str], path: Path, title: s
     return True
 
 
-def plot_budget_curves(groups: Sequence[Group], path: Path, title: str = "") -> bool:
+BUDGET_UNITS = {"steps": "optimizer steps", "tokens": "eligible tokens"}
+
+
+def budget_axis_label(kinds: Iterable[str | None]) -> str:
+    """The x-axis label of a budget plot: the unit of each budget kind present ("optimizer steps"), or "budget"."""
+    units = sorted({BUDGET_UNITS.get(str(kind), str(kind)) for kind in kinds if kind is not None})
+    return ", ".join(units) if units else "budget"
+
+
+def plot_budget_curves(groups: Sequence[Group], path: Path, title: str = "", runs: Iterable[Run] = ()) -> bool:
     """Accuracy against the budget (``budget_value``: steps or tokens), a line per strategy with std error bars
-    over seeds: where each arm saturates. False unless some strategy has two or more budgets."""
+    over seeds, and each completed run of ``runs`` as a dot of its line's colour (with a handful of seeds the
+    spread is part of the answer): where each arm saturates. False unless some strategy has two or more budgets."""
     by_strategy: dict[str, list[Group]] = {}
     for g in groups:
         if g.get("mean") is not None and g.get("budget_value") is not None:
             by_strategy.setdefault(str(g.get("strategy")), []).append(g)
     if not any(len(points) > 1 for points in by_strategy.values()):
         return False
+    budgeted = [r for r in completed(runs) if r.get("budget_value") is not None]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for strategy, points in sorted(by_strategy.items()):
         points = sorted(points, key=lambda g: g["budget_value"])
-        ax.errorbar(
+        line = ax.errorbar(
             [g["budget_value"] for g in points],
             [100 * g["mean"] for g in points],
             yerr=[100 * (g["std"] or 0) for g in points],
@@ -166,9 +177,12 @@ def plot_budget_curves(groups: Sequence[Group], path: Path, title: str = "") -> 
             marker="o",
             label=f"{strategy} (n={min(g['n'] for g in points)}-{max(g['n'] for g in points)} seeds)",
         )
-    kinds = {str(g.get("budget_kind")) for points in by_strategy.values() for g in points}
-    ax.set_xlabel(f"budget ({', '.join(sorted(kinds))})")
-    ax.set_ylabel("accuracy % (mean ± std over seeds)")
+        seeds = [(r["budget_value"], 100 * r["accuracy"]) for r in budgeted if str(r.get("strategy")) == strategy]
+        if seeds:
+            ax.scatter(*zip(*seeds), s=14, alpha=0.45, color=line[0].get_color(), zorder=1)
+    kinds = {r.get("budget_kind") for r in budgeted} or {g.get("budget_kind") for p in by_strategy.values() for g in p}
+    ax.set_xlabel(budget_axis_label(kinds))
+    ax.set_ylabel("accuracy % (mean ± std over seeds; dots: seeds)")
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
