@@ -42,14 +42,21 @@ class StudyProgress:
         return None if self.median_job_seconds is None else self.left * self.median_job_seconds
 
 
-def planned_jobs(sweep: str) -> tuple[str, tuple[str, ...]]:
-    """(study, each job's ``run_name``) that ``python train.py -m +sweep=<sweep>`` launches, in launch order."""
+def sweep_overrides(sweep: str) -> tuple[str, list[list[str]]]:
+    """(study, each job's overrides) that ``python train.py -m +sweep=<sweep>`` launches, in launch order: the
+    sweeper's params as Hydra composes them, so a sweep file that takes another's defaults also sweeps the axes
+    it does not set."""
     sweep_config = compose_config([f"+sweep={sweep}"], return_hydra_config=True)
     params = sweep_config.hydra.sweeper.params or {}
     overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
     (jobs,) = BasicSweeper.split_arguments(overrides, None)
-    names = tuple(str(compose_config([f"+sweep={sweep}", *job]).run_name) for job in jobs)
-    return str(sweep_config.study), names
+    return str(sweep_config.study), [list(job) for job in jobs]
+
+
+def planned_jobs(sweep: str) -> tuple[str, tuple[str, ...]]:
+    """(study, each job's ``run_name``) that ``python train.py -m +sweep=<sweep>`` launches, in launch order."""
+    study, jobs = sweep_overrides(sweep)
+    return study, tuple(str(compose_config([f"+sweep={sweep}", *job]).run_name) for job in jobs)
 
 
 def _completed(folder: Path) -> dict | None:

@@ -36,7 +36,7 @@ RECORDS = ROOT / "experiments" / "records"
 #: Study -> its sweep files (multirun_sweeps/<file>.yaml), in the order they run. The later studies reuse the
 #: main study's trainings (``reuse_runs``), so main comes before them.
 CAMPAIGN: dict[str, tuple[str, ...]] = {
-    "tuning": ("tuning", "tuning_classical_edge"),
+    "tuning": ("tuning", "tuning_classical_edge", "tuning_main_arms"),
     "main": ("main", "main_arms"),
     "budgets": ("budgets",),
     "eos_supervision": ("eos_supervision",),

@@ -13,13 +13,15 @@ from helpers.runs import run_train
 from helpers.studies import EVAL_ONLY, EXPECTED_JOBS, STUDY_OF, sweep_jobs
 
 #: Extra overrides of a study's smoke run, and its job count then: the budget curves at 5 and 10 steps, not 3,600;
-#: tuning at one learning rate and the EOS study at two of its values (the sweep's shape, at a third of the jobs).
+#: tuning (and its extension to main's extra arms) at one learning rate and the EOS study at two of its values
+#: (the sweep's shape, at a fraction of the jobs).
 SMOKE_SWEEPS = {
     "budgets": ["budget.value=5,10"],
     "tuning": ["optim.optimizer.lr=1e-3"],
+    "tuning_main_arms": ["optim.optimizer.lr=1e-3"],
     "eos_supervision": ["strategy.masking.tail_eos_in_loss=null,0"],
 }
-SMOKE_JOBS = {"budgets": 4, "tuning": 4, "eos_supervision": 4}
+SMOKE_JOBS = {"budgets": 4, "tuning": 4, "tuning_main_arms": 2, "eos_supervision": 4}
 
 
 def seeds_in_study(study: str) -> int:

@@ -206,6 +206,31 @@ def test_classical_arms_share_the_classical_tuned_setting():
     assert decode_block_lengths(one_block) == (one_block.data.response_len,)
 
 
+def test_the_main_arms_extension_tunes_each_extra_classical_arm_around_its_inherited_learning_rate():
+    """tuning_main_arms.yaml is part of the tuning study (same protocol, validation, seeds 100-101): the ELBO and
+    batch-8 arms, each over learning rates that bracket the classical setting they inherit, at EMA 0.995."""
+    base, extra = study_configs("tuning"), study_configs("tuning_main_arms")
+    assert {c.study for c in extra} == {"tuning"} and {c.eval.split for c in extra} == {"validation"}
+    assert {json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in extra} == {
+        json.dumps(OmegaConf.to_container(base[0].protocol), sort_keys=True)
+    }
+    inherited = job_config("main_arms", ("seed=0", "+arm=classical_elbo")).optim.optimizer.lr
+    grid = {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in extra}
+    assert grid == {
+        (arm, lr, 0.995, seed)
+        for arm in ("classical_elbo", "classical_equal_updates")
+        for lr in (1e-3, 2e-3, 4e-3, 8e-3)
+        for seed in (100, 101)
+    }
+    assert min(g[1] for g in grid) < inherited < max(g[1] for g in grid)
+    by_arm = {c.strategy.name: c for c in extra}
+    assert (
+        by_arm["classical_elbo"].objective.weighting == "elbo"
+        and by_arm["classical_equal_updates"].data.batch_size == 8
+    )
+    assert {c.run_name for c in extra}.isdisjoint({c.run_name for c in base + study_configs("tuning_classical_edge")})
+
+
 def test_tuning_sweeps_both_arms_over_learning_rate_and_weight_average_on_validation():
     configs = study_configs("tuning")
     grid = {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in configs}

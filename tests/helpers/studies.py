@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-
-import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
-
+from experiments.campaign_status import sweep_overrides
 from experiments.run_studies import CAMPAIGN
-from helpers.project import ROOT
 
 EXPECTED_JOBS = {
     "main": 30,  # blockwise, classical, classical decoded in one block x 10 seeds
@@ -24,6 +19,7 @@ EXPECTED_JOBS = {
     "eos_supervision": 18,  # 2 arms x tail_eos_in_loss in {all, 0, 1} x 3 seeds
     "tuning": 32,  # 2 strategies x 4 learning rates x 2 weight averages x 2 seeds
     "tuning_classical_edge": 4,  # classical at lr 8e-3 x 2 weight averages x 2 seeds
+    "tuning_main_arms": 16,  # classical with ELBO weighting and at batch 8 x 4 learning rates x 2 seeds
 }
 EVAL_ONLY = {"threshold_decoding"}  # studies that decode a trained run (ckpt_path) instead of training one
 #: Sweep files that add jobs to another file's study (its protocol, its folder): the campaign's extra files.
@@ -31,14 +27,6 @@ STUDY_OF = {sweep: study for study, sweeps in CAMPAIGN.items() for sweep in swee
 
 
 def sweep_jobs(study: str) -> list[list[str]]:
-    """The override lists Hydra's basic sweeper produces for a study file (cartesian product)."""
-    params = yaml.safe_load((ROOT / "multirun_sweeps" / f"{study}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
-    axes = [
-        [
-            f"{o.get_key_element()}={v}"
-            for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()])
-        ]
-        for o in parsed
-    ]
-    return [list(job) for job in itertools.product(*axes)]
+    """The override lists ``python train.py -m +sweep=<study>`` launches (Hydra's basic sweeper over the composed
+    params: a file that takes another's defaults inherits the axes it does not set)."""
+    return sweep_overrides(study)[1]
