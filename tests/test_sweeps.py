@@ -34,6 +34,11 @@ def study_configs(study: str, *extra: str) -> list:
     return [job_config(study, (*job, *extra)) for job in sweep_jobs(study)]
 
 
+def protocols(configs) -> set[str]:
+    """The distinct declared protocols of ``configs``, each as sorted JSON."""
+    return {json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in configs}
+
+
 def test_every_study_file_is_listed():
     assert sorted(p.stem for p in (ROOT / "multirun_sweeps").glob("*.yaml")) == sorted(EXPECTED_JOBS)
 
@@ -181,7 +186,7 @@ def test_the_main_study_files_run_every_declared_pair():
     every seed it declares."""
     configs = study_configs("main") + study_configs("main_arms")
     assert {c.study for c in configs} == {"main"}
-    assert len({json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in configs}) == 1
+    assert len(protocols(configs)) == 1
     ran = {(c.strategy.name, c.seed) for c in configs}
     protocol = configs[0].protocol
     for name, comparison in protocol.family.items():
@@ -211,9 +216,7 @@ def test_the_main_arms_extension_tunes_each_extra_classical_arm_around_its_inher
     batch-8 arms, each over learning rates that bracket the classical setting they inherit, at EMA 0.995."""
     base, extra = study_configs("tuning"), study_configs("tuning_main_arms")
     assert {c.study for c in extra} == {"tuning"} and {c.eval.split for c in extra} == {"validation"}
-    assert {json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in extra} == {
-        json.dumps(OmegaConf.to_container(base[0].protocol), sort_keys=True)
-    }
+    assert protocols(extra) == protocols(base[:1])
     inherited = job_config("main_arms", ("seed=0", "+arm=classical_elbo")).optim.optimizer.lr
     grid = {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in extra}
     assert grid == {
@@ -244,9 +247,7 @@ def test_the_classical_edge_extends_only_classical_one_learning_rate_past_the_tu
     the highest tried), with the same weight averages, seeds, split and protocol; blockwise's grid is unchanged."""
     base, edge = study_configs("tuning"), study_configs("tuning_classical_edge")
     assert {c.study for c in edge} == {"tuning"} and {c.eval.split for c in edge} == {"validation"}
-    assert {json.dumps(OmegaConf.to_container(c.protocol), sort_keys=True) for c in base + edge} == {
-        json.dumps(OmegaConf.to_container(base[0].protocol), sort_keys=True)
-    }
+    assert protocols(base + edge) == protocols(base[:1])
     lrs = {c.optim.optimizer.lr for c in base}
     assert {(c.strategy.name, c.optim.optimizer.lr, c.optim.ema_decay, c.seed) for c in edge} == {
         ("classical", 8e-3, ema, seed) for ema in (None, 0.995) for seed in (100, 101)
