@@ -110,6 +110,19 @@ def test_a_key_added_later_keeps_earlier_records_identity_at_its_implicit_defaul
     assert fingerprint(identity_view(newer)) != digest
 
 
+def test_a_path_inside_the_checkout_is_part_of_the_identity_as_a_project_relative_path():
+    """``model=base_scratch`` names the shipped tokenizer by ``${project_root:}``: its identity must not hold
+    this checkout's location, or a kept record (paths made portable) no longer hashes to its fingerprint and
+    the same job in another clone is a new computation."""
+    view, digest = job_identity(compose_config(["model=base_scratch"]))
+    assert str(ROOT) not in json.dumps(view)
+    assert view["model"]["tokenizer"] == "experiments/base"
+    moved = json.loads(json.dumps(view).replace('"experiments/base"', json.dumps(f"{ROOT}/experiments/base")))
+    assert fingerprint(identity_view(moved)) == digest
+    elsewhere = json.loads(json.dumps(view).replace('"experiments/base"', '"/elsewhere/experiments/base"'))
+    assert fingerprint(identity_view(elsewhere)) != digest  # a path outside the checkout stays as written
+
+
 # ------------------------------------------------------------------------------- 2. eval labels and folder
 
 

@@ -5,6 +5,7 @@
   SHA-256 ``fingerprint``. ``short_hash`` (8 hex digits) names folders. A run that starts from saved
   weights (``model.init_from``) is identified by their content digest (``INIT_DIGEST_KEY``), not their
   path: re-shipping the base makes every job a new computation (never skipped or reused on the old one).
+  Any other path inside the checkout is identified relative to it, so a job's identity names no machine.
   ``recorded_config(cfg)`` is the config a run records, with that digest.
 * ``RUN_RECORD`` (``run_config.json``) is written into a run folder when the run starts: the resolved
   config and its fingerprint. A folder belongs to the config that wrote it; ``check_folder`` refuses
@@ -39,7 +40,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blocksft.config.validation import decode_block_lengths
 from blocksft.errors import ConfigError
-from blocksft.folders import PROJECT_ROOT, RESULTS, RUN_RECORD, read_json
+from blocksft.folders import PROJECT_ROOT, RESULTS, RUN_RECORD, portable, read_json
 from blocksft.models.init_from import content_digest, resolve_init_source
 from blocksft.runs.redact import redact
 
@@ -111,10 +112,24 @@ def _recorded_targets(node):
     return node
 
 
+def _project_relative(node):
+    """``node`` with every path inside this checkout written relative to it (``folders.portable``): a file
+    shipped with the project (``${project_root:}/experiments/base``) is the same input in any clone, and a
+    kept record, whose paths are made portable, still hashes to the fingerprint its run recorded."""
+    if isinstance(node, str):
+        return portable(node)
+    if isinstance(node, dict):
+        return {key: _project_relative(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_project_relative(value) for value in node]
+    return node
+
+
 def identity_view(container: dict) -> dict:
     """A copy of a resolved config container without ``IGNORED_KEYS``, without the ``IMPLICIT_DEFAULTS`` at
-    their default value, and with moved classes under their recorded ``_target_`` (``MOVED_TARGETS``)."""
-    view = _recorded_targets(copy.deepcopy(container))
+    their default value, with moved classes under their recorded ``_target_`` (``MOVED_TARGETS``) and paths
+    inside the checkout relative to it."""
+    view = _project_relative(_recorded_targets(copy.deepcopy(container)))
     for dotted in (*IGNORED_KEYS, *IMPLICIT_DEFAULTS):
         *parents, leaf = dotted.split(".")
         node = view
