@@ -98,30 +98,17 @@ INIT_DIGEST_KEY = "init_from_sha256"
 # ----------------------------------------------------------------------------------- fingerprint
 
 
-def _recorded_targets(node):
-    """``node`` with every ``_target_`` in ``MOVED_TARGETS`` replaced by the path recorded before the move."""
+def _recorded_values(node, key: str | None = None):
+    """A rebuilt copy of ``node`` with every ``_target_`` in ``MOVED_TARGETS`` replaced by the path recorded
+    before the move, and every path inside this checkout written relative to it (``folders.portable``): a
+    file shipped with the project (``${project_root:}/experiments/base``) is the same input in any clone, and
+    a kept record, whose paths are made portable, still hashes to the fingerprint its run recorded."""
     if isinstance(node, dict):
-        return {
-            key: MOVED_TARGETS.get(value, value)
-            if key == "_target_" and isinstance(value, str)
-            else _recorded_targets(value)
-            for key, value in node.items()
-        }
+        return {name: _recorded_values(value, name) for name, value in node.items()}
     if isinstance(node, list):
-        return [_recorded_targets(value) for value in node]
-    return node
-
-
-def _project_relative(node):
-    """``node`` with every path inside this checkout written relative to it (``folders.portable``): a file
-    shipped with the project (``${project_root:}/experiments/base``) is the same input in any clone, and a
-    kept record, whose paths are made portable, still hashes to the fingerprint its run recorded."""
+        return [_recorded_values(value) for value in node]
     if isinstance(node, str):
-        return portable(node)
-    if isinstance(node, dict):
-        return {key: _project_relative(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_project_relative(value) for value in node]
+        return portable(MOVED_TARGETS.get(node, node) if key == "_target_" else node)
     return node
 
 
@@ -129,7 +116,7 @@ def identity_view(container: dict) -> dict:
     """A copy of a resolved config container without ``IGNORED_KEYS``, without the ``IMPLICIT_DEFAULTS`` at
     their default value, with moved classes under their recorded ``_target_`` (``MOVED_TARGETS``) and paths
     inside the checkout relative to it."""
-    view = _project_relative(_recorded_targets(copy.deepcopy(container)))
+    view = _recorded_values(container)
     for dotted in (*IGNORED_KEYS, *IMPLICIT_DEFAULTS):
         *parents, leaf = dotted.split(".")
         node = view
